@@ -1,0 +1,27 @@
+# tropical-adapter-pruning: train bottleneck adapters, prune them with the tropical-geometry method of
+# Bhardwaj, Vaidya & Poria (2023) and with magnitude pruning, evaluate every pruned state, aggregate.
+# Outputs and commands: README.md. Method: docs/METHOD.md. Cluster settings live in profiles/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/tropical.smk"
+include: "rules/prune.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

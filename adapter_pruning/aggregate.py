@@ -1,0 +1,251 @@
+"""Aggregation: per-state score files -> ``results.parquet`` -> the paper's Tables 1 and 2.
+
+``results.parquet`` has one row per evaluated state, split and metric, with the columns of
+:data:`adapter_pruning.stages.RESULT_COLUMNS`; the unpruned model has ``method = "full"``,
+``scope = null``, ``p = 0`` and ``retained = 1``. ``score`` and ``retained`` are in 0..1; the
+tables print percentages like the paper.
+
+Table 1 (per task, scope ``table_scope``, test split, the task's primary metric): columns are the
+pruning states ordered by retained share; rows Standard, Tropical, Combined and the full model
+(FM). **Combined** picks, per (task, seed, p), whichever of Standard and Tropical scores higher on
+the *validation* split and reports that method's *test* score; a tie goes to Standard (the
+baseline), so Combined never claims a win it did not earn. With several seeds every cell is
+mean ± std (sample std) over seeds; ``*`` marks the better of Standard/Tropical in a column.
+
+Table 2 (task ``table2_task``): Standard and Tropical under the CN, CU and CB scopes, columns by
+requested pruning percentage ``p``; each cell gives the test score and the retained share.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import polars as pl
+
+from .io import CorruptFileError, atomic_path, read_parquet, write_parquet
+
+__all__ = ["SCHEMA", "collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
+
+SCHEMA = {
+    "model": pl.String, "task": pl.String, "seed": pl.Int64, "scope": pl.String, "method": pl.String,
+    "p": pl.Float64, "retained": pl.Float64, "n_params": pl.Int64, "n_pruned": pl.Int64,
+    "split": pl.String, "metric": pl.String, "score": pl.Float64, "primary": pl.Boolean,
+}
+_KEY = ["model", "task", "seed", "scope", "method", "p", "split", "metric"]
+_LABEL = {"standard": "Standard", "tropical": "Tropical"}
+
+
+def _check(df: pl.DataFrame, path) -> pl.DataFrame:
+    bad = df.filter(
+        ~pl.col("score").is_between(0, 1) | ~pl.col("retained").is_between(0, 1) | (pl.col("n_pruned") < 0)
+        | (pl.col("n_pruned") > pl.col("n_params")) | pl.col("score").is_null()
+    )
+    if bad.height:
+        raise CorruptFileError(f"{path}: {bad.height} row(s) with out-of-range score/retained/counts, e.g. {bad.row(0, named=True)}")
+    return df
+
+
+def collect(paths: Iterable[str | Path], out_path: str | Path) -> pl.DataFrame:
+    """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read."""
+    frames = []
+    for path in paths:
+        df = read_parquet(path, required_columns=SCHEMA)
+        frames.append(_check(df.select(list(SCHEMA)), path))
+    if not frames:
+        raise ValueError("no score files to aggregate")
+    df = pl.concat(frames).sort(_KEY, nulls_last=False)
+    dup = df.filter(df.select(_KEY).is_duplicated())
+    if dup.height:
+        raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
+    write_parquet(df, out_path)
+    return df
+
+
+def load_results(path: str | Path) -> pl.DataFrame:
+    """Read and check ``results.parquet``."""
+    return _check(read_parquet(path, required_columns=SCHEMA), path)
+
+
+def _agg(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    return df.group_by(by, maintain_order=True).agg(
+        pl.col("score").mean().alias("mean"),
+        pl.col("score").std().alias("std"),
+        pl.col("retained").mean().alias("retained"),
+        pl.len().alias("n_seeds"),
+    )
+
+
+def table1_frame(results: pl.DataFrame, scope: str = "CU") -> pl.DataFrame:
+    """Long-format Table 1: task, row, p, retained, mean, std, n_seeds, chosen (Combined only)."""
+    prim = results.filter(pl.col("primary"))
+    pruned = prim.filter(pl.col("scope") == scope, pl.col("method").is_in(["standard", "tropical"]))
+    test = pruned.filter(pl.col("split") == "test")
+    out = [
+        _agg(test, ["task", "method", "p"])
+        .with_columns(pl.col("method").replace_strict(_LABEL, default=None).alias("row"))
+        .drop("method")
+    ]
+    # Combined: choose on validation, report on test.
+    wide = pruned.pivot(on="split", index=["task", "seed", "p", "method", "retained"], values="score")
+    if {"validation", "test"} <= set(wide.columns):
+        val = wide.pivot(on="method", index=["task", "seed", "p"], values="validation")
+        tst = wide.pivot(on="method", index=["task", "seed", "p"], values="test")
+        if {"standard", "tropical"} <= set(val.columns):
+            ret = wide.group_by(["task", "seed", "p"]).agg(pl.col("retained").mean())
+            comb = (
+                val.rename({"standard": "val_s", "tropical": "val_t"})
+                .join(tst.rename({"standard": "test_s", "tropical": "test_t"}), on=["task", "seed", "p"])
+                .join(ret, on=["task", "seed", "p"])
+                .with_columns(
+                    pl.when(pl.col("val_t") > pl.col("val_s")).then(pl.lit("tropical")).otherwise(pl.lit("standard")).alias("chosen")
+                )
+                .with_columns(
+                    pl.when(pl.col("chosen") == "tropical").then(pl.col("test_t")).otherwise(pl.col("test_s")).alias("score")
+                )
+                .sort(["task", "p", "seed"])
+            )
+            out.append(
+                comb.group_by(["task", "p"], maintain_order=True)
+                .agg(
+                    pl.col("score").mean().alias("mean"), pl.col("score").std().alias("std"),
+                    pl.col("retained").mean().alias("retained"), pl.len().alias("n_seeds"),
+                    pl.col("chosen").str.join(",").alias("chosen"),
+                )
+                .with_columns(pl.lit("Combined").alias("row"))
+            )
+    full = prim.filter(pl.col("method") == "full", pl.col("split") == "test")
+    out.append(_agg(full, ["task", "p"]).with_columns(pl.lit("FM").alias("row")))
+    cols = ["task", "row", "p", "retained", "mean", "std", "n_seeds", "chosen"]
+    frames = [f.with_columns(pl.lit(None, pl.String).alias("chosen")) if "chosen" not in f.columns else f for f in out]
+    df = pl.concat([f.select(cols) for f in frames], how="vertical_relaxed")
+    order = {"Standard": 0, "Tropical": 1, "Combined": 2, "FM": 3}
+    tasks = list(dict.fromkeys(results["task"].to_list()))
+    return df.with_columns(
+        pl.col("row").replace_strict(order, return_dtype=pl.Int64).alias("_r"),
+        pl.col("task").replace_strict({t: i for i, t in enumerate(tasks)}, return_dtype=pl.Int64).alias("_t"),
+    ).sort(["_t", "_r", "p"], descending=[False, False, True]).drop("_r", "_t")
+
+
+def table2_frame(results: pl.DataFrame, task: str = "rotten_tomatoes") -> pl.DataFrame:
+    """Long-format Table 2: method, scope, p, retained, mean, std, n_seeds (test, primary metric)."""
+    df = results.filter(
+        pl.col("primary"), pl.col("task") == task, pl.col("split") == "test",
+        pl.col("method").is_in(["standard", "tropical"]),
+    )
+    agg = _agg(df, ["method", "scope", "p"])
+    scope_order = {"CN": 0, "CU": 1, "CB": 2}
+    return (
+        agg.with_columns(pl.col("scope").replace_strict(scope_order, return_dtype=pl.Int64).alias("_s"))
+        .sort(["method", "_s", "p"], descending=[False, False, True]).drop("_s")
+        .with_columns(pl.lit(task).alias("task")).select("task", "method", "scope", "p", "retained", "mean", "std", "n_seeds")
+    )
+
+
+def _cell(mean, std, n) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    s = f"{100 * mean:.2f}"
+    if n and n > 1 and std is not None and not math.isnan(std):
+        s += f" ± {100 * std:.2f}"
+    return s
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _tex_escape(s: str) -> str:
+    return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("*", r"$^{*}$").replace("–", "--")
+
+
+def _tex(header: list[str], rows: list[list[str]], caption: str) -> str:
+    spec = "l" + "r" * (len(header) - 1)
+    body = [" & ".join(_tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    body += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in rows]
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
+        r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}", "",
+    ])
+
+
+def _table1_blocks(t1: pl.DataFrame):
+    """Per task: header (retained % per state) and rows, like the paper's Table 1."""
+    for task in dict.fromkeys(t1["task"].to_list()):
+        d = t1.filter(pl.col("task") == task)
+        pruned = d.filter(pl.col("row") != "FM")
+        ps = pruned.select("p", "retained").unique("p").sort("retained")
+        p_order = ps["p"].to_list()
+        header = [task] + [_pct(r) for r in ps["retained"].to_list()] + ["FM"]
+        fm = d.filter(pl.col("row") == "FM")
+        fm_cell = _cell(*fm.select("mean", "std", "n_seeds").row(0)) if fm.height else "–"
+        cells = {(r["row"], r["p"]): r for r in pruned.iter_rows(named=True)}
+        rows = []
+        for name in ("Standard", "Tropical", "Combined"):
+            row = [name]
+            for p in p_order:
+                r = cells.get((name, p))
+                c = _cell(r["mean"], r["std"], r["n_seeds"]) if r else "–"
+                if name in ("Standard", "Tropical") and r:
+                    other = cells.get(("Tropical" if name == "Standard" else "Standard", p))
+                    if other and r["mean"] is not None and other["mean"] is not None and r["mean"] > other["mean"]:
+                        c += "*"
+                row.append(c)
+            row.append(fm_cell if name == "Tropical" else "")
+            rows.append(row)
+        yield task, header, rows
+
+
+def write_tables(results_path, table1: Mapping[str, str | Path], table2: Mapping[str, str | Path], *,
+                 table_scope: str = "CU", table2_task: str = "rotten_tomatoes") -> None:
+    """Write Table 1 and Table 2 as Markdown (``md``), CSV (``csv``, long format) and LaTeX (``tex``)."""
+    results = load_results(results_path)
+    t1 = table1_frame(results, scope=table_scope)
+    t2 = table2_frame(results, task=table2_task)
+
+    with atomic_path(table1["csv"]) as tmp:
+        t1.write_csv(tmp)
+    md, tex = [f"# Table 1: retained adapter parameters vs score (scope {table_scope}, test split, ×100)\n"], []
+    for task, header, rows in _table1_blocks(t1):
+        md += [_md(header, rows), ""]
+        tex.append(_tex(header, rows, f"{task}: test score (x100) at each retained share of adapter parameters, scope {table_scope}"))
+    md.append("Combined = the better of Standard/Tropical on validation, reported on test (ties: Standard). "
+              "`*` = better of Standard/Tropical. Mean ± std over seeds where there are several.")
+    with atomic_path(table1["md"]) as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    with atomic_path(table1["tex"]) as tmp:
+        tmp.write_text("\n".join(tex) if tex else "% no results\n")
+
+    with atomic_path(table2["csv"]) as tmp:
+        t2.write_csv(tmp)
+    if t2.height:
+        ps = sorted(set(t2["p"].to_list()), reverse=True)
+        header = [table2_task] + [f"p={p:g}%" for p in ps]
+        cells = {(r["method"], r["scope"], r["p"]): r for r in t2.iter_rows(named=True)}
+        rows = []
+        for method in ("standard", "tropical"):
+            for scope in ("CN", "CU", "CB"):
+                if not any((method, scope, p) in cells for p in ps):
+                    continue
+                row = [f"{method[0].upper()}-{scope}"]
+                for p in ps:
+                    r = cells.get((method, scope, p))
+                    row.append(f"{_cell(r['mean'], r['std'], r['n_seeds'])} ({_pct(r['retained'])})" if r else "–")
+                rows.append(row)
+        md2 = (f"# Table 2: {table2_task}, Standard (S) / Tropical (T) × scopes CN/CU/CB "
+               "(test score ×100, retained share in parentheses)\n\n" + _md(header, rows) + "\n")
+        tex2 = _tex(header, rows, f"{table2_task}: S/T x CN/CU/CB, test score (x100) and retained share")
+    else:
+        md2 = f"# Table 2\n\nNo pruning results for task {table2_task!r} in this run.\n"
+        tex2 = f"% no pruning results for task {table2_task}\n"
+    with atomic_path(table2["md"]) as tmp:
+        tmp.write_text(md2)
+    with atomic_path(table2["tex"]) as tmp:
+        tmp.write_text(tex2)

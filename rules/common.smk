@@ -1,0 +1,147 @@
+# Config validation, paths, input functions and wildcard constraints shared by all rule files.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the package, also inside conda envs and cluster jobs
+from adapter_pruning import config as apc
+
+
+# 1. Readable schema errors (every bad key with its value) before anything else happens.
+apc.check_config(config)
+# 2. Defaults from the schema (snakemake.utils.validate fills them in), then the solver defaults.
+validate(config, "../config/config.schema.yaml")
+apc.fill_tropical_defaults(config)
+# 3. Checks across keys (mirror folder exists, scope keys name configured tasks, ...).
+apc.check_semantics(config, workflow.basedir)
+
+R = config["results"]
+MODEL = apc.model_label(config)
+TASKS = list(config["tasks"])
+SEEDS = [int(s) for s in config["seeds"]]
+METHODS = list(config["pruning"]["methods"])
+PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
+MIRROR = (
+    str(apc.resolve_path(config["data"]["mirror"], workflow.basedir))
+    if config["data"]["mirror"] is not None
+    else None
+)
+SPLITS = ["train", "validation", "test"]
+
+SEED_DIR = R + "/{model}/{task}/seed{seed}"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    task="|".join(TASKS),
+    seed=r"\d+",
+    scope="CU|CB|CN",
+    method="standard|tropical",
+    p=r"\d+(\.\d+)?",
+
+
+def scopes_for(task):
+    scopes = config["pruning"]["scopes"]
+    return list(scopes.get(task, scopes["default"]))
+
+
+def max_length(task):
+    ml = config["max_length"]
+    return int(ml.get(task, ml["default"]))
+
+
+def mirror_files(wildcards):
+    """The mirror files of one task, so a changed or missing mirror file is seen by Snakemake."""
+    if MIRROR is None:
+        return []
+    files = sorted(str(f) for f in Path(MIRROR, wildcards.task).glob("*.parquet"))
+    sums = Path(MIRROR, "SHA256SUMS")
+    return files + ([str(sums)] if sums.is_file() else [])
+
+
+def data_file(split):
+    return R + "/data/{task}/" + split + ".parquet"
+
+
+def prune_scores(model, task, seed):
+    return [
+        f"{R}/{model}/{task}/seed{seed}/scores/{scope}/{method}/p{p}.parquet"
+        for scope in scopes_for(task)
+        for method in METHODS
+        for p in PCTS
+    ]
+
+
+def all_scores():
+    files = []
+    for task in TASKS:
+        for seed in SEEDS:
+            files.append(f"{R}/{MODEL}/{task}/seed{seed}/scores/full.parquet")
+            files += prune_scores(MODEL, task, seed)
+    return files
+
+
+def all_traces():
+    return [f"{R}/{MODEL}/{task}/seed{seed}/tropical/trace.parquet" for task in TASKS for seed in SEEDS]
+
+
+def zonotope_task():
+    return config["report"]["zonotope_task"] or TASKS[0]
+
+
+TABLES = [f"{R}/summary/{name}.{ext}" for name in ("table1", "table2") for ext in ("md", "csv", "tex")]
+FIGURES = [
+    f"{R}/summary/figures/{name}.{ext}"
+    for name in ("objective", "zonotope", "score_vs_retained")
+    for ext in ("png", "svg")
+]
+
+
+def all_outputs():
+    return [f"{R}/summary/results.parquet"] + TABLES + FIGURES
+
+
+# Canonical params: what defines a job, as sorted JSON, so that --rerun-triggers params reruns
+# exactly the jobs whose definition changed (and nothing when YAML keys are merely reordered).
+def data_params(wildcards):
+    d = config["data"]
+    return apc.canonical(
+        {
+            "task": wildcards.task,
+            "mirror": MIRROR,
+            "verify_checksums": d["verify_checksums"],
+            "caps": d["caps"],
+            "seed": d["seed"],
+            "imdb_validation_size": d["imdb_validation_size"],
+        }
+    )
+
+
+def train_params(wildcards):
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "seed": int(wildcards.seed),
+            "max_length": max_length(wildcards.task),
+            **{k: v for k, v in config["training"].items() if k != "eval_batch_size"},
+        }
+    )
+
+
+def eval_params(wildcards):
+    return apc.canonical({"model": config["model"], "max_length": max_length(wildcards.task)})
+
+
+def tropical_params(wildcards):
+    return apc.canonical(config["tropical"])
+
+
+def prune_params(wildcards):
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "max_length": max_length(wildcards.task),
+            "values": config["pruning"]["values"],
+        }
+    )

@@ -1,0 +1,21 @@
+rule prepare_data:
+    """Normalise one task's splits (id, text, text_pair, label) from the local mirror or the hub."""
+    input:
+        mirror_files,
+    output:
+        train=R + "/data/{task}/train.parquet",
+        validation=R + "/data/{task}/validation.parquet",
+        test=R + "/data/{task}/test.parquet",
+    params:
+        spec=data_params,
+        code=apc.code_hash("data", "io"),
+    log:
+        "logs/prepare_data/{task}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/prepare_data.py"

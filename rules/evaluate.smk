@@ -1,0 +1,23 @@
+rule evaluate_full:
+    """Score the unpruned model (FM) on validation and test."""
+    input:
+        adapter=SEED_DIR + "/adapter",
+        validation=data_file("validation"),
+        test=data_file("test"),
+    output:
+        SEED_DIR + "/scores/full.parquet",
+    params:
+        spec=eval_params,
+        code=apc.code_hash("evaluation", "models", "masks", "data", "stages", "io"),
+    log:
+        "logs/evaluate_full/{model}/{task}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_full/{model}/{task}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/evaluate_full.py"

@@ -1,0 +1,26 @@
+rule prune_evaluate:
+    """Prune one (scope, method, p) state with real zeros, save it, score it on validation and test.
+    Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
+    input:
+        adapter=SEED_DIR + "/adapter",
+        optimized=SEED_DIR + "/tropical/optimized.safetensors",
+        validation=data_file("validation"),
+        test=data_file("test"),
+    output:
+        pruned=directory(SEED_DIR + "/pruned/{scope}/{method}/p{p}"),
+        scores=SEED_DIR + "/scores/{scope}/{method}/p{p}.parquet",
+    params:
+        spec=prune_params,
+        code=apc.code_hash("masks", "evaluation", "models", "stages", "io"),
+    log:
+        "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
+    group:
+        "prune_eval"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/prune_evaluate.py"

@@ -1,0 +1,85 @@
+rule aggregate:
+    """One row per evaluated state and split -> results/summary/results.parquet."""
+    input:
+        all_scores(),
+    output:
+        report(
+            R + "/summary/results.parquet",
+            caption="../report/results.rst",
+            category="Results",
+        ),
+    params:
+        code=apc.code_hash("aggregate", "io"),
+    log:
+        "logs/aggregate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule report_tables:
+    """Paper Table 1 (per task: retained % vs Standard / Tropical / Combined + FM) and Table 2
+    (Table 2 task: S/T x CN/CU/CB), as Markdown, CSV and LaTeX."""
+    input:
+        R + "/summary/results.parquet",
+    output:
+        **{
+            f"{name}_{ext}": report(
+                f"{R}/summary/{name}.{ext}",
+                caption=f"../report/{name}.rst",
+                category="Tables",
+            )
+            for name in ("table1", "table2")
+            for ext in ("md", "csv", "tex")
+        },
+    params:
+        spec=lambda wc: apc.canonical(config["report"]),
+        code=apc.code_hash("aggregate"),
+    log:
+        "logs/report_tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/report_tables.py"
+
+
+rule report_figures:
+    """Fig. 1 (objective vs iteration), Fig. 2 (zonotope before/after, 2-D projection) and
+    score vs retained % per task; PNG and SVG."""
+    input:
+        results=R + "/summary/results.parquet",
+        traces=all_traces(),
+        adapter=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/adapter",
+        optimized=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/tropical/optimized.safetensors",
+    output:
+        **{
+            f"{name}_{ext}": report(
+                f"{R}/summary/figures/{name}.{ext}",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in ("objective", "zonotope", "score_vs_retained")
+            for ext in ("png", "svg")
+        },
+    params:
+        spec=lambda wc: apc.canonical(config["report"]),
+        code=apc.code_hash("figures", "tropical", "masks"),
+    log:
+        "logs/report_figures.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/report_figures.py"

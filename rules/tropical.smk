@@ -1,0 +1,24 @@
+rule tropical_solve:
+    """Solve the tropical objective (paper Eq. 2) for all adapter layers at once; keep the optimized
+    weights and the per-layer objective trace (paper Fig. 1)."""
+    input:
+        adapter=SEED_DIR + "/adapter",
+    output:
+        optimized=SEED_DIR + "/tropical/optimized.safetensors",
+        trace=SEED_DIR + "/tropical/trace.parquet",
+        info=SEED_DIR + "/tropical/solve.json",
+    params:
+        spec=tropical_params,
+        code=apc.code_hash("tropical", "masks", "stages", "io"),
+    log:
+        "logs/tropical_solve/{model}/{task}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/tropical_solve/{model}/{task}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/tropical_solve.py"

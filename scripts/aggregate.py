@@ -1,0 +1,9 @@
+"""Snakemake entry point of rule aggregate (logic: adapter_pruning.aggregate)."""
+import sys
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import aggregate, stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with stages.logged(sm.log[0]):
+    aggregate.collect(list(sm.input), sm.output[0])

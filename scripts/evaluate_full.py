@@ -1,0 +1,18 @@
+"""Snakemake entry point of rule evaluate_full (logic: adapter_pruning.stages.evaluate_full)."""
+import json, sys  # noqa: E401
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with stages.logged(sm.log[0]):
+    stages.evaluate_full(
+        ids={"model": sm.wildcards.model, "task": sm.wildcards.task, "seed": int(sm.wildcards.seed)},
+        spec=json.loads(sm.params.spec),
+        adapter_dir=sm.input.adapter,
+        split_paths={"validation": sm.input.validation, "test": sm.input.test},
+        out_path=sm.output[0],
+        device=sm.config["device"],
+        batch_size=sm.config["evaluation"]["batch_size"],
+        threads=sm.threads,
+    )

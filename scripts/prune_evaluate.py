@@ -1,0 +1,22 @@
+"""Snakemake entry point of rule prune_evaluate (logic: adapter_pruning.stages.prune_evaluate)."""
+import json, sys  # noqa: E401
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+w = sm.wildcards
+with stages.logged(sm.log[0]):
+    stages.prune_evaluate(
+        ids={"model": w.model, "task": w.task, "seed": int(w.seed), "scope": w.scope, "method": w.method},
+        p=float(w.p),
+        spec=json.loads(sm.params.spec),
+        adapter_dir=sm.input.adapter,
+        optimized_path=sm.input.optimized,
+        split_paths={"validation": sm.input.validation, "test": sm.input.test},
+        out_dir=sm.output.pruned,
+        out_scores=sm.output.scores,
+        device=sm.config["device"],
+        batch_size=sm.config["evaluation"]["batch_size"],
+        threads=sm.threads,
+    )

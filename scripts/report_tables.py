@@ -1,0 +1,16 @@
+"""Snakemake entry point of rule report_tables (logic: adapter_pruning.aggregate)."""
+import json, sys  # noqa: E401
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import aggregate, stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+spec = json.loads(sm.params.spec)
+with stages.logged(sm.log[0]):
+    aggregate.write_tables(
+        sm.input[0],
+        table1={ext: sm.output[f"table1_{ext}"] for ext in ("md", "csv", "tex")},
+        table2={ext: sm.output[f"table2_{ext}"] for ext in ("md", "csv", "tex")},
+        table_scope=spec["table_scope"],
+        table2_task=spec["table2_task"],
+    )

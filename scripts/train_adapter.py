@@ -1,0 +1,18 @@
+"""Snakemake entry point of rule train_adapter (logic: adapter_pruning.stages.train_adapter)."""
+import json, sys  # noqa: E401
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with stages.logged(sm.log[0]):
+    stages.train_adapter(
+        task=sm.wildcards.task,
+        spec=json.loads(sm.params.spec),
+        train_path=sm.input.train,
+        validation_path=sm.input.validation,
+        out_dir=sm.output[0],
+        device=sm.config["device"],
+        eval_batch_size=sm.config["training"]["eval_batch_size"],
+        threads=sm.threads,
+    )

@@ -1,0 +1,17 @@
+"""Snakemake entry point of rule tropical_solve (logic: adapter_pruning.stages.tropical_solve)."""
+import json, sys  # noqa: E401
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning import stages  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with stages.logged(sm.log[0]):
+    stages.tropical_solve(
+        spec=json.loads(sm.params.spec),
+        adapter_dir=sm.input.adapter,
+        out_optimized=sm.output.optimized,
+        out_trace=sm.output.trace,
+        out_info=sm.output.info,
+        device=sm.config["device"],
+        threads=sm.threads,
+    )

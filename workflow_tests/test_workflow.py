@@ -1,0 +1,161 @@
+"""Snakemake itself on the real workflow: DAG shape, a tiny end-to-end run, reruns, lint, report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+import yaml
+from helpers import REPO, job_counts, run_snakemake, write_config
+from safetensors.torch import load_file
+
+from adapter_pruning import masks
+
+pytestmark = pytest.mark.slow
+
+
+def test_dry_run_default_config(tmp_path, shared_data):
+    proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--quiet", "rules", timeout=120)
+    counts = job_counts(proc.stdout + proc.stderr)
+    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 8 percentages.
+    assert counts == {
+        "all": 1, "prepare_data": 5, "train_adapter": 5, "evaluate_full": 5, "tropical_solve": 5,
+        "prune_evaluate": 7 * 2 * 8, "aggregate": 1, "report_tables": 1, "report_figures": 1,
+    }
+
+
+def test_dry_run_paper_grid_is_fast(tmp_path):
+    start = time.perf_counter()
+    proc = run_snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "--quiet", "rules", timeout=120)
+    seconds = time.perf_counter() - start
+    counts = job_counts(proc.stdout + proc.stderr)
+    n_runs = 5 * 3  # tasks x seeds
+    assert counts["train_adapter"] == n_runs and counts["tropical_solve"] == n_runs
+    assert counts["prune_evaluate"] == n_runs * 3 * 2 * 49  # scopes x methods x p in {98, ..., 2}
+    assert counts["prepare_data"] == 5
+    assert seconds <= 10, f"paper-grid dry run took {seconds:.1f} s"
+
+
+def _results(workdir: Path) -> pl.DataFrame:
+    return pl.read_parquet(workdir / "results" / "summary" / "results.parquet")
+
+
+def test_tiny_run_outputs(tiny_run):
+    workdir, _, _ = tiny_run
+    res = _results(workdir)
+    expected_cols = ["model", "task", "seed", "scope", "method", "p", "retained", "n_params", "n_pruned",
+                     "split", "metric", "score"]
+    assert res.columns[: len(expected_cols)] == expected_cols
+    assert res["score"].is_between(0, 1).all() and res["retained"].is_between(0, 1).all()
+    # every state: 2 splits x 2 metrics; full + rt (3 scopes) + trec (1 scope), 2 methods, 2 p
+    assert res.height == 4 * (2 + (3 + 1) * 2 * 2)
+    summary = workdir / "results" / "summary"
+    for name in ("table1", "table2"):
+        for ext in ("md", "csv", "tex"):
+            assert (summary / f"{name}.{ext}").stat().st_size > 0
+    for name in ("objective", "zonotope", "score_vs_retained"):
+        for ext in ("png", "svg"):
+            assert (summary / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    t1 = (summary / "table1.md").read_text()
+    assert "Combined" in t1 and "rotten_tomatoes" in t1 and "trec" in t1
+    assert "T-CN" in (summary / "table2.md").read_text()
+
+
+def test_standard_prunes_as_many_as_tropical(tiny_run):
+    workdir, _, _ = tiny_run
+    pruned = _results(workdir).filter(pl.col("method") != "full").unique(["task", "seed", "scope", "method", "p"])
+    wide = pruned.pivot(on="method", index=["task", "seed", "scope", "p"], values="n_pruned")
+    assert wide.height == 2 * 4  # (rt: 3 scopes, trec: 1) x 2 p
+    assert (wide["standard"] == wide["tropical"]).all()
+    assert (wide["tropical"] > 0).all()
+    # per scope group too: prune.json holds the per-layer counts; CU groups are the layers
+    base = workdir / "results" / "tiny" / "rotten_tomatoes" / "seed0" / "pruned" / "CU"
+    per = {m: [l["n_pruned"] for l in json.loads((base / m / "p90" / "prune.json").read_text())["layers"]]
+           for m in ("standard", "tropical")}
+    assert per["standard"] == per["tropical"]
+
+
+def test_retained_matches_zeros_in_saved_adapter(tiny_run):
+    workdir, _, _ = tiny_run
+    res = _results(workdir).filter(pl.col("method") != "full").unique(["task", "seed", "scope", "method", "p"])
+    for row in res.iter_rows(named=True):
+        d = workdir / "results" / row["model"] / row["task"] / f"seed{row['seed']}" / "pruned" / row["scope"] / row["method"] / f"p{row['p']:g}"
+        state = load_file(d / "adapter.safetensors")
+        layers = masks.extract_layers(state, row["task"])
+        n = sum(t.numel() for l in layers for t in (l.A, l.B, l.up_bias))
+        zeros = sum(int((t == 0).sum()) for l in layers for t in (l.A, l.B, l.up_bias))
+        assert n == row["n_params"]
+        assert zeros == row["n_pruned"], d
+        assert abs((1 - zeros / n) - row["retained"]) < 1e-12
+        # the head is saved untouched next to it
+        head = load_file(d / "model_head.safetensors")
+        orig = load_file(d.parents[3] / "adapter" / "model_head.safetensors")
+        assert all(torch.equal(head[k], orig[k]) for k in orig)
+
+
+def test_combined_is_chosen_on_validation(tiny_run):
+    from adapter_pruning.aggregate import table1_frame
+
+    workdir, _, _ = tiny_run
+    res = _results(workdir)
+    t1 = table1_frame(res, scope="CU")
+    comb = t1.filter(pl.col("row") == "Combined")
+    assert comb.height == 2 * 2
+    prim = res.filter(pl.col("primary"), pl.col("scope") == "CU")
+    for row in comb.iter_rows(named=True):
+        sel = prim.filter(pl.col("task") == row["task"], pl.col("p") == row["p"])
+        val = {r["method"]: r["score"] for r in sel.filter(pl.col("split") == "validation").iter_rows(named=True)}
+        test = {r["method"]: r["score"] for r in sel.filter(pl.col("split") == "test").iter_rows(named=True)}
+        chosen = "tropical" if val["tropical"] > val["standard"] else "standard"
+        assert row["chosen"] == chosen
+        assert row["mean"] == test[chosen]
+
+
+def test_second_invocation_has_nothing_to_do(tiny_run):
+    workdir, cfg, _ = tiny_run
+    proc = run_snakemake(workdir, cfg, "-n", timeout=120)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _dry_run_after_change(tiny_run, tmp_path, **overrides):
+    workdir, _, _ = tiny_run
+    base = yaml.safe_load((workdir / "config.yaml").read_text())
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value}
+    cfg = write_config(tmp_path / "changed.yaml", base)
+    proc = run_snakemake(workdir, cfg, "-n", "--quiet", "rules", timeout=120)
+    return job_counts(proc.stdout + proc.stderr)
+
+
+def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
+    counts = _dry_run_after_change(tiny_run, tmp_path, tropical={"lam1": 0.123456})
+    assert set(counts) == {"all", "tropical_solve", "prune_evaluate", "aggregate", "report_tables", "report_figures"}
+    assert counts["tropical_solve"] == 2 and counts["prune_evaluate"] == 16
+
+
+def test_changing_training_lr_reruns_training_and_downstream(tiny_run, tmp_path):
+    counts = _dry_run_after_change(tiny_run, tmp_path, training={"lr": 0.002})
+    assert "prepare_data" not in counts
+    assert counts["train_adapter"] == 2 and counts["evaluate_full"] == 2 and counts["tropical_solve"] == 2
+    assert counts["prune_evaluate"] == 16
+
+
+def test_lint_is_clean(tmp_path):
+    proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "--lint", timeout=120, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+
+
+def test_html_report(tiny_run):
+    workdir, cfg, _ = tiny_run
+    report = workdir / "report.html"
+    run_snakemake(workdir, cfg, "--report", str(report), timeout=300)
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    for name in ("table1", "results.parquet", "zonotope", "objective"):
+        assert name in html

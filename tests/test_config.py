@@ -1,0 +1,94 @@
+"""Config validation: every bad key is named with its value, before any job runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapter_pruning import config as apc
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _default():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    apc.check_config(yaml.safe_load((REPO / "config" / name).read_text()))
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda c: c.update(tasks=["rotten_tomatoes", "sst2"]), "tasks[1] = \"sst2\""),
+        (lambda c: c["pruning"].update(percentages=[98, 100]), "pruning.percentages[1] = 100"),
+        (lambda c: c["pruning"].update(percentages=[0]), "pruning.percentages[0] = 0"),
+        (lambda c: c.update(tropical={"lam1": -0.5}), "tropical.lam1 = -0.5"),
+        (lambda c: c["training"].update(steps=0), "training.steps = 0"),
+        (lambda c: c["training"].update(batch_size=-32), "training.batch_size = -32"),
+        (lambda c: c["training"].update(non_linearity="gelu"), "training.non_linearity = \"gelu\""),
+        (lambda c: c["pruning"]["scopes"].update(default=["CX"]), "pruning.scopes.default[0] = \"CX\""),
+        (lambda c: c["pruning"].update(methods=["random"]), "pruning.methods[0] = \"random\""),
+        (lambda c: c.update(seeds=[0.5]), "seeds[0] = 0.5"),
+        (lambda c: c.update(lerning_rate=1), "lerning_rate: unknown key"),
+        (lambda c: c["training"].update(lr_schedule="cos"), "training.lr_schedule: unknown key"),
+        (lambda c: c.pop("tasks"), "'tasks' is a required property"),
+        (lambda c: c["data"]["caps"].update(test=0), "data.caps.test = 0"),
+    ],
+)
+def test_bad_values_are_named(mutate, fragment):
+    cfg = copy.deepcopy(_default())
+    mutate(cfg)
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_config(cfg)
+    assert fragment in str(err.value)
+
+
+def test_all_problems_reported_at_once():
+    cfg = _default()
+    cfg["training"]["steps"] = 0
+    cfg["tropical"] = {"lam2": -1}
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_config(cfg)
+    assert "training.steps" in str(err.value) and "tropical.lam2" in str(err.value)
+
+
+def test_semantic_checks(tmp_path):
+    cfg = _default()
+    cfg["pruning"]["scopes"]["imdb"] = ["CB"]
+    cfg["tasks"] = ["trec"]
+    cfg["data"]["mirror"] = str(tmp_path / "nowhere")
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_semantics(cfg, REPO)
+    msg = str(err.value)
+    assert "pruning.scopes.imdb" in msg and "data.mirror" in msg and "nowhere" in msg
+
+
+def test_local_model_folder_must_hold_a_model(tmp_path):
+    cfg = _default()
+    cfg["model"] = str(tmp_path)
+    with pytest.raises(apc.ConfigError, match="no config.json"):
+        apc.check_semantics(cfg, REPO)
+
+
+def test_canonical_params_ignore_key_order():
+    assert apc.canonical({"b": 1, "a": {"y": 2, "x": 1}}) == apc.canonical({"a": {"x": 1, "y": 2}, "b": 1})
+    assert apc.canonical({"a": 1}) != apc.canonical({"a": 1.5})
+
+
+def test_code_hash_changes_with_module_source():
+    h = apc.code_hash("io")
+    assert h == apc.code_hash("io") and h != apc.code_hash("io", "config")
+
+
+def test_fmt_p_and_model_label():
+    assert apc.fmt_p(98) == "98" and apc.fmt_p(98.0) == "98" and apc.fmt_p(2.5) == "2.5"
+    assert apc.model_label({"model": "minilm"}) == "minilm"
+    assert apc.model_label({"model": "FacebookAI/roberta-base"}) == "roberta-base"
+    assert apc.model_label({"model": "/x/y/my model/"}) == "my-model"
+    assert apc.model_label({"model": "roberta-base", "model_label": "rb"}) == "rb"

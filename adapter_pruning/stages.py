@@ -272,7 +272,8 @@ def prune_evaluate(ids: Mapping, p: float, spec: Mapping, adapter_dir, optimized
     layers = masks.extract_layers(model, name)
     optimized = load_optimized(optimized_path, layers)
     chosen = masks.pruning_masks(layers, optimized, p, ids["scope"])[ids["method"]]
-    pruned = masks.apply_masks(layers, chosen, values=spec["values"], optimized=optimized)
+    pruned = masks.apply_masks(layers, chosen, values=spec["values"],
+                               optimized=optimized if spec["values"] == "optimized" else None)
     masks.load_into_model(model, pruned)
     per_layer = masks.mask_report(chosen)
     n_params = sum(r["n_params"] for r in per_layer)

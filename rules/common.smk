@@ -87,7 +87,9 @@ def all_traces():
 
 
 def zonotope_task():
-    return config["report"]["zonotope_task"] or TASKS[0]
+    """report.zonotope_task if it is among the configured tasks, else the first task."""
+    task = config["report"]["zonotope_task"]
+    return task if task in TASKS else TASKS[0]
 
 
 TABLES = [f"{R}/summary/{name}.{ext}" for name in ("table1", "table2") for ext in ("md", "csv", "tex")]

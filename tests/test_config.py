@@ -60,13 +60,10 @@ def test_all_problems_reported_at_once():
 
 def test_semantic_checks(tmp_path):
     cfg = _default()
-    cfg["pruning"]["scopes"]["imdb"] = ["CB"]
-    cfg["tasks"] = ["trec"]
     cfg["data"]["mirror"] = str(tmp_path / "nowhere")
     with pytest.raises(apc.ConfigError) as err:
         apc.check_semantics(cfg, REPO)
-    msg = str(err.value)
-    assert "pruning.scopes.imdb" in msg and "data.mirror" in msg and "nowhere" in msg
+    assert "data.mirror" in str(err.value) and "nowhere" in str(err.value)
 
 
 def test_local_model_folder_must_hold_a_model(tmp_path):

@@ -35,7 +35,8 @@ def test_dry_run_paper_grid_is_fast(tmp_path):
     counts = job_counts(proc.stdout + proc.stderr)
     n_runs = 5 * 3  # tasks x seeds
     assert counts["train_adapter"] == n_runs and counts["tropical_solve"] == n_runs
-    assert counts["prune_evaluate"] == n_runs * 3 * 2 * 49  # scopes x methods x p in {98, ..., 2}
+    # CU on every task (Table 1), CU+CN+CB on rotten_tomatoes (Table 2); 2 methods; p in {98, ..., 2}
+    assert counts["prune_evaluate"] == 3 * (4 + 3) * 2 * 49
     assert counts["prepare_data"] == 5
     assert seconds <= 10, f"paper-grid dry run took {seconds:.1f} s"
 

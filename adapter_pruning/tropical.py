@@ -69,7 +69,9 @@ and stays dead. ``lr`` is Algorithm 1's step size ``η``; the fast method minimi
 exactly, has no step size, and ignores ``lr``. Measured: it reaches a lower objective than
 Algorithm 1 at every equal ``T`` tried (tests), and converges (``tol = 1e-6``) in 3-6 steps on
 real adapters. Both solvers compute in float64 on one intra-op CPU thread and return ``A``'s /
-``B``'s dtype.
+``B``'s dtype. The fast trace comes from the same prefix sums; it agrees with
+``objective_per_layer`` of the returned ``Â, B̂`` to about 1e-12 relative, worse (seen: 1e-8) only
+for units whose few surviving entries lie within ~1e-4 relative of their threshold.
 
 Stopping (both methods): a layer has converged when the relative change of its objective
 ``|L_t − L_{t−1}| / |L_{t−1}|`` is ``< tol`` (``tol = 0``: run all ``steps``); a converged layer

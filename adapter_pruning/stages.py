@@ -208,11 +208,15 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
     state, name = _adapter_state(adapter_dir)
     layers = masks.extract_layers(state, name)
     A, B = masks.stack_layers(layers)
+    A, B = A.to(dev, torch.float64), B.to(dev, torch.float64)
+    lam1, lam2 = spec["lam1"], spec["lam2"]
+    if spec.get("lam_relative"):
+        scale = tropical.lambda_scale(A, B)  # (L,): rms(A) rms(B) per layer
+        lam1, lam2 = lam1 * scale, lam2 * scale
+        log.info("per-layer lambda scale %s", [f"{x:.3g}" for x in scale.tolist()])
     t0 = time.perf_counter()
-    res = tropical.solve(
-        A.to(dev, torch.float64), B.to(dev, torch.float64), lam1=spec["lam1"], lam2=spec["lam2"],
-        method=spec["method"], steps=spec["steps"], lr=spec["lr"], tol=spec["tol"],
-    )
+    res = tropical.solve(A, B, lam1=lam1, lam2=lam2, method=spec["method"], steps=spec["steps"], lr=spec["lr"],
+                         tol=spec["tol"])
     seconds = time.perf_counter() - t0
     trace = res.trace.detach().cpu().double()  # (n+1, L)
     log.info("solved %d layers in %.2f s, %d steps, converged=%s", len(layers), seconds, res.steps, res.converged)

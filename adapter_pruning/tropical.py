@@ -123,18 +123,14 @@ __all__ = [
     "solve",
 ]
 
-#: Recommended λ relative to ``lambda_scale(A, B)``: ``lam = DEFAULT_LAM_REL * lambda_scale(A, B)``.
-DEFAULT_LAM_REL: float = 0.25
-#: Absolute λ1 (weight of ``‖Ĝ1‖_{1,1}``) used when none is given (trained-MiniLM scale).
-DEFAULT_LAM1: float = 4e-4
-#: Absolute λ2 (weight of ``‖Ĝ2‖_{1,1}``) used when none is given (trained-MiniLM scale).
-DEFAULT_LAM2: float = 4e-4
-#: Step size η of Algorithm 1 (ignored by ``method="fast"``).
-DEFAULT_LR: float = 0.5
-#: Maximum number of steps T.
-DEFAULT_STEPS: int = 1000
-#: Relative objective change below which a layer counts as converged.
-DEFAULT_TOL: float = 1e-6
+from .defaults import (  # noqa: E402  (torch-free, so the workflow reads them without torch)
+    DEFAULT_LAM1,
+    DEFAULT_LAM2,
+    DEFAULT_LAM_REL,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    DEFAULT_TOL,
+)
 
 METHODS = ("fast", "algorithm1")
 

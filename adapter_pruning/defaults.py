@@ -1,0 +1,16 @@
+"""Defaults of the tropical solver (how they were chosen: ``adapter_pruning.tropical``'s docstring
+and ``docs/benchmarks.md``). Kept free of torch so that the workflow can fill in its config
+without importing torch during a dry run."""
+
+#: Recommended λ relative to ``lambda_scale(A, B)``: ``lam = DEFAULT_LAM_REL * lambda_scale(A, B)``.
+DEFAULT_LAM_REL: float = 0.25
+#: Absolute λ1 (weight of ``‖Ĝ1‖_{1,1}``) used when none is given (trained-MiniLM scale).
+DEFAULT_LAM1: float = 4e-4
+#: Absolute λ2 (weight of ``‖Ĝ2‖_{1,1}``) used when none is given (trained-MiniLM scale).
+DEFAULT_LAM2: float = 4e-4
+#: Step size η of Algorithm 1 (ignored by ``method="fast"``).
+DEFAULT_LR: float = 0.5
+#: Maximum number of steps T.
+DEFAULT_STEPS: int = 1000
+#: Relative objective change below which a layer counts as converged.
+DEFAULT_TOL: float = 1e-6

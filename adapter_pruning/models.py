@@ -77,7 +77,7 @@ def resolve_model(name: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelError(f"model {name!r}: directory {path} has no config.json")
         return str(path.resolve())
-    looks_like_path = name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name or name.endswith(os.sep)
+    looks_like_path = name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith(("/", os.sep))
     if looks_like_path or path.exists():
         raise ModelError(f"model {name!r}: no such model directory ({path})")
     if not _HF_ID.match(name):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +218,7 @@ def test_trec_hub_path_matches_mirror(shared_data, monkeypatch):
     assert calls[:2] == [("CogComp/trec", "train", None), ("CogComp/trec", "train", "refs/convert/parquet")]
 
 
-def test_meld_and_snli_hub_paths_match_mirror(shared_data, monkeypatch, tmp_path):
+def test_meld_snli_imdb_hub_paths_match_mirror(shared_data, monkeypatch, tmp_path):
     import datasets
 
     seen = []
@@ -230,6 +229,9 @@ def test_meld_and_snli_hub_paths_match_mirror(shared_data, monkeypatch, tmp_path
             assert kw.get("keep_default_na") is False
             src = raw(shared_data, "meld", split).drop("emotion_label", "sentiment_label")
             return datasets.Dataset.from_polars(src)
+        if path == "stanfordnlp/imdb":
+            assert split == "train"  # validation is carved from the hub's train split
+            return datasets.Dataset.from_polars(raw(shared_data, "imdb", "train").reverse())
         assert path == "stanfordnlp/snli"
         src = raw(shared_data, "snli", split)
         with_unlabelled = pl.concat([src.head(5).with_columns(label=pl.lit(-1, pl.Int64)), src])
@@ -242,6 +244,8 @@ def test_meld_and_snli_hub_paths_match_mirror(shared_data, monkeypatch, tmp_path
     # A mirror without a folder for the task falls back to the hub.
     hub_snli = load_split("snli", "test", mirror=tmp_path)
     assert hub_snli.equals(load_split("snli", "test", mirror=shared_data))
+    hub_imdb = load_split("imdb", "validation")
+    assert hub_imdb.sort("id").equals(load_split("imdb", "validation", mirror=shared_data).sort("id"))
 
 
 def test_offline_without_mirror_names_both_places(tmp_path):

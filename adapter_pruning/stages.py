@@ -81,7 +81,6 @@ def prepare_data(spec: Mapping, outputs: Mapping[str, str | Path]) -> None:
     All splits are loaded and validated before the first file is written.
     """
     from . import data
-    from .io import write_parquet
 
     task = spec["task"]
     mirror = Path(spec["mirror"]) if spec.get("mirror") else None
@@ -95,7 +94,7 @@ def prepare_data(spec: Mapping, outputs: Mapping[str, str | Path]) -> None:
         )
         log.info("%s/%s: %d examples", task, split, frames[split].height)
     for split, path in outputs.items():
-        write_parquet(frames[split], path)
+        data.write_prepared(frames[split], path, task)
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -111,7 +110,8 @@ def train_adapter(task: str, spec: Mapping, train_path, validation_path, out_dir
         threads=threads, reduction_factor=spec["reduction_factor"], non_linearity=spec["non_linearity"],
     )
     return training.train_adapter(
-        spec["model"], task, data.read_prepared(train_path), data.read_prepared(validation_path), out_dir, cfg
+        spec["model"], task, data.read_prepared(train_path, task), data.read_prepared(validation_path, task), out_dir,
+        cfg,
     )
 
 
@@ -142,7 +142,7 @@ def _score_splits(model, tokenizer, task, split_paths, *, max_length, batch_size
 
     out = {}
     for split, path in split_paths.items():
-        df = data.read_prepared(path)
+        df = data.read_prepared(path, task)
         t0 = time.perf_counter()
         out[split] = evaluation.evaluate(
             model, tokenizer, df, task, batch_size=batch_size, max_length=max_length, device=device

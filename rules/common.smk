@@ -147,3 +147,11 @@ def prune_params(wildcards):
             "values": config["pruning"]["values"],
         }
     )
+
+
+# Cheap summary rules run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    aggregate,
+    report_tables,
+    report_figures,

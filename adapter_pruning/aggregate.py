@@ -47,8 +47,21 @@ def _check(df: pl.DataFrame, path) -> pl.DataFrame:
     return df
 
 
-def collect(paths: Iterable[str | Path], out_path: str | Path) -> pl.DataFrame:
-    """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read."""
+def collect(paths: Iterable[str | Path], out_path: str | Path, *,
+            pruned_dirs: Iterable[str | Path] = ()) -> pl.DataFrame:
+    """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
+
+    ``pruned_dirs``: saved pruned adapters to verify first (checksum and zeros against their
+    ``prune.json``, see :func:`adapter_pruning.stages.verify_pruned`); their counts must equal
+    those of the matching score rows. A truncated or modified file raises
+    :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written.
+    """
+    from .stages import verify_pruned
+
+    infos = {}
+    for d in pruned_dirs:
+        info = verify_pruned(d)
+        infos[(info["model"], info["task"], int(info["seed"]), info["scope"], info["method"], float(info["p"]))] = (d, info)
     frames = []
     for path in paths:
         df = read_parquet(path, required_columns=SCHEMA)
@@ -59,6 +72,15 @@ def collect(paths: Iterable[str | Path], out_path: str | Path) -> pl.DataFrame:
     dup = df.filter(df.select(_KEY).is_duplicated())
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
+    for row in df.unique(["model", "task", "seed", "scope", "method", "p"]).iter_rows(named=True):
+        key = (row["model"], row["task"], row["seed"], row["scope"], row["method"], row["p"])
+        if key in infos:
+            d, info = infos[key]
+            if (info["n_params"], info["n_pruned"]) != (row["n_params"], row["n_pruned"]):
+                raise CorruptFileError(
+                    f"{d}/prune.json: {info['n_pruned']} of {info['n_params']} pruned, but the score file says "
+                    f"{row['n_pruned']} of {row['n_params']}; rerun that prune_evaluate job"
+                )
     write_parquet(df, out_path)
     return df
 

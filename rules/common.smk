@@ -29,7 +29,7 @@ MIRROR = (
 )
 SPLITS = ["train", "validation", "test"]
 
-SEED_DIR = R + "/{model}/{task}/seed{seed}"
+SEED_DIR = f"{R}/{{model}}/{{task}}/seed{{seed}}"
 
 
 wildcard_constraints:
@@ -61,7 +61,7 @@ def mirror_files(wildcards):
 
 
 def data_file(split):
-    return R + "/data/{task}/" + split + ".parquet"
+    return f"{R}/data/{{task}}/{split}.parquet"
 
 
 def prune_scores(model, task, seed):
@@ -80,6 +80,18 @@ def all_scores():
             files.append(f"{R}/{MODEL}/{task}/seed{seed}/scores/full.parquet")
             files += prune_scores(MODEL, task, seed)
     return files
+
+
+def all_pruned():
+    """Every saved pruned adapter; aggregate verifies each against its prune.json."""
+    return [
+        f"{R}/{MODEL}/{task}/seed{seed}/pruned/{scope}/{method}/p{p}"
+        for task in TASKS
+        for seed in SEEDS
+        for scope in scopes_for(task)
+        for method in METHODS
+        for p in PCTS
+    ]
 
 
 def all_traces():

@@ -3,9 +3,9 @@ rule prepare_data:
     input:
         mirror_files,
     output:
-        train=R + "/data/{task}/train.parquet",
-        validation=R + "/data/{task}/validation.parquet",
-        test=R + "/data/{task}/test.parquet",
+        train=f"{R}/data/{{task}}/train.parquet",
+        validation=f"{R}/data/{{task}}/validation.parquet",
+        test=f"{R}/data/{{task}}/test.parquet",
     params:
         spec=data_params,
         code=apc.code_hash("data", "io"),

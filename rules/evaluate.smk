@@ -1,11 +1,11 @@
 rule evaluate_full:
     """Score the unpruned model (FM) on validation and test."""
     input:
-        adapter=SEED_DIR + "/adapter",
+        adapter=f"{SEED_DIR}/adapter",
         validation=data_file("validation"),
         test=data_file("test"),
     output:
-        SEED_DIR + "/scores/full.parquet",
+        f"{SEED_DIR}/scores/full.parquet",
     params:
         spec=eval_params,
         code=apc.code_hash("evaluation", "models", "masks", "data", "stages", "io"),

@@ -2,13 +2,13 @@ rule prune_evaluate:
     """Prune one (scope, method, p) state with real zeros, save it, score it on validation and test.
     Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
     input:
-        adapter=SEED_DIR + "/adapter",
-        optimized=SEED_DIR + "/tropical/optimized.safetensors",
+        adapter=f"{SEED_DIR}/adapter",
+        optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
         validation=data_file("validation"),
         test=data_file("test"),
     output:
-        pruned=directory(SEED_DIR + "/pruned/{scope}/{method}/p{p}"),
-        scores=SEED_DIR + "/scores/{scope}/{method}/p{p}.parquet",
+        pruned=directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{{p}}"),
+        scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
     params:
         spec=prune_params,
         code=apc.code_hash("masks", "evaluation", "models", "stages", "io"),

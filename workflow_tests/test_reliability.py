@@ -95,3 +95,33 @@ def test_checksum_mismatch_stops_the_task(tmp_path, tiny_model, shared_data):
     assert "trec/test.parquet" in log and "checksum" in log.lower()
     assert "logs/prepare_data/trec.log" in out
     assert not (tmp_path / "results" / "tiny").exists()  # nothing downstream ran
+
+
+def test_corrupted_outputs_are_detected(tiny_run, tmp_path):
+    from adapter_pruning import aggregate
+    from adapter_pruning.io import CorruptFileError
+
+    workdir, _, _ = tiny_run
+    copy = tmp_path / "results"
+    shutil.copytree(workdir / "results", copy)
+    scores = sorted(copy.rglob("scores/**/*.parquet"))
+    pruned = sorted(p.parent for p in copy.rglob("pruned/*/*/*/prune.json"))
+    assert len(pruned) == 16
+    aggregate.collect(scores, tmp_path / "ok.parquet", pruned_dirs=pruned)  # intact: fine
+    # a truncated pruned adapter
+    victim = pruned[3] / "adapter.safetensors"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match=str(victim)):
+        aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
+    # a pruned adapter whose weights were altered in place (same size, other bytes)
+    victim.write_bytes(data[:-8] + bytes(8))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
+    assert not (tmp_path / "r.parquet").exists()
+    # a truncated results file is refused by the table writer
+    res = copy / "summary" / "results.parquet"
+    res.write_bytes(res.read_bytes()[:100])
+    outs = {ext: tmp_path / f"t.{ext}" for ext in ("md", "csv", "tex")}
+    with pytest.raises(CorruptFileError, match="results.parquet"):
+        aggregate.write_tables(res, outs, outs)

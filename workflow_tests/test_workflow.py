@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 def test_dry_run_default_config(tmp_path, shared_data):
     proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--quiet", "rules", timeout=120)
     counts = job_counts(proc.stdout + proc.stderr)
-    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 8 percentages.
+    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 6 percentages.
     assert counts == {
         "all": 1, "prepare_data": 5, "train_adapter": 5, "evaluate_full": 5, "tropical_solve": 5,
-        "prune_evaluate": 7 * 2 * 8, "aggregate": 1, "report_tables": 1, "report_figures": 1,
+        "prune_evaluate": 7 * 2 * 6, "aggregate": 1, "report_tables": 1, "report_figures": 1,
     }
 
 

@@ -4,6 +4,7 @@ running jobs, and two clean runs give identical results."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,28 @@ def _scores(workdir: Path) -> dict[Path, float]:
     return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("scores/*/*/*.parquet")}
 
 
+def _finished_outputs(log: str, workdir: Path) -> set[Path]:
+    """Output files of the jobs that Snakemake's log reports as finished."""
+    outputs, finished = {}, set()
+    for block in re.split(r"\n(?=\[|rule |localrule )", log):
+        jobid = re.search(r"jobid: (\d+)", block)
+        out = re.search(r"\n\s+output: (.*)", block)
+        if jobid and out:
+            outputs[jobid.group(1)] = [workdir / o.strip() for o in out.group(1).split(",")]
+    for jobid in re.findall(r"Finished jobid: (\d+)", log):
+        finished.update(outputs.get(jobid, []))
+    return finished
+
+
+def _mtimes(paths) -> dict[Path, int]:
+    """mtime of every file among ``paths`` (the files inside directories)."""
+    out = {}
+    for p in paths:
+        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
+            out[f] = f.stat().st_mtime_ns
+    return out
+
+
 def test_two_clean_runs_are_identical(tiny_run, tmp_path, tiny_model):
     workdir, _, _ = tiny_run
     cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
@@ -40,8 +63,9 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
     workdir, _, _ = tiny_run
     cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen(snakemake_cmd(tmp_path, cfg, "--cores", "2"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, cfg, "--cores", "2"), stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and len(_scores(tmp_path)) < 4:
@@ -53,18 +77,24 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-    done_before = _scores(tmp_path)
+        log.close()
+    # the outputs of every job Snakemake had recorded as finished when it was killed
+    finished = _finished_outputs((tmp_path / "first.log").read_text(), tmp_path)
+    assert any("/scores/" in str(p) for p in finished), "no pruning job had finished before the kill"
+    done_before = _mtimes(finished)
     assert not (tmp_path / RESULTS).exists()
     # no half-written output anywhere: every Parquet file that exists is readable
     for f in (tmp_path / "results").rglob("*.parquet"):
         pl.read_parquet(f)
     run_snakemake(tmp_path, cfg, "--unlock", timeout=120)
     out = run_snakemake(tmp_path, cfg, "--cores", "2", "--rerun-incomplete", timeout=900)
-    after = _scores(tmp_path)
-    assert all(after[p] == t for p, t in done_before.items()), "finished jobs were redone"
-    assert len(after) == 16
-    stats = out.stdout + out.stderr
-    assert "rule train_adapter" not in stats and "rule tropical_solve" not in stats
+    assert _mtimes(finished) == done_before, "finished jobs were redone"
+    assert len(_scores(tmp_path)) == 16
+    # the rerun ran exactly the jobs that had not finished (the tiny DAG has 28 jobs:
+    # 2 x (prepare, train, evaluate_full, solve) + 16 prune_evaluate + aggregate, 2 reports, all)
+    n_first = len(re.findall(r"Finished jobid", (tmp_path / "first.log").read_text()))
+    n_rerun = len(re.findall(r"Finished jobid", out.stdout + out.stderr))
+    assert n_first + n_rerun == 28, (n_first, n_rerun)
     assert_frame_equal(pl.read_parquet(workdir / RESULTS), pl.read_parquet(tmp_path / RESULTS), check_exact=True)
 
 
@@ -115,7 +145,8 @@ def test_corrupted_outputs_are_detected(tiny_run, tmp_path):
     with pytest.raises(CorruptFileError, match=str(victim)):
         aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
     # a pruned adapter whose weights were altered in place (same size, other bytes)
-    victim.write_bytes(data[:-8] + bytes(8))
+    mid = len(data) - 40  # inside the tensor data (the header is at the start)
+    victim.write_bytes(data[:mid] + bytes(b ^ 0x55 for b in data[mid : mid + 4]) + data[mid + 4 :])
     with pytest.raises(CorruptFileError, match="checksum"):
         aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
     assert not (tmp_path / "r.parquet").exists()

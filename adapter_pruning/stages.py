@@ -160,21 +160,12 @@ def evaluate_full(ids: Mapping, spec: Mapping, adapter_dir, split_paths: Mapping
     _threads(threads)
     dev = models.resolve_device(device)
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
-    n_params = sum(r["n_params"] for r in masks.mask_report(_no_masks(masks.extract_layers(model, name))))
+    n_params = sum(layer.n_params for layer in masks.extract_layers(model, name))
     scores = _score_splits(model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"],
                            batch_size=batch_size, device=dev)
     frame = _score_rows(ids, scores, scope=None, method="full", p=0.0, n_params=n_params, n_pruned=0,
                         primary_metric=data.TASKS[ids["task"]].metric)
     write_parquet(frame, out_path)
-
-
-def _no_masks(layers):
-    import torch
-
-    from .masks import LayerMask
-
-    return [LayerMask(l.prefix, torch.zeros_like(l.A, dtype=torch.bool), torch.zeros_like(l.B, dtype=torch.bool),
-                      torch.zeros_like(l.up_bias, dtype=torch.bool)) for l in layers]
 
 
 # ----------------------------------------------------------------------------------------- tropical

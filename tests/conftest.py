@@ -26,6 +26,17 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Unit tests run on one intra-op thread (fast and reproducible on a small shared machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the offline data mirror (``<repo>/../shared/data``)."""

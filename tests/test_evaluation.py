@@ -12,14 +12,6 @@ from adapter_pruning.evaluation import compute_metrics, evaluate, predict, predi
 from adapter_pruning.models import build_adapter_model, load_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_metrics_match_sklearn(seed):
     from sklearn.metrics import accuracy_score, f1_score

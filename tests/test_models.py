@@ -20,14 +20,6 @@ from adapter_pruning.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_resolve_model(minilm_path, tiny_model_dir, tmp_path, monkeypatch):
     assert resolve_model("minilm") == minilm_path
     assert resolve_model(str(tiny_model_dir)) == str(tiny_model_dir.resolve())

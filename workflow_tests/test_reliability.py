@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import SHARED_DATA, run_snakemake, snakemake_cmd, tiny_config, write_config
+from helpers import run_snakemake, snakemake_cmd, tiny_config, write_config
 from polars.testing import assert_frame_equal
 
 pytestmark = pytest.mark.slow

@@ -231,7 +231,8 @@ def _check_optimized(layers: Sequence[AdapterLayer], optimized, what: str = "opt
                 f"{what} for layer {layer.prefix!r}: A_hat {tuple(A_hat.shape)} / B_hat {tuple(B_hat.shape)} "
                 f"do not match A {tuple(layer.A.shape)} / B {tuple(layer.B.shape)}"
             )
-        out.append((A_hat.detach(), B_hat.detach()))
+        # Â, B̂ may come from another device (e.g. read from disk on the CPU for a model on CUDA).
+        out.append((A_hat.detach().to(layer.A.device), B_hat.detach().to(layer.B.device)))
     return out
 
 
@@ -281,7 +282,8 @@ def pruning_masks(
 
     Args:
         layers: the original adapter layers (``extract_layers``).
-        optimized: one ``(A_hat, B_hat)`` per layer (``tropical.solve``), shapes as ``A``, ``B``.
+        optimized: one ``(A_hat, B_hat)`` per layer (``tropical.solve``), shapes as ``A``, ``B``;
+            on any device (moved to each layer's).
         p: pruning percentage in ``(0, 100)``.
         scope: ``"CU"``, ``"CB"`` or ``"CN"`` (module docstring).
 

@@ -214,7 +214,9 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
     with atomic_path(out_optimized) as tmp:
         save_file(
             {"A_hat": res.A_hat.detach().cpu().float().contiguous(), "B_hat": res.B_hat.detach().cpu().float().contiguous()},
-            str(tmp), metadata={"prefixes": ",".join(l.prefix for l in layers), "adapter": name},
+            # One metadata key only: safetensors keeps metadata in a hash map whose order varies
+            # between processes, so two keys would make identical solves differ byte-wise.
+            str(tmp), metadata={"prefixes": ",".join(l.prefix for l in layers)},
         )
     n, L = trace.shape
     write_parquet(
@@ -234,7 +236,8 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
 
 
 def load_optimized(path, layers) -> list:
-    """Read ``optimized.safetensors`` back as ``[(A_hat, B_hat)]`` matching ``layers`` (checked)."""
+    """Read ``optimized.safetensors`` back as ``[(A_hat, B_hat)]`` matching ``layers`` (checked; on each
+    layer's device and dtype)."""
     from safetensors import safe_open
 
     from .io import CorruptFileError
@@ -248,7 +251,7 @@ def load_optimized(path, layers) -> list:
     prefixes = meta.get("prefixes", "").split(",")
     if prefixes != [l.prefix for l in layers] or A_hat.shape[0] != len(layers):
         raise CorruptFileError(f"{path}: optimized weights do not match the adapter's layers {[l.prefix for l in layers]}")
-    return [(A_hat[k].to(l.A.dtype), B_hat[k].to(l.B.dtype)) for k, l in enumerate(layers)]
+    return [(A_hat[k].to(l.A.device, l.A.dtype), B_hat[k].to(l.B.device, l.B.dtype)) for k, l in enumerate(layers)]
 
 
 # ------------------------------------------------------------------------------------------ pruning

@@ -54,9 +54,12 @@ def test_two_clean_runs_are_identical(tiny_run, tmp_path, tiny_model):
     a = pl.read_parquet(workdir / RESULTS)
     b = pl.read_parquet(tmp_path / RESULTS)
     assert_frame_equal(a, b, check_exact=True)
-    # and the trained adapters are byte-identical
-    rel = Path("results/tiny/rotten_tomatoes/seed0/adapter/adapter.safetensors")
-    assert (workdir / rel).read_bytes() == (tmp_path / rel).read_bytes()
+    # and every weight file (trained, optimized, pruned adapters) is byte-identical
+    rels = sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*.safetensors"))
+    assert len(rels) > 10 and Path("results/tiny/rotten_tomatoes/seed0/tropical/optimized.safetensors") in rels
+    assert rels == sorted(p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.safetensors"))
+    for rel in rels:
+        assert (workdir / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 
 def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):

@@ -9,7 +9,7 @@ init scale (``init_weights="bert"``: ``N(0, 0.02²)`` weights, zero biases). λ1
 * algorithm1: ``--algo1-steps`` steps on the first ``--algo1-layers`` of those layers, extrapolated
   linearly to all layers and ``T`` steps (it solves layer after layer, each step costs the same).
 
-Usage: ``.venv/bin/python benchmarks/bench_solve.py [--steps 1000] [--algo1-steps 2] [--json out.json]``
+Usage: ``.venv/bin/python benchmarks/bench_solve.py [--steps 1000] [--algo1-steps 2] [--device cpu|cuda] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -32,11 +32,18 @@ def init_scale_adapters(L: int, d: int, r: int, seed: int = 0) -> tuple[torch.Te
     return A, B
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int):
     best, out = float("inf"), None
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         out = fn()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -51,10 +58,14 @@ def main() -> None:
     ap.add_argument("--algo1-layers", type=int, default=2)
     ap.add_argument("--algo1-lr", type=float, default=None, help="default: tropical.DEFAULT_LR")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (adapter_pruning.models.resolve_device)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
 
-    A, B = init_scale_adapters(args.layers, args.d, args.r)
+    from adapter_pruning.models import resolve_device
+
+    device = resolve_device(args.device)
+    A, B = (t.to(device) for t in init_scale_adapters(args.layers, args.d, args.r))
     lam = DEFAULT_LAM_REL * lambda_scale(A, B)
     solve(A, B, lam1=lam, lam2=lam, steps=5, tol=0.0)  # warm-up
 
@@ -62,14 +73,17 @@ def main() -> None:
     t_tol, res_tol = timed(lambda: solve(A, B, lam1=lam, lam2=lam, steps=args.steps), args.repeats)
     a1 = {} if args.algo1_lr is None else {"lr": args.algo1_lr}
     La = min(args.algo1_layers, args.layers)
+    _sync()
     t0 = time.perf_counter()
     ref = solve(A[:La], B[:La], lam1=lam[:La], lam2=lam[:La], steps=args.algo1_steps, tol=0.0, method="algorithm1", **a1)
+    _sync()
     t_a1 = time.perf_counter() - t0
     t_a1_T = t_a1 / args.algo1_steps * args.steps * args.layers / La
     fast_at = solve(A[:La], B[:La], lam1=lam[:La], lam2=lam[:La], steps=args.algo1_steps, tol=0.0)
 
     fig = {
         "shape": {"layers": args.layers, "d": args.d, "r": args.r},
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
@@ -89,7 +103,7 @@ def main() -> None:
         f"objective_after_{args.algo1_steps}_steps_fast": float(fast_at.trace[-1].sum()),
         f"objective_after_{args.algo1_steps}_steps_algorithm1": float(ref.trace[-1].sum()),
     }
-    print(f"shape: {args.layers} layers, d={args.d}, r={args.r}; torch threads: {fig['threads']}")
+    print(f"shape: {args.layers} layers, d={args.d}, r={args.r}; device {fig['device']}; torch threads: {fig['threads']}")
     print(f"fast, T={args.steps} forced (tol=0):      {t_fast:8.3f} s   objective {fig['fast_objective_T']:.6g}")
     print(f"fast, default tol={DEFAULT_TOL:g}:            {t_tol:8.3f} s   ({res_tol.steps} steps)")
     print(

@@ -33,7 +33,8 @@ def init_scale_adapters(L: int, d: int, r: int, seed: int = 0) -> tuple[torch.Te
 
 
 def _sync() -> None:
-    if torch.cuda.is_available():
+    """Wait for queued CUDA work, so wall times cover it (no-op without CUDA)."""
+    if torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 

@@ -12,6 +12,5 @@ with stages.logged(sm.log[0]):
         out_optimized=sm.output.optimized,
         out_trace=sm.output.trace,
         out_info=sm.output.info,
-        device="cpu",  # launch-bound: as fast as on a GPU (docs/benchmarks.md), and device-independent
         threads=sm.threads,
     )

@@ -1,0 +1,750 @@
+"""``adapter-prune``: prune a bottleneck adapter saved in AdapterHub format (``model.save_adapter``).
+
+Usage (``adapter-prune --help`` explains every option)::
+
+    adapter-prune ADAPTER_DIR --model minilm --method tropical standard --p 50 90 --scope CU --out OUT
+
+Input: a directory written by the ``adapters`` library's ``save_adapter``: ``adapter_config.json``
+plus the weights ``adapter.safetensors`` (preferred when both exist) or ``pytorch_adapter.bin``
+(read with ``torch.load(..., weights_only=True)``), and optionally a prediction head
+(``head_config.json`` plus ``model_head.safetensors`` or ``pytorch_model_head.bin``).
+
+Accepted adapters: bottleneck adapters (no ``architecture`` key, or ``"bottleneck"``) with
+``non_linearity="relu"``: sequential (``seq_bn``, Pfeiffer), Houlsby (``double_seq_bn``: one
+adapter after attention and one after the FFN of every layer, each its own adapter layer, i.e. its
+own group under scope ``CU``) and parallel (``par_bn``), any reduction factor (also a per-layer
+mapping: layers of equal shape are solved together) and any ``leave_out``. Refused, with the
+reason: other activations (the tropical characterization needs a piecewise-linear ReLU
+bottleneck), other architectures (LoRA, prefix tuning, ...), and bottleneck options that change
+the bottleneck's parameters or make it non-piecewise-linear: ``phm_layer`` (Compacter),
+``ln_before`` (a LayerNorm inside ``adapter_down``), ``use_gating`` (a sigmoid gate) and
+``inv_adapter`` (invertible embedding adapters).
+
+What it does (``docs/METHOD.md``): per adapter layer ``A (r, d+1)`` (down weight | down bias) and
+``B (d, r)`` (up weight), ``λ1 = LAM * lambda_scale(A, B)``, ``λ2 = LAM2 * lambda_scale(A, B)``;
+``tropical.solve`` gives ``Â, B̂``; ``masks.pruning_masks`` gives the masks of every method for
+every ``p``; ``masks.apply_masks`` sets the pruned parameters to real zeros.
+
+Output, one AdapterHub directory per method and percentage, ``OUT/<method>/p<p>/`` (``p`` printed
+with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
+
+    adapter_config.json          copied unchanged
+    adapter.safetensors          the pruned weights, same format and file name as the input's
+      | pytorch_adapter.bin      (every other tensor of the input file is kept unchanged)
+    head_config.json, model_head.safetensors | pytorch_model_head.bin   copied when present
+    prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask
+    prune.json                   counts, retained share, solver summary, λ, sha256, scores
+
+plus ``OUT/summary.json`` (one row per output, and the unpruned score with ``--evaluate``).
+An existing ``OUT/<method>/p<p>`` is replaced only when it holds a ``prune.json``.
+
+Exit status: 0 success; 2 command-line usage error (argparse); 1 input error (missing directory or
+file, unsupported adapter, model that does not fit, unknown data), reported as one line
+``adapter-prune: error: ...`` on stderr. All input checks run before the solve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
+
+__all__ = ["AdapterSource", "CliError", "build_parser", "main", "read_adapter_dir"]
+
+log = logging.getLogger("adapter_pruning.cli")
+
+PROG = "adapter-prune"
+#: Weight files of a saved adapter, in order of preference (``adapters`` prefers safetensors too).
+WEIGHT_FILES = ("adapter.safetensors", "pytorch_adapter.bin")
+HEAD_WEIGHT_FILES = ("model_head.safetensors", "pytorch_model_head.bin")
+MASK_FILE = "prune_mask.safetensors"
+#: Method names of ``masks.pruning_masks`` (kept torch-free here so that ``--help`` is fast).
+METHODS = ("standard", "tropical")
+SCOPES = ("CU", "CB", "CN")
+SOLVERS = ("fast", "algorithm1")
+SPLITS = ("train", "validation", "test")
+_REPO = Path(__file__).resolve().parents[1]
+#: Default ``--data-mirror``: ``../shared/data`` beside the repository, when it exists.
+DEFAULT_MIRROR = _REPO.parent / "shared" / "data"
+#: Bottleneck options that change the parameter layout or the piecewise-linearity; value = reason.
+_UNSUPPORTED_OPTIONS = {
+    "phm_layer": "PHM (Compacter) layers factorise the projections; there is no plain A, B to prune",
+    "ln_before": "a LayerNorm inside adapter_down is not piecewise-linear",
+    "use_gating": "a sigmoid gate scales the adapter output, which is then not piecewise-linear",
+    "inv_adapter": "invertible embedding adapters are not bottleneck layers",
+}
+
+
+class CliError(Exception):
+    """An input error: printed as one line on stderr, exit status 1."""
+
+
+# --------------------------------------------------------------------------- argument parsing
+
+
+def _percentage(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(p) and 0 < p < 100):
+        raise argparse.ArgumentTypeError(f"a pruning percentage must lie in the open interval (0, 100), got {text}")
+    return p
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return x
+
+
+def _pos_float(text: str) -> float:
+    x = _nonneg_float(text)
+    if x == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return x
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        x = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {x}")
+    return x
+
+
+def _pos_int(text: str) -> int:
+    x = _nonneg_int(text)
+    if x == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return x
+
+
+def _task_names() -> list[str]:
+    from .data import TASKS
+
+    return sorted(TASKS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``adapter-prune`` argument parser."""
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Prune a ReLU bottleneck adapter saved in AdapterHub format (the output of the adapters library's "
+            "model.save_adapter) with the tropical-geometry method of Bhardwaj, Vaidya & Poria (2023) and/or "
+            "magnitude pruning, and write the pruned adapter (real zeros, same format, loadable with "
+            "model.load_adapter) to OUT/<method>/p<p>/ with a prune.json report."
+        ),
+        epilog=(
+            "Exit status: 0 success, 2 usage error, 1 input error (one line on stderr). Example: "
+            f"{PROG} my_adapter --model minilm --method tropical standard --p 50 90 --out pruned"
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("adapter_dir", metavar="ADAPTER_DIR",
+                    help="directory written by model.save_adapter: adapter_config.json and adapter.safetensors or "
+                         "pytorch_adapter.bin (plus head_config.json and the head weights, if saved with a head)")
+    ap.add_argument("--out", required=True, metavar="OUT_DIR",
+                    help="output directory; each result goes to OUT_DIR/<method>/p<p>/ (p formatted with %%g, "
+                         "e.g. p90, p92.5), a summary of all results to OUT_DIR/summary.json")
+    ap.add_argument("--model", default=None,
+                    help="backbone the adapter belongs to: 'minilm' (the packaged all-MiniLM-L6-v2), a local model "
+                         "directory or a Hugging Face id; must match the adapter's model_type and hidden_size "
+                         "(default: the model_name recorded in adapter_config.json)")
+    ap.add_argument("--method", nargs="+", choices=METHODS, default=["tropical"],
+                    help="pruning method(s): 'tropical' prunes P_T ∩ P_S (docs/METHOD.md); 'standard' prunes the "
+                         "same number of smallest-magnitude parameters per scope group")
+    ap.add_argument("--p", nargs="+", type=_percentage, default=[90.0], metavar="P",
+                    help="pruning percentage(s) in (0, 100); several values give one output each. Tropical prunes "
+                         "at most p%% (the intersection of two p%% sets)")
+    ap.add_argument("--scope", choices=SCOPES, default="CU",
+                    help="scope group of the p%%: CU = each adapter layer separately (Houlsby: each of the two "
+                         "adapters per transformer layer), CB = all adapter parameters together, CN = each "
+                         "hidden unit's inputs and each output node's inputs separately")
+    ap.add_argument("--values", choices=("original", "optimized"), default="original",
+                    help="values of the surviving weights: the original ones (paper) or the optimized Â, B̂")
+    solver = ap.add_argument_group("tropical solver (paper Eq. 2)")
+    solver.add_argument("--lam", type=_nonneg_float, default=DEFAULT_LAM_REL,
+                        help="λ1 relative to each layer's scale: λ1 = LAM * rms(A) * rms(B) per layer")
+    solver.add_argument("--lam2", type=_nonneg_float, default=None,
+                        help="λ2 relative to each layer's scale (default: the value of --lam)")
+    solver.add_argument("--solver", choices=SOLVERS, default="fast",
+                        help="'fast' (exact block-coordinate descent, all layers at once) or 'algorithm1' (the "
+                             "paper's per-node gradient descent; slow)")
+    solver.add_argument("--steps", type=_nonneg_int, default=DEFAULT_STEPS, help="maximum number of solver steps T")
+    solver.add_argument("--tol", type=_nonneg_float, default=DEFAULT_TOL,
+                        help="stop when the relative change of every layer's objective is below TOL (0: run all steps)")
+    solver.add_argument("--lr", type=_pos_float, default=DEFAULT_LR,
+                        help="step size η of --solver algorithm1 (ignored by 'fast')")
+    ev = ap.add_argument_group("evaluation (optional; needs the adapter's classification head)")
+    ev.add_argument("--evaluate", metavar="TASK", choices=_task_names(), default=None,
+                    help="score the unpruned and every pruned adapter on a configured task: "
+                         f"{', '.join(_task_names())}")
+    ev.add_argument("--split", choices=SPLITS, default="validation", help="split to score on")
+    ev.add_argument("--data-mirror", default=None, metavar="PATH",
+                    help="folder laid out as <PATH>/<task>/<split>.parquet (default: ../shared/data beside the "
+                         f"repository if it exists, here {DEFAULT_MIRROR}; else the Hugging Face hub)")
+    ev.add_argument("--max-examples", type=_pos_int, default=None, metavar="N",
+                    help="score on a deterministic stratified subsample of at most N examples (default: all)")
+    ev.add_argument("--max-length", type=_pos_int, default=None,
+                    help="token budget per example (default: the task's recommended length)")
+    ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation batch size")
+    ev.add_argument("--device", default="auto",
+                    help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)")
+    ap.add_argument("--quiet", "-q", action="store_true",
+                    help="no progress bars and no log lines (errors still go to stderr)")
+    return ap
+
+
+# --------------------------------------------------------------------------- reading the input
+
+
+@dataclass
+class AdapterSource:
+    """A saved adapter directory, checked.
+
+    Attributes:
+        path: the directory.
+        config: the parsed ``adapter_config.json`` (top level: ``config``, ``name``, ``hidden_size``, ...).
+        name: the adapter's name (``config["name"]``).
+        adapter_type: ``"seq_bn"``, ``"double_seq_bn"``, ``"par_bn"`` or ``"bottleneck"`` (another placement).
+        weights_file: the weight file used (``adapter.safetensors`` or ``pytorch_adapter.bin``).
+        state: every tensor of the weight file (name -> tensor).
+        head_files: names of the head files present (``head_config.json`` and one weight file), or empty.
+        head_config: the parsed ``head_config.json`` or None.
+    """
+
+    path: Path
+    config: dict
+    name: str
+    adapter_type: str
+    weights_file: str
+    state: dict = field(repr=False)
+    head_files: list[str]
+    head_config: dict | None
+
+
+def _read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"{path}: not readable JSON ({exc})") from exc
+
+
+def adapter_type(cfg: dict, where: str) -> str:
+    """Check an ``adapter_config.json`` ``config`` dict; return the bottleneck type name.
+
+    Raises:
+        CliError: a non-bottleneck architecture, a non-ReLU activation or an unsupported option,
+            naming what was found.
+    """
+    arch = cfg.get("architecture")
+    if arch not in (None, "bottleneck"):
+        raise CliError(
+            f"{where}: cannot prune an adapter with architecture={arch!r}; only ReLU bottleneck adapters (seq_bn, "
+            "double_seq_bn, par_bn) are supported"
+        )
+    missing = [k for k in ("non_linearity", "mh_adapter", "output_adapter", "reduction_factor") if k not in cfg]
+    if missing:
+        raise CliError(
+            f"{where}: not a bottleneck adapter config (lacks {', '.join(missing)}); found keys {sorted(cfg)}"
+        )
+    nl = str(cfg["non_linearity"])
+    if nl.lower() != "relu":
+        raise CliError(
+            f"{where}: the tropical characterization needs a piecewise-linear activation; found non_linearity={nl} "
+            "(only relu is supported)"
+        )
+    for key, reason in _UNSUPPORTED_OPTIONS.items():
+        if cfg.get(key):
+            raise CliError(f"{where}: unsupported bottleneck option {key}={cfg[key]!r}: {reason}")
+    if cfg.get("is_parallel"):
+        return "par_bn"
+    if cfg["mh_adapter"] and cfg["output_adapter"]:
+        return "double_seq_bn"
+    if cfg["output_adapter"] and not cfg["mh_adapter"]:
+        return "seq_bn"
+    return "bottleneck"
+
+
+def _load_state(path: Path) -> dict:
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files, pickles with code, ...: one line naming the file
+        raise CliError(f"{path}: unreadable weight file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CliError(f"{path}: expected a mapping of parameter names to tensors, found {type(state).__name__}")
+    return state
+
+
+def read_adapter_dir(path: str | Path) -> AdapterSource:
+    """Read and check a saved adapter directory (see the module docstring for what is accepted).
+
+    Raises:
+        CliError: missing directory or files, unreadable files, an unsupported adapter, or weights
+            that do not hold the named bottleneck adapter.
+    """
+    from . import masks
+
+    path = Path(path)
+    if not path.exists():
+        raise CliError(f"{path}: no such adapter directory")
+    if not path.is_dir():
+        raise CliError(f"{path}: not a directory (expected a directory written by model.save_adapter)")
+    cfg_path = path / "adapter_config.json"
+    if not cfg_path.is_file():
+        present = sorted(p.name for p in path.iterdir())[:8]
+        raise CliError(f"{path}: missing adapter_config.json (not a saved adapter directory; found {present})")
+    meta = _read_json_file(cfg_path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("name"), str):
+        raise CliError(f"{cfg_path}: expected the adapters library's format with keys 'config' and 'name'")
+    kind = adapter_type(meta["config"], str(cfg_path))
+    weights = next((f for f in WEIGHT_FILES if (path / f).is_file()), None)
+    if weights is None:
+        raise CliError(f"{path}: missing adapter weights (neither {' nor '.join(WEIGHT_FILES)} found)")
+    state = _load_state(path / weights)
+    try:
+        layers = masks.extract_layers(state, meta["name"])
+    except ValueError as exc:
+        raise CliError(f"{path / weights}: {exc}") from exc
+    hidden = meta.get("hidden_size")
+    d = layers[0].B.shape[0]
+    if hidden is not None and hidden != d:
+        raise CliError(f"{path / weights}: adapter width d={d} differs from hidden_size={hidden} in {cfg_path.name}")
+    head_files: list[str] = []
+    head_config = None
+    head_weights = [f for f in HEAD_WEIGHT_FILES if (path / f).is_file()]
+    if (path / "head_config.json").is_file():
+        if not head_weights:
+            raise CliError(f"{path}: head_config.json present but no head weights ({' or '.join(HEAD_WEIGHT_FILES)})")
+        head_config = _read_json_file(path / "head_config.json")
+        head_files = ["head_config.json", head_weights[0]]
+    elif head_weights:
+        raise CliError(f"{path}: {head_weights[0]} present but head_config.json missing")
+    return AdapterSource(path=path, config=meta, name=meta["name"], adapter_type=kind, weights_file=weights,
+                         state=state, head_files=head_files, head_config=head_config)
+
+
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
+
+
+def check_model(model: str | None, src: AdapterSource) -> tuple[str, str]:
+    """Resolve ``--model`` (default: the adapter's recorded ``model_name``) and check it fits.
+
+    Reads only the model's ``config.json``. Returns ``(model name, resolved path or id)``.
+
+    Raises:
+        CliError: unresolvable model, or ``model_type`` / ``hidden_size`` / number of layers that
+            do not fit the adapter.
+    """
+    from transformers import AutoConfig
+
+    from .models import ModelError, resolve_model
+
+    cfg_file = src.path / "adapter_config.json"
+    name = model or src.config.get("model_name")
+    if not name:
+        raise CliError(f"{cfg_file} records no model_name; pass --model")
+    try:
+        resolved = resolve_model(name)
+        mcfg = AutoConfig.from_pretrained(resolved)
+    except ModelError as exc:
+        hint = "" if model else f" (the model_name recorded in {cfg_file}; pass --model)"
+        raise CliError(f"{exc}{hint}") from exc
+    except Exception as exc:
+        raise CliError(f"model {name!r}: cannot read its config ({type(exc).__name__}: {exc})") from exc
+    want_type = src.config.get("model_type")
+    if want_type and mcfg.model_type != want_type:
+        raise CliError(f"model {name!r} has model_type {mcfg.model_type!r} but the adapter in {src.path} was saved "
+                       f"from a {want_type!r} model")
+    from . import masks
+
+    layers = masks.extract_layers(src.state, src.name)
+    d = layers[0].B.shape[0]
+    hidden = getattr(mcfg, "hidden_size", None)
+    if hidden is not None and hidden != d:
+        raise CliError(f"model {name!r} has hidden_size {hidden} but the adapter in {src.path} has width d={d}")
+    n_layers = getattr(mcfg, "num_hidden_layers", None)
+    idx = [int(m.group(1)) for layer in layers if (m := _LAYER_INDEX.search(layer.prefix))]
+    if n_layers is not None and idx and max(idx) >= n_layers:
+        raise CliError(
+            f"model {name!r} has {n_layers} layers but the adapter in {src.path} has one at layer {max(idx)}"
+        )
+    return name, resolved
+
+
+# --------------------------------------------------------------------------- solve, prune, write
+
+
+def maybe_tqdm(items: list, enabled: bool, **kw):
+    """``tqdm(items, **kw)`` on stderr when ``enabled`` (and more than one item), else ``items``."""
+    if not enabled or len(items) < 2:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, **kw)
+
+
+def _format_p(p: float) -> str:
+    return f"p{p:g}"
+
+
+def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps: int, tol: float, lr: float,
+                 progress: bool) -> tuple[list, list[dict], list[dict]]:
+    """Solve Eq. 2 for every layer (float64 on the CPU); layers of equal shape are solved together.
+
+    Returns ``(optimized, per_layer, groups)``: one ``(Â (r, d+1), B̂ (d, r))`` float64 pair per
+    layer in the order of ``layers``; per layer ``{"lam1", "lam2", "lambda_scale",
+    "objective_initial", "objective_final"}``; per solve group ``{"layers", "steps", "converged",
+    "seconds"}``.
+
+    Raises:
+        CliError: a layer whose ``A`` or ``B`` is all zeros (nothing for λ to be relative to).
+    """
+    import torch
+
+    from . import tropical
+
+    for layer in layers:
+        for what, t in (("down weight | bias A", layer.A), ("up weight B", layer.B)):
+            if not bool((t != 0).any()):
+                raise CliError(
+                    f"adapter layer {layer.prefix!r}: its {what} is all zeros (an untrained adapter? par_bn's "
+                    "init_weights='mam_adapter' starts with a zero up projection); there is nothing to prune"
+                )
+    groups: dict[tuple, list[int]] = {}
+    for k, layer in enumerate(layers):
+        groups.setdefault((tuple(layer.A.shape), tuple(layer.B.shape)), []).append(k)
+    optimized: list = [None] * len(layers)
+    per_layer: list[dict] = [{} for _ in layers]
+    summary: list[dict] = []
+    for idx in maybe_tqdm(list(groups.values()), progress, desc="solve", unit="group"):
+        A = torch.stack([layers[k].A for k in idx]).to(torch.float64)
+        B = torch.stack([layers[k].B for k in idx]).to(torch.float64)
+        scale = tropical.lambda_scale(A, B)  # (G,)
+        t0 = time.perf_counter()
+        res = tropical.solve(A, B, lam1=lam_rel * scale, lam2=lam2_rel * scale, method=solver, steps=steps, lr=lr,
+                             tol=tol)
+        seconds = time.perf_counter() - t0
+        trace = res.trace.reshape(res.trace.shape[0], len(idx)).double()
+        for g, k in enumerate(idx):
+            optimized[k] = (res.A_hat[g].to(torch.float64), res.B_hat[g].to(torch.float64))
+            per_layer[k] = {
+                "lambda_scale": float(scale[g]), "lam1": float(lam_rel * scale[g]), "lam2": float(lam2_rel * scale[g]),
+                "objective_initial": float(trace[0, g]), "objective_final": float(trace[-1, g]),
+            }
+        summary.append({"layers": [layers[k].prefix for k in idx], "steps": int(res.steps),
+                        "converged": bool(res.converged), "seconds": round(seconds, 4)})
+    return optimized, per_layer, summary
+
+
+def _layer_counts(mask) -> dict:
+    down_w = int(mask.A[:, :-1].sum())
+    down_b = int(mask.A[:, -1].sum())
+    return {"layer": mask.prefix, "n_params": mask.n_params, "n_pruned": mask.n_pruned,
+            "retained": 1.0 - mask.n_pruned / mask.n_params,
+            "n_pruned_by_tensor": {"adapter_down.0.weight": down_w, "adapter_down.0.bias": down_b,
+                                   "adapter_up.weight": int(mask.B.sum()), "adapter_up.bias": int(mask.up_bias.sum())}}
+
+
+def _save_weights(state: dict, path: Path) -> None:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+    else:
+        torch.save(state, str(path))
+
+
+def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> dict:
+    """Write the pruned adapter (AdapterHub format) and its masks into the directory ``dest``.
+
+    The input's weight file is rewritten with the pruned tensors in place of the adapter's four
+    tensors per layer (dtypes kept; every other tensor unchanged), under the same file name and
+    format; ``adapter_config.json`` and the head files are copied. The written file is read back
+    and checked: every masked entry is zero.
+
+    Returns ``{"n_zero": zeros in the adapter's tensors of the written file, "adapter_sha256": ...}``.
+    """
+    import torch
+
+    from . import masks
+    from .io import sha256_file
+
+    new = masks.layers_to_state_dict(pruned_layers)
+    state = {k: (new[k].to(v.dtype) if k in new else v).contiguous() for k, v in src.state.items()}
+    _save_weights(state, dest / src.weights_file)
+    mask_state = masks.layers_to_state_dict(
+        [masks.AdapterLayer(prefix=m.prefix, A=m.A, B=m.B, up_bias=m.up_bias) for m in layer_masks]
+    )
+    from safetensors.torch import save_file
+
+    save_file({k: v.to(torch.uint8) for k, v in mask_state.items()}, str(dest / MASK_FILE), metadata={"format": "pt"})
+    for f in ["adapter_config.json", *src.head_files]:
+        shutil.copyfile(src.path / f, dest / f)
+    back = masks.extract_layers(_load_state(dest / src.weights_file), src.name)
+    n_zero = 0
+    for lay, m in zip(back, layer_masks):
+        for t, mk in ((lay.A, m.A), (lay.B, m.B), (lay.up_bias, m.up_bias)):
+            if not bool((t[mk] == 0).all()):
+                raise RuntimeError(
+                    f"{dest / src.weights_file}: {lay.prefix}: pruned entries are not zero after writing"
+                )
+            n_zero += int((t == 0).sum())
+    return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class _Evaluator:
+    """The backbone and the evaluation split, loaded once; scores saved adapter directories."""
+
+    task: str
+    split: str
+    model: Any
+    tokenizer: Any
+    df: Any
+    device: Any
+    max_length: int
+    batch_size: int
+    progress: bool
+
+    def score(self, adapter_dir: Path, name: str) -> dict[str, float]:
+        """Load ``adapter_dir`` (adapter + head) with ``load_adapter``, score it, unload it."""
+        from . import evaluation
+
+        quiet = logging.getLogger("adapters")  # it warns that no adapter is active while it adds this one
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            loaded = self.model.load_adapter(str(adapter_dir), with_head=True, set_active=True, use_safetensors=True)
+        finally:
+            quiet.setLevel(level)
+        try:
+            if name not in self.model.heads:
+                raise CliError(f"{adapter_dir}: load_adapter did not load a prediction head named {name!r}")
+            self.model.active_head = name
+            self.model.to(self.device)
+            return evaluation.evaluate(self.model, self.tokenizer, self.df, self.task, batch_size=self.batch_size,
+                                       max_length=self.max_length, device=self.device, progress=self.progress)
+        finally:
+            self.model.delete_adapter(loaded)
+            if name in self.model.heads:
+                self.model.delete_head(name)
+
+
+def _check_evaluation(args, src: AdapterSource):
+    """Checks and data loading for ``--evaluate`` (cheap; before the solve). Returns the data frame."""
+    from .data import TASKS, DataError, load_split
+
+    task = TASKS[args.evaluate]
+    if src.head_config is None:
+        raise CliError(f"{src.path}: --evaluate needs the adapter's prediction head, but the directory has no "
+                       f"head_config.json / {' or '.join(HEAD_WEIGHT_FILES)} (save it with with_head=True)")
+    hcfg = src.head_config.get("config", {}) if isinstance(src.head_config, dict) else {}
+    head_type, num_labels = hcfg.get("head_type"), hcfg.get("num_labels")
+    if head_type != "classification":
+        raise CliError(f"{src.path / 'head_config.json'}: --evaluate needs a 'classification' head, found head_type="
+                       f"{head_type!r}")
+    if num_labels != task.num_labels:
+        raise CliError(f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task "
+                       f"{args.evaluate!r} has {task.num_labels} labels")
+    if args.data_mirror is not None:
+        mirror = Path(args.data_mirror)
+        if not mirror.is_dir():
+            raise CliError(f"--data-mirror {mirror}: no such directory")
+    else:
+        mirror = DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
+    try:
+        df = load_split(args.evaluate, args.split, mirror=mirror, caps=args.max_examples)
+    except (DataError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    return df
+
+
+def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
+    from .data import TASKS
+    from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        model = _load_adapter_model(model_resolved)
+        tokenizer = load_tokenizer(model_resolved)
+    except ModelError as exc:
+        raise CliError(str(exc)) from exc
+    model.eval()
+    return _Evaluator(task=args.evaluate, split=args.split, model=model, tokenizer=tokenizer, df=df, device=device,
+                      max_length=args.max_length or TASKS[args.evaluate].recommended_max_length,
+                      batch_size=args.batch_size, progress=not args.quiet)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _check_out(out: Path, targets: list[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory")
+    for t in targets:
+        if t.exists() and not (t.is_dir() and (t / "prune.json").is_file()):
+            raise CliError(
+                f"{t}: exists and is not an earlier adapter-prune output (no prune.json); not overwriting it"
+            )
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Carry out a parsed command line; returns the rows of ``summary.json``. Raises ``CliError``."""
+    from . import __version__
+    from .io import atomic_dir, sha256_file, write_json
+
+    progress = not args.quiet
+    lam2 = args.lam if args.lam2 is None else args.lam2
+    methods = list(dict.fromkeys(args.method))
+    ps = list(dict.fromkeys(args.p))
+    out = Path(args.out)
+    targets = {(m, p): out / m / _format_p(p) for m in methods for p in ps}
+
+    # 1. every check before the expensive work
+    src = read_adapter_dir(args.adapter_dir)
+    model_name, model_resolved = check_model(args.model, src)
+    _check_out(out, list(targets.values()))
+    df = _check_evaluation(args, src) if args.evaluate else None
+
+    from . import masks
+
+    layers = masks.extract_layers(src.state, src.name)
+    log.info("%s: %s adapter %r, %d layers (d=%d, r=%s), weights %s", src.path, src.adapter_type, src.name,
+             len(layers), layers[0].B.shape[0], sorted({l.A.shape[0] for l in layers}), src.weights_file)
+
+    # 2. solve once; masks for every method and p
+    try:
+        optimized, per_layer, groups = solve_layers(layers, args.lam, lam2, solver=args.solver, steps=args.steps,
+                                                    tol=args.tol, lr=args.lr, progress=progress)
+    except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
+        raise CliError(f"tropical solve failed: {exc}") from exc
+
+    evaluator = _make_evaluator(args, model_resolved, df) if args.evaluate else None
+    rows: list[dict] = []
+    base = {
+        "tool": PROG, "version": __version__,
+        "source": {"dir": str(src.path.resolve()), "weights_file": src.weights_file,
+                   "sha256": sha256_file(src.path / src.weights_file)},
+        "adapter": src.name, "adapter_type": src.adapter_type, "model": model_name,
+        "adapter_config": {k: src.config["config"].get(k) for k in (
+            "non_linearity", "reduction_factor", "mh_adapter", "output_adapter", "is_parallel", "leave_out",
+            "original_ln_before", "original_ln_after", "ln_after", "scaling", "init_weights")},
+        "scope": args.scope, "values": args.values,
+        "solver": {"method": args.solver, "lam_rel": args.lam, "lam2_rel": lam2, "max_steps": args.steps,
+                   "tol": args.tol, "lr": args.lr, "groups": groups},
+    }
+    full_scores = None
+    if evaluator is not None:
+        log.info("scoring the unpruned adapter on %s/%s (%d examples)", args.evaluate, args.split, df.height)
+        full_scores = evaluator.score(src.path, src.name)
+        rows.append({"method": "full", "p": 0.0, "retained": 1.0, "dir": str(src.path), "scores": full_scores})
+
+    jobs = [(m, p) for p in ps for m in methods]
+    by_p: dict[float, dict] = {}
+    for method, p in maybe_tqdm(jobs, progress, desc="prune", unit="adapter"):
+        if p not in by_p:
+            try:
+                by_p = {p: masks.pruning_masks(layers, optimized, p, args.scope)}
+            except ValueError as exc:
+                raise CliError(f"masks for p={p:g}: {exc}") from exc
+        chosen = by_p[p][method]
+        pruned = masks.apply_masks(layers, chosen, values=args.values,
+                                   optimized=optimized if args.values == "optimized" else None)
+        counts = [_layer_counts(m) | per_layer[k] for k, m in enumerate(chosen)]
+        n_params = sum(c["n_params"] for c in counts)
+        n_pruned = sum(c["n_pruned"] for c in counts)
+        info = {**base, "method": method, "p": p, "n_params": n_params, "n_pruned": n_pruned,
+                "retained": 1.0 - n_pruned / n_params, "layers": counts, "weights_file": src.weights_file,
+                "mask_file": MASK_FILE}
+        target = targets[(method, p)]
+        with atomic_dir(target) as tmp:
+            info.update(write_pruned(src, pruned, chosen, Path(tmp)))
+            if evaluator is not None:
+                info["evaluation"] = {"task": args.evaluate, "split": args.split, "n_examples": df.height,
+                                      "scores": evaluator.score(Path(tmp), src.name), "unpruned_scores": full_scores}
+            write_json(info, Path(tmp) / "prune.json")
+        row = {"method": method, "p": p, "retained": info["retained"], "n_pruned": n_pruned, "n_params": n_params,
+               "dir": str(target)}
+        if evaluator is not None:
+            row["scores"] = info["evaluation"]["scores"]
+        rows.append(row)
+        log.info("%s p=%g: pruned %d of %d adapter parameters (retained %.2f %%) -> %s", method, p, n_pruned,
+                 n_params, 100 * info["retained"], target)
+    write_json({"adapter_dir": str(src.path.resolve()), "model": model_name, "scope": args.scope,
+                "evaluate": args.evaluate, "split": args.split if args.evaluate else None, "results": rows},
+               out / "summary.json")
+    return rows
+
+
+def _print_table(rows: list[dict], metric: str | None) -> None:
+    head = f"{'method':<10} {'p':>6} {'retained %':>10}" + (f" {metric:>10}" if metric else "") + "  output"
+    print(head)
+    for r in rows:
+        score = f" {100 * r['scores'][metric]:>10.2f}" if metric else ""
+        print(f"{r['method']:<10} {r['p']:>6g} {100 * r['retained']:>10.2f}{score}  {r['dir']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``adapter-prune``; returns the exit status (argparse exits 2 itself)."""
+    args = build_parser().parse_args(argv)
+    # Our own log lines only (the adapters library logs every load at INFO); the root logger is left alone.
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        if args.quiet:
+            rows = run(args)
+        else:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            with logging_redirect_tqdm(loggers=[log]):
+                rows = run(args)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    metric = None
+    if args.evaluate:
+        from .data import TASKS
+
+        metric = TASKS[args.evaluate].metric
+    _print_table(rows, metric)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -8,9 +8,12 @@ DEFAULT_LAM_REL: float = 0.25
 DEFAULT_LAM1: float = 4e-4
 #: Absolute λ2 (weight of ``‖Ĝ2‖_{1,1}``) used when none is given (trained-MiniLM scale).
 DEFAULT_LAM2: float = 4e-4
-#: Step size η of Algorithm 1 (ignored by ``method="fast"``).
+#: Step size of Algorithm 1 relative to each layer's curvature (``tropical.algorithm1_step_size``;
+#: ignored by ``method="fast"``).
 DEFAULT_LR: float = 0.5
 #: Maximum number of steps T.
 DEFAULT_STEPS: int = 1000
 #: Relative objective change below which a layer counts as converged.
 DEFAULT_TOL: float = 1e-6
+#: A layer whose ``Â`` or ``B̂`` has at least this share of exact zeros has collapsed (λ too large).
+MAX_ZERO_SHARE: float = 0.99

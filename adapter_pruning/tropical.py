@@ -102,6 +102,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 from numbers import Real
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -114,13 +115,20 @@ __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_TOL",
     "METHODS",
+    "CollapsedLayerError",
+    "MAX_ZERO_SHARE",
     "SolveResult",
+    "algorithm1_step_size",
+    "check_not_collapsed",
+    "conserved_gauge",
     "generators",
     "lambda_scale",
     "materialized_objective",
     "objective",
     "objective_per_layer",
     "solve",
+    "unit_balance",
+    "zero_shares",
 ]
 
 from .defaults import (  # noqa: E402  (torch-free, so the workflow reads them without torch)
@@ -130,6 +138,7 @@ from .defaults import (  # noqa: E402  (torch-free, so the workflow reads them w
     DEFAULT_LR,
     DEFAULT_STEPS,
     DEFAULT_TOL,
+    MAX_ZERO_SHARE,
 )
 
 METHODS = ("fast", "algorithm1")
@@ -282,6 +291,106 @@ def lambda_scale(A: Tensor, B: Tensor) -> Tensor:
     return A.pow(2).mean((-2, -1)).sqrt() * B.pow(2).mean((-2, -1)).sqrt()
 
 
+# --------------------------------------------------------------------------- gauge
+
+
+def unit_balance(A: Tensor, B: Tensor) -> Tensor:
+    """Per hidden unit ``j``: ``‖a_j‖² − ‖b_{:,j}‖²`` (row of ``A`` incl. bias, column of ``B``).
+
+    Args:
+        A: ``(..., r, d+1)``; B: ``(..., d, r)``.
+
+    Returns:
+        ``(..., r)``. Gradient flow on Eq. 2 conserves this quantity (the objective is invariant
+        under ``â_j → α â_j, b̂_{:,j} → b̂_{:,j} / α``), so it fixes the split of each unit's scale.
+    """
+    _check_pair(A, B)
+    return A.pow(2).sum(-1) - B.pow(2).sum(-2)
+
+
+def conserved_gauge(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor) -> tuple[Tensor, Tensor]:
+    """Put every hidden unit of ``(Â, B̂)`` into the conserved gauge of ``docs/METHOD.md``.
+
+    Eq. 2 depends on ``(Â, B̂)`` only through the products ``B̂±[i, j] â_j``, so rescaling unit ``j``
+    (``â_j → α_j â_j``, ``b̂_{:,j} → b̂_{:,j} / α_j``, ``α_j > 0``) changes neither the objective nor
+    the adapter's function, but it changes which entries are smallest, i.e. ``P_T``. This picks the
+    ``α_j`` for which ``‖α_j â_j‖² − ‖b̂_{:,j} / α_j‖² = ‖a_j‖² − ‖b_{:,j}‖²`` (the quantity gradient
+    flow conserves, ``unit_balance``): with ``x = α_j²``, ``n = ‖â_j‖²``, ``m = ‖b̂_{:,j}‖²``,
+    ``c = ‖a_j‖² − ‖b_{:,j}‖²``, ``x = (c + sqrt(c² + 4 n m)) / (2 n)``, evaluated as
+    ``2 m / (sqrt(c² + 4 n m) − c)`` when ``c < 0`` (no cancellation).
+
+    Dead units. A unit with ``â_j = 0`` or ``b̂_{:,j} = 0`` contributes nothing to the objective or to
+    the adapter's output whatever the other factor is; rule: both factors are set to exactly zero
+    (so ``P_T`` ranks all of the unit's entries as zeros, ties broken by original magnitude).
+
+    Args:
+        A, A_hat: ``(..., r, d+1)``; B, B_hat: ``(..., d, r)``; the originals fix the gauge.
+
+    Returns:
+        ``(Â', B̂')`` of the shapes and dtypes of ``A_hat``, ``B_hat`` (computed in float64). The
+        objective changes only by rounding (≤ 1e-10 relative in float64; tests).
+    """
+    _check_all(A, B, A_hat, B_hat)
+    A64, B64 = A.to(torch.float64), B.to(torch.float64)
+    Ah, Bh = A_hat.to(torch.float64), B_hat.to(torch.float64)
+    n = Ah.pow(2).sum(-1)  # (..., r)
+    m = Bh.pow(2).sum(-2)
+    c = unit_balance(A64, B64)
+    alive = (n > 0) & (m > 0)
+    n_, m_ = torch.where(alive, n, 1.0), torch.where(alive, m, 1.0)
+    root = torch.sqrt(c * c + 4 * n_ * m_)
+    x = torch.where(c >= 0, (c + root) / (2 * n_), 2 * m_ / (root - c))
+    alpha = torch.where(alive, x.sqrt(), 0.0)
+    inv = torch.where(alive, 1 / torch.where(alive, alpha, 1.0), 0.0)
+    A_g = Ah * alpha.unsqueeze(-1)
+    B_g = Bh * inv.unsqueeze(-2)
+    return A_g.to(A_hat.dtype), B_g.to(B_hat.dtype)
+
+
+def zero_shares(A_hat: Tensor, B_hat: Tensor) -> tuple[Tensor, Tensor]:
+    """Share of exact zeros in ``Â`` and in ``B̂`` per layer: two tensors of the leading dims."""
+    _check_pair(A_hat, B_hat, "A_hat, B_hat")
+    return (A_hat == 0).double().mean((-2, -1)), (B_hat == 0).double().mean((-2, -1))
+
+
+class CollapsedLayerError(ValueError):
+    """λ drove a layer's ``Â`` or ``B̂`` (almost) entirely to zero, so ``P_T`` would be meaningless."""
+
+
+def check_not_collapsed(
+    A_hat: Tensor, B_hat: Tensor, lam1, lam2, names=None, *, max_zero_share: float = MAX_ZERO_SHARE
+) -> None:
+    """Raise :class:`CollapsedLayerError` naming λ and the layer when a layer's ``Â`` or ``B̂`` has
+    a share of exact zeros ``>= max_zero_share``.
+
+    Args:
+        A_hat: ``(L, r, d+1)`` or ``(r, d+1)``; B_hat: ``(L, d, r)`` or ``(d, r)``.
+        lam1, lam2: the λ used (floats or per-layer tensors), for the message.
+        names: optional layer names (default: ``layer <k>``).
+    """
+    zA, zB = (z.reshape(-1) for z in zero_shares(A_hat, B_hat))
+    names = list(names) if names is not None else [f"layer {k}" for k in range(zA.numel())]
+    l1, l2 = (_per_layer(lam, zA.numel()) for lam in (lam1, lam2))
+    bad = [
+        f"{names[k]}: {100 * float(zA[k]):.1f} % of A_hat and {100 * float(zB[k]):.1f} % of B_hat are exact zeros "
+        f"(lam1 = {float(l1[k]):.3g}, lam2 = {float(l2[k]):.3g})"
+        for k in range(zA.numel())
+        if float(zA[k]) >= max_zero_share or float(zB[k]) >= max_zero_share
+    ]
+    if bad:
+        raise CollapsedLayerError(
+            "the tropical solve collapsed: lambda is so large that P_T becomes meaningless (it would rank "
+            "by original magnitude only). Lower lambda (tropical.lam1/lam2), or opt in with "
+            "tropical.allow_collapse: true.\n  " + "\n  ".join(bad)
+        )
+
+
+def _per_layer(value, n: int) -> Tensor:
+    """A float or per-layer tensor as a flat float64 tensor of ``n`` values (for messages/records)."""
+    t = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
+    return t.expand(n) if t.numel() == 1 else t
+
+
 # --------------------------------------------------------------------------- solvers
 
 
@@ -296,8 +405,9 @@ class SolveResult:
             batch (``(steps + 1, L)``); row 0 is the initial objective ``L(A, B)``, row ``t``
             the combined objective after step ``t``; a layer that converged early keeps its
             final value.
-        steps: number of steps actually run.
+        steps: number of steps actually run (the most of any layer).
         converged: True when every layer met ``tol`` before ``steps`` ran out.
+        layer_steps: int64 of the leading dims: steps each layer ran before it converged.
     """
 
     A_hat: Tensor
@@ -305,6 +415,7 @@ class SolveResult:
     trace: Tensor
     steps: int
     converged: bool
+    layer_steps: Tensor
 
 
 @contextlib.contextmanager
@@ -363,7 +474,7 @@ def _solve_fast(A: Tensor, B: Tensor, lam1: Tensor, lam2: Tensor, steps: int, to
     Ln, r, _ = A.shape
     if steps == 0:
         trace = objective_per_layer(A, B, A, B, lam1, lam2)
-        return A.clone(), B.clone(), trace[None], 0, False
+        return A.clone(), B.clone(), trace[None], torch.zeros(Ln, dtype=torch.long), False
     TA = _Tails(A.abs())  # rows of |A|: (L, r, d+1)
     Bt = B.transpose(-1, -2)
     TB = _Tails(torch.stack([Bt.clamp(min=0), (-Bt).clamp(min=0)], -2))  # columns of B+, B-: (L, r, 2, d)
@@ -397,9 +508,11 @@ def _solve_fast(A: Tensor, B: Tensor, lam1: Tensor, lam2: Tensor, steps: int, to
     cur = obj(pi, s0, c0, n0, w0, q0, tau0)
     trace = [cur]
     active = torch.ones(Ln, dtype=torch.bool, device=A.device)
+    layer_steps = torch.zeros(Ln, dtype=torch.long)
     t = 0
     while t < steps:
         t += 1
+        layer_steps += active.cpu()
         # Â-step: θ = τ0 / w0 (dead when w0 = 0)
         th_n = (tau0 / w0).nan_to_num(nan=dead_A, posinf=dead_A)
         s0_n, c0_n, n0_n = a_sums(th_n)
@@ -428,11 +541,27 @@ def _solve_fast(A: Tensor, B: Tensor, lam1: Tensor, lam2: Tensor, steps: int, to
     A_hat = torch.sign(A) * x[..., None] * (A.abs() - th[..., None]).clamp(min=0)
     phiB = torch.where(B > 0, phi[..., 0].unsqueeze(-2), phi[..., 1].unsqueeze(-2))  # (L, d, r)
     B_hat = torch.sign(B) * rho.unsqueeze(-2) * (B.abs() - phiB).clamp(min=0)
-    return A_hat, B_hat, torch.stack(trace), t, not bool(active.any())
+    return A_hat, B_hat, torch.stack(trace), layer_steps, not bool(active.any())
 
 
-def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int, lr: float, tol: float):
-    """Paper's Algorithm 1 on one layer (``A (r, d+1)``, ``B (d, r)``), per-node autograd steps."""
+def algorithm1_step_size(A: Tensor, B: Tensor, lr: float = DEFAULT_LR) -> Tensor:
+    """Algorithm 1's step ``η`` per layer: ``lr / max(max_j ‖a_j‖², max_j ‖b_{:,j}‖²)``; shape ``(...)``.
+
+    Within one step Algorithm 1 updates ``â_j`` once per output node, ``d`` updates whose curvatures
+    ``B̂±[i, j]²`` add up to ``‖b̂_{:,j}‖²``, and each ``b̂_ij`` with curvature ``‖â_j‖²``; a step
+    ``η`` below ``2 / max`` of those is stable. Scaling by the layer's own curvature makes one
+    relative ``lr`` converge on any model (a fixed absolute ``η = 0.5`` diverged on weights of
+    scale 0.5).
+    """
+    _check_pair(A, B)
+    curv = torch.maximum(A.pow(2).sum(-1).amax(-1), B.pow(2).sum(-2).amax(-1))
+    return lr / curv.clamp(min=torch.finfo(curv.dtype).tiny)
+
+
+def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int, eta: float, tol: float,
+                      name: str):
+    """Paper's Algorithm 1 on one layer (``A (r, d+1)``, ``B (d, r)``), per-node autograd steps of size
+    ``eta`` (absolute); ``name`` is used in errors."""
     d = B.shape[0]
     Bp, Bm = B.clamp(min=0), (-B).clamp(min=0)
     A_hat, B_hat = A.clone(), B.clone()
@@ -454,13 +583,14 @@ def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int
             loss = 0.5 * ((G_hat - G) ** 2).sum() + lam * G_hat.abs().sum()
             gA, gb = torch.autograd.grad(loss, (Ah, bi))
             with torch.no_grad():
-                A_hat = A_hat - lr * gA
-                B_hat[i] -= lr * gb
+                A_hat = A_hat - eta * gA
+                B_hat[i] -= eta * gb
         with torch.no_grad():
             new = objective(A, B, A_hat, B_hat, lam1, lam2)
-        if not math.isfinite(float(new)):
+        if not (bool(torch.isfinite(A_hat).all()) and bool(torch.isfinite(B_hat).all()) and math.isfinite(float(new))):
             raise FloatingPointError(
-                f"algorithm1 diverged at step {t} (objective {float(new)}); lower lr={lr}"
+                f"algorithm1 diverged on {name} at step {t}: non-finite values (step size eta = {eta:.3g}); "
+                "lower tropical.lr"
             )
         change = abs(float(cur) - float(new))
         cur = new
@@ -481,6 +611,8 @@ def solve(
     steps: int = DEFAULT_STEPS,
     lr: float = DEFAULT_LR,
     tol: float = DEFAULT_TOL,
+    gauge: bool = True,
+    layer_names: Sequence[str] | None = None,
 ) -> SolveResult:
     """Minimise Eq. 2 over ``(Â, B̂)`` starting from ``Â = A``, ``B̂ = B``.
 
@@ -492,11 +624,18 @@ def solve(
         method: ``"fast"`` (exact block-coordinate descent, vectorised) or ``"algorithm1"``
             (the paper's per-node gradient descent; the slow reference).
         steps: maximum number of steps ``T >= 0``.
-        lr: step size ``η > 0`` of Algorithm 1; not used by ``"fast"``.
+        lr: Algorithm 1's step size relative to each layer's curvature (``algorithm1_step_size``);
+            not used by ``"fast"``.
         tol: a layer stops when the relative change of its objective is ``< tol`` (0: never).
+        gauge: return ``(Â, B̂)`` in the conserved gauge (``conserved_gauge``; METHOD.md), which
+            makes ``P_T`` independent of the solver. ``False`` returns the solver's raw split.
+        layer_names: names of the layers (flattened leading dims) for error messages.
 
     Returns:
         ``SolveResult`` (see there; ``A_hat``/``B_hat`` on ``A``'s device and dtype).
+
+    Raises:
+        FloatingPointError: Algorithm 1 produced a non-finite value (names the layer and step).
     """
     d, r = _check_pair(A, B)
     if method not in METHODS:
@@ -513,29 +652,39 @@ def solve(
                 raise ValueError(f"{name} contains NaN or inf")
         lead = A.shape[:-2]
         Lf = math.prod(lead)
+        names = list(layer_names) if layer_names is not None else [f"layer {k}" for k in range(Lf)]
+        if len(names) != Lf:
+            raise ValueError(f"layer_names: {len(names)} names for {Lf} layers")
         A64 = A.detach().to(torch.float64).reshape(Lf, r, d + 1)
         B64 = B.detach().to(torch.float64).reshape(Lf, d, r)
         l1 = _lam(lam1, "lam1", lead, torch.float64, A.device).expand(lead + (1, 1)).reshape(Lf)
         l2 = _lam(lam2, "lam2", lead, torch.float64, A.device).expand(lead + (1, 1)).reshape(Lf)
         if method == "fast":
-            A_hat, B_hat, trace, n, conv = _solve_fast(A64, B64, l1, l2, steps, float(tol))
+            A_hat, B_hat, trace, layer_steps, conv = _solve_fast(A64, B64, l1, l2, steps, float(tol))
         else:
+            eta = algorithm1_step_size(A64, B64, float(lr))
             outs = [
-                _algorithm1_layer(A64[k], B64[k], float(l1[k]), float(l2[k]), steps, float(lr), float(tol))
+                _algorithm1_layer(A64[k], B64[k], float(l1[k]), float(l2[k]), steps, float(eta[k]), float(tol),
+                                  names[k])
                 for k in range(Lf)
             ]
             A_hat = torch.stack([o[0] for o in outs])
             B_hat = torch.stack([o[1] for o in outs])
-            n = max(o[3] for o in outs)
+            layer_steps = torch.tensor([o[3] for o in outs], dtype=torch.long)
             conv = all(o[4] for o in outs)
+            n = int(layer_steps.max()) if Lf else 0
             # pad early-stopped layers with their final value
             trace = torch.stack(
                 [torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1
             )
+        if gauge:
+            A_hat, B_hat = conserved_gauge(A64, B64, A_hat, B_hat)
+    n = trace.shape[0] - 1
     return SolveResult(
         A_hat=A_hat.reshape(A.shape).to(A.dtype),
         B_hat=B_hat.reshape(B.shape).to(B.dtype),
         trace=trace.reshape((n + 1,) + tuple(lead)),
         steps=int(n),
         converged=bool(conv),
+        layer_steps=layer_steps.reshape(tuple(lead)),
     )

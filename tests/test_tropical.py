@@ -148,7 +148,7 @@ def test_fast_first_step_is_exact_block_minimisation():
     """One fast step = Â = soft(w a, τ)/q given B, then the closed-form B̂ given that Â (dense check)."""
     A, B = rand_layers((), 10, 4, seed=11, scale=0.7)
     lam1, lam2 = 0.2, 0.05
-    res = solve(A, B, lam1=lam1, lam2=lam2, steps=1, tol=0.0)
+    res = solve(A, B, lam1=lam1, lam2=lam2, steps=1, tol=0.0, gauge=False)  # the raw block updates
     U0, V0 = B.clamp(min=0), (-B).clamp(min=0)
     q = (U0**2 + V0**2).sum(0)
     w = (U0 * U0 + V0 * V0).sum(0)
@@ -217,11 +217,14 @@ def test_fast_large_lambda_kills_units_consistently(rel1, rel2):
 def test_scale_equivariance():
     A, B = rand_layers((2,), 10, 3, seed=9, scale=0.05)
     lam = 0.3 * lambda_scale(A, B)
-    r1 = solve(A, B, lam1=lam, lam2=lam, steps=20, tol=0.0)
-    alpha, beta = 3.0, 0.25
-    r2 = solve(alpha * A, beta * B, lam1=lam * alpha * beta, lam2=lam * alpha * beta, steps=20, tol=0.0)
-    torch.testing.assert_close(r2.A_hat, alpha * r1.A_hat, rtol=1e-9, atol=1e-15)
-    torch.testing.assert_close(r2.B_hat, beta * r1.B_hat, rtol=1e-9, atol=1e-15)
+    for gauge, (alpha, beta) in ((False, (3.0, 0.25)), (True, (3.0, 3.0))):
+        # the raw solution is equivariant under any (alpha, beta); the conserved gauge fixes each
+        # unit's split by ‖a_j‖² − ‖b_j‖², which is homogeneous only for alpha = beta
+        r1 = solve(A, B, lam1=lam, lam2=lam, steps=20, tol=0.0, gauge=gauge)
+        ab = alpha * beta
+        r2 = solve(alpha * A, beta * B, lam1=lam * ab, lam2=lam * ab, steps=20, tol=0.0, gauge=gauge)
+        torch.testing.assert_close(r2.A_hat, alpha * r1.A_hat, rtol=1e-9, atol=1e-15)
+        torch.testing.assert_close(r2.B_hat, beta * r1.B_hat, rtol=1e-9, atol=1e-15)
     torch.testing.assert_close(lambda_scale(alpha * A, beta * B), alpha * beta * lambda_scale(A, B))
 
 
@@ -252,11 +255,12 @@ def test_convergence_rule():
 def test_algorithm1_alternates_g2_then_g1():
     A, B = rand_layers((), 6, 3, seed=14, scale=0.5)
     pos, neg = B > 0, B < 0
-    r1 = solve(A, B, lam1=0.1, lam2=0.1, steps=1, tol=0.0, method="algorithm1", lr=0.05)
+    kw = dict(lam1=0.1, lam2=0.1, tol=0.0, method="algorithm1", lr=0.05, gauge=False)  # the raw updates
+    r1 = solve(A, B, steps=1, **kw)
     # step 1 is odd: only the G2 term (B̂-) is used, so positive entries of B̂ cannot move
     assert torch.equal(r1.B_hat[pos], B[pos]) and not torch.equal(r1.B_hat[neg], B[neg])
     assert not torch.equal(r1.A_hat, A)
-    r2 = solve(A, B, lam1=0.1, lam2=0.1, steps=2, tol=0.0, method="algorithm1", lr=0.05)
+    r2 = solve(A, B, steps=2, **kw)
     still_neg = neg & (r1.B_hat < 0)
     assert torch.equal(r2.B_hat[still_neg], r1.B_hat[still_neg])  # step 2 is even: G1 term only
     assert not torch.equal(r2.B_hat[pos], B[pos])
@@ -266,25 +270,27 @@ def test_algorithm1_per_node_updates_differ_from_one_full_gradient_step():
     # Algorithm 1 updates Â after every node, so its step is not the plain gradient step on the G2 half
     A, B = rand_layers((), 5, 2, seed=15, scale=0.8)
     lr, lam = 0.1, 0.2
-    res = solve(A, B, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr)
+    res = solve(A, B, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr, gauge=False)
+    eta = float(T.algorithm1_step_size(A, B, lr))  # lr is relative to the layer's curvature
     Ah = A.clone().requires_grad_(True)
     Bh = B.clone().requires_grad_(True)
     G2 = (-B).clamp(min=0)[..., None] * A
     H2 = (-Bh).clamp(min=0)[..., None] * Ah
     loss = 0.5 * ((H2 - G2) ** 2).sum() + lam * H2.abs().sum()
     gA, gB = torch.autograd.grad(loss, (Ah, Bh))
-    assert not torch.allclose(res.A_hat, A - lr * gA, rtol=0, atol=1e-12)
+    assert not torch.allclose(res.A_hat, A - eta * gA, rtol=0, atol=1e-12)
     # ...but with a single output node (d = 1) the two coincide
     A1, B1 = rand_layers((), 1, 3, seed=16, scale=0.8)
-    r = solve(A1, B1, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr)
+    r = solve(A1, B1, lam1=lam, lam2=lam, steps=1, tol=0.0, method="algorithm1", lr=lr, gauge=False)
+    eta = float(T.algorithm1_step_size(A1, B1, lr))
     Ah = A1.clone().requires_grad_(True)
     Bh = B1.clone().requires_grad_(True)
     H2 = (-Bh).clamp(min=0)[..., None] * Ah
     loss = 0.5 * ((H2 - (-B1).clamp(min=0)[..., None] * A1) ** 2).sum() + lam * H2.abs().sum()
     gA, gB = torch.autograd.grad(loss, (Ah, Bh))
     assert not torch.equal(r.A_hat, A1) and not torch.equal(r.B_hat, B1)
-    torch.testing.assert_close(r.A_hat, A1 - lr * gA, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(r.B_hat, B1 - lr * gB, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(r.A_hat, A1 - eta * gA, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(r.B_hat, B1 - eta * gB, rtol=1e-12, atol=1e-14)
 
 
 def test_zero_lambda_keeps_the_start():
@@ -337,3 +343,127 @@ def test_shape_errors_name_the_shapes():
     bad[0, 0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
         solve(bad, B)
+
+
+# --------------------------------------------------------------------------- gauge, collapse, Algorithm 1 scale
+
+
+def trained_like(seed=0, L=2, d=96, r=6):
+    """A seeded adapter with trained-like statistics: weights N(0, 0.028²) times a per-unit
+    log-normal scale, biases N(0, 0.014²) (issue 11's reference case)."""
+    g = torch.Generator().manual_seed(seed)
+    unit = torch.exp(0.5 * torch.randn(L, r, generator=g, dtype=F64))
+    W_d = 0.028 * torch.randn(L, r, d, generator=g, dtype=F64) * unit[..., None]
+    b_d = 0.014 * torch.randn(L, r, generator=g, dtype=F64)
+    W_u = 0.028 * torch.randn(L, d, r, generator=g, dtype=F64) * unit[:, None, :]
+    b_u = 0.014 * torch.randn(L, d, generator=g, dtype=F64)
+    return torch.cat([W_d, b_d[..., None]], -1), W_u, b_u
+
+
+@pytest.mark.parametrize("method", ["fast", "algorithm1"])
+def test_conserved_gauge_keeps_objective_and_balance(method):
+    A, B, _ = trained_like(seed=3, L=2, d=24, r=4)
+    lam = 3e-4
+    raw = solve(A, B, lam1=lam, lam2=lam, method=method, steps=30, gauge=False)
+    Ag, Bg = T.conserved_gauge(A, B, raw.A_hat, raw.B_hat)
+    before = objective_per_layer(A, B, raw.A_hat, raw.B_hat, lam, lam)
+    after = objective_per_layer(A, B, Ag, Bg, lam, lam)
+    assert ((after - before).abs() <= 1e-10 * before.abs()).all()
+    alive = (raw.A_hat != 0).any(-1) & (raw.B_hat != 0).any(-2)
+    assert alive.all()  # this case has no dead unit: every unit is checked
+    scale = A.pow(2).sum(-1) + B.pow(2).sum(-2)
+    err = (T.unit_balance(Ag, Bg) - T.unit_balance(A, B)).abs() / scale
+    assert (err <= 1e-10).all(), err
+    # a pure rescaling per unit: the products B̂[i, j] â_j are those of the raw solution
+    torch.testing.assert_close(Bg[..., None] * Ag[..., None, :, :], raw.B_hat[..., None] * raw.A_hat[..., None, :, :],
+                               rtol=1e-12, atol=1e-18)
+    # solve's default returns exactly the gauged raw solution, and gauging twice changes nothing
+    res = solve(A, B, lam1=lam, lam2=lam, method=method, steps=30)
+    torch.testing.assert_close(res.A_hat, Ag, rtol=1e-12, atol=0)
+    A2, B2 = T.conserved_gauge(A, B, Ag, Bg)
+    torch.testing.assert_close(A2, Ag, rtol=1e-12, atol=0)
+    torch.testing.assert_close(B2, Bg, rtol=1e-12, atol=0)
+
+
+def test_conserved_gauge_rule_for_dead_units_and_negative_balance():
+    A, B = rand_layers((), 6, 3, seed=31)
+    A_hat, B_hat = A.clone(), B.clone()
+    A_hat[0] = 0.0  # â_0 = 0: the unit contributes nothing; its b̂ column is zeroed too
+    B_hat[:, 1] = 0.0  # b̂_1 = 0: its â row is zeroed too
+    B[:, 2] *= 50  # c < 0 for unit 2: the cancellation-free branch
+    B_hat[:, 2] = B[:, 2] * 0.5
+    Ag, Bg = T.conserved_gauge(A, B, A_hat, B_hat)
+    assert (Ag[0] == 0).all() and (Bg[:, 0] == 0).all() and (Ag[1] == 0).all() and (Bg[:, 1] == 0).all()
+    assert T.unit_balance(A, B)[2] < 0
+    torch.testing.assert_close(T.unit_balance(Ag, Bg)[2], T.unit_balance(A, B)[2], rtol=1e-12, atol=0)
+    # the gauge is identity at the start (Â = A, B̂ = B)
+    A0, B0 = T.conserved_gauge(A, B, A, B)
+    torch.testing.assert_close(A0, A, rtol=1e-13, atol=0)
+    torch.testing.assert_close(B0, B, rtol=1e-13, atol=0)
+
+
+def test_fast_and_algorithm1_tropical_masks_agree_in_the_gauge():
+    """Issue 11: same objective, different solvers -> the same Tropical CU masks once both are gauged
+    (retained-set Jaccard >= 0.97 on average over p in {98, 96, 94, 90, 80})."""
+    from adapter_pruning import masks as M
+
+    A, B, b_u = trained_like(seed=0)
+    layers = [M.AdapterLayer(prefix=f"layer{k}", A=A[k], B=B[k], up_bias=b_u[k]) for k in range(2)]
+    lam = 4e-4  # absolute, as in the issue
+    out = {}
+    for method, kw in (("fast", {}), ("algorithm1", {"steps": 100})):
+        for gauge in (False, True):
+            r = solve(A, B, lam1=lam, lam2=lam, method=method, gauge=gauge, **kw)
+            out[method, gauge] = list(zip(r.A_hat, r.B_hat))
+    jac = {}
+    for gauge in (False, True):
+        js = []
+        for p in (98, 96, 94, 90, 80):
+            mf = M.pruning_masks(layers, out["fast", gauge], p, "CU")["tropical"]
+            ma = M.pruning_masks(layers, out["algorithm1", gauge], p, "CU")["tropical"]
+            js.append(M.mask_agreement(mf, ma)["jaccard_retained"])
+        jac[gauge] = sum(js) / len(js)
+    assert jac[True] >= 0.97, jac
+    assert jac[False] < jac[True]  # the raw splits differ; the gauge is what makes them agree
+
+
+def test_algorithm1_step_is_relative_and_non_finite_values_name_the_layer():
+    # weights of scale 0.5: a fixed absolute step 0.5 diverged here; the relative default converges
+    A, B = rand_layers((2,), 16, 4, seed=5, scale=0.5)
+    lam = 0.25 * lambda_scale(A, B)
+    res = solve(A, B, lam1=lam, lam2=lam, method="algorithm1", steps=60)
+    assert torch.isfinite(res.A_hat).all() and (res.trace[-1] < res.trace[0]).all()
+    fast = solve(A, B, lam1=lam, lam2=lam)
+    assert (res.trace[-1] <= 1.01 * fast.trace[-1]).all()  # converged to (about) the same optimum
+    assert (res.trace[30:].amax(0) <= 1.01 * res.trace[30:].amin(0)).all()  # settled, no oscillation
+    eta = T.algorithm1_step_size(A, B)
+    curv = torch.maximum(A.pow(2).sum(-1).amax(-1), B.pow(2).sum(-2).amax(-1))
+    torch.testing.assert_close(eta, T.DEFAULT_LR / curv)
+    with pytest.raises(FloatingPointError, match=r"enc\.1 at step \d+"):
+        solve(A, B, lam1=lam, lam2=lam, method="algorithm1", steps=60, lr=1e6, layer_names=["enc.0", "enc.1"][::-1])
+
+
+def test_layer_steps_and_zero_shares():
+    A, B = rand_layers((3,), 12, 4, seed=6, scale=0.3)
+    A[1] *= 0.01  # converges at another step
+    res = solve(A, B, lam1=0.02, lam2=0.02, steps=200, tol=1e-6)
+    assert res.layer_steps.shape == (3,) and int(res.layer_steps.max()) == res.steps
+    for k in range(3):  # each layer's trace stops changing after its own steps
+        n = int(res.layer_steps[k])
+        assert (res.trace[n:, k] == res.trace[n, k]).all()
+    zA, zB = T.zero_shares(res.A_hat, res.B_hat)
+    torch.testing.assert_close(zA, (res.A_hat == 0).double().mean((-2, -1)))
+    torch.testing.assert_close(zB, (res.B_hat == 0).double().mean((-2, -1)))
+
+
+def test_collapse_is_an_error_naming_lambda_and_layer():
+    A, B = rand_layers((2,), 20, 4, seed=7, scale=0.02)
+    sc = lambda_scale(A, B)
+    ok = solve(A, B, lam1=0.25 * sc, lam2=0.25 * sc)
+    T.check_not_collapsed(ok.A_hat, ok.B_hat, 0.25 * sc, 0.25 * sc, ["a", "b"])  # no error
+    big = torch.tensor([0.25, 1e4]) * sc
+    res = solve(A, B, lam1=big, lam2=big)
+    assert (res.A_hat[1] == 0).all()
+    with pytest.raises(T.CollapsedLayerError, match=r"(?s)allow_collapse.*\n  enc\.b: 100\.0 % of A_hat.*lam1 = ") as e:
+        T.check_not_collapsed(res.A_hat, res.B_hat, big, big, ["enc.a", "enc.b"])
+    assert "enc.a" not in str(e.value)

@@ -637,6 +637,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     model_name, model_resolved = check_model(args.model, src)
     _check_out(out, list(targets.values()))
     df = _check_evaluation(args, src) if args.evaluate else None
+    evaluator = _make_evaluator(args, model_resolved, df) if args.evaluate else None
 
     from . import masks
 
@@ -651,7 +652,6 @@ def run(args: argparse.Namespace) -> list[dict]:
     except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
         raise CliError(f"tropical solve failed: {exc}") from exc
 
-    evaluator = _make_evaluator(args, model_resolved, df) if args.evaluate else None
     rows: list[dict] = []
     base = {
         "tool": PROG, "version": __version__,

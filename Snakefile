@@ -29,3 +29,10 @@ rule all:
     input:
         all_outputs(),
     default_target: True
+
+
+onsuccess:
+    # End-of-run summary: where the outputs are, and Table 1. Not called on dry runs; never raises.
+    from adapter_pruning.summary import print_run_summary
+
+    print_run_summary(config, workflow)

@@ -13,6 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_CONFIG = REPO / "config" / "test.yaml"  # the tiny configuration a user can run too
 
 
 def snakemake_cmd(workdir: Path, configfile: Path | None, *args: str) -> list[str]:
@@ -53,22 +54,13 @@ def write_config(path: Path, cfg: dict) -> Path:
 
 
 def tiny_config(model_dir: Path, **overrides) -> dict:
-    """A tiny but complete workflow config: tiny random BERT, two tasks, small real-data subsets."""
-    cfg = {
-        "model": str(model_dir),
-        "model_label": "tiny",
-        "device": "cpu",
-        "results": "results",
-        "seeds": [0],
-        "tasks": ["rotten_tomatoes", "trec"],
-        "data": {"mirror": str(SHARED_DATA), "caps": {"train": 256, "validation": 48, "test": 48}, "seed": 0},
-        "max_length": {"default": 32},
-        "training": {"steps": 12, "batch_size": 16, "eval_every": 6, "eval_batch_size": 48},
-        "evaluation": {"batch_size": 48},
-        "tropical": {"method": "fast", "steps": 40},
-        "pruning": {"percentages": [90, 50], "scopes": {"default": ["CU"], "rotten_tomatoes": ["CU", "CN", "CB"]}},
-        "report": {"zonotope_task": "rotten_tomatoes"},
-    }
+    """The checked-in test configuration (config/test.yaml) with the tiny random BERT in ``model_dir``.
+
+    Differs from the file only in the model (label ``tiny``, fast) and in ``results: results`` (the
+    folder the tests read). ``overrides`` replace top-level keys; a dict merges into the key's dict.
+    """
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg.update({"model": str(model_dir), "model_label": "tiny", "results": "results"})
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}

@@ -193,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     solver.add_argument("--tol", type=_nonneg_float, default=DEFAULT_TOL,
                         help="stop when the relative change of every layer's objective is below TOL (0: run all steps)")
     solver.add_argument("--lr", type=_pos_float, default=DEFAULT_LR,
-                        help="step size η of --solver algorithm1 (ignored by 'fast')")
+                        help="step size of --solver algorithm1, relative to each layer's curvature (ignored by "
+                             "'fast')")
+    solver.add_argument("--allow-collapse", action="store_true",
+                        help="accept a λ so large that a layer's Â or B̂ is (almost) all zeros (by default an error: "
+                             "P_T then ranks by original magnitude only)")
     ev = ap.add_argument_group("evaluation (optional; needs the adapter's classification head)")
     ev.add_argument("--evaluate", metavar="TASK", choices=_task_names(), default=None,
                     help="score the unpruned and every pruned adapter on a configured task: "
@@ -415,16 +419,19 @@ def _format_p(p: float) -> str:
 
 
 def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps: int, tol: float, lr: float,
-                 progress: bool) -> tuple[list, list[dict], list[dict]]:
+                 progress: bool, allow_collapse: bool = False) -> tuple[list, list[dict], list[dict]]:
     """Solve Eq. 2 for every layer (float64 on the CPU); layers of equal shape are solved together.
 
     Returns ``(optimized, per_layer, groups)``: one ``(Â (r, d+1), B̂ (d, r))`` float64 pair per
-    layer in the order of ``layers``; per layer ``{"lam1", "lam2", "lambda_scale",
-    "objective_initial", "objective_final"}``; per solve group ``{"layers", "steps", "converged",
-    "seconds"}``.
+    layer in the order of ``layers`` (``tropical.solve`` returns them in METHOD.md's conserved
+    gauge); per layer ``{"lam1", "lam2", "lambda_scale", "objective_initial", "objective_final",
+    "steps", "zero_share_A_hat", "zero_share_B_hat"}``; per solve group ``{"layers", "steps",
+    "converged", "seconds"}``.
 
     Raises:
-        CliError: a layer whose ``A`` or ``B`` is all zeros (nothing for λ to be relative to).
+        CliError: a layer whose ``A`` or ``B`` is all zeros (nothing for λ to be relative to), or,
+            unless ``allow_collapse``, a λ so large that a layer's ``Â`` or ``B̂`` is (almost) all
+            zeros (``tropical.check_not_collapsed``), naming the layer and λ.
     """
     import torch
 
@@ -451,14 +458,27 @@ def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps:
         res = tropical.solve(A, B, lam1=lam_rel * scale, lam2=lam2_rel * scale, method=solver, steps=steps, lr=lr,
                              tol=tol)
         seconds = time.perf_counter() - t0
+        names = [layers[k].prefix for k in idx]
+        if not allow_collapse:
+            try:
+                tropical.check_not_collapsed(res.A_hat, res.B_hat, lam_rel * scale, lam2_rel * scale, names)
+            except tropical.CollapsedLayerError as exc:
+                first = str(exc).split("\n")[1].strip()
+                raise CliError(
+                    f"--lam {lam_rel:g} / --lam2 {lam2_rel:g} is so large that the tropical solve collapsed ({first}); "
+                    "P_T would be meaningless: lower --lam/--lam2 or pass --allow-collapse"
+                ) from exc
+        zA, zB = tropical.zero_shares(res.A_hat, res.B_hat)
         trace = res.trace.reshape(res.trace.shape[0], len(idx)).double()
         for g, k in enumerate(idx):
             optimized[k] = (res.A_hat[g].to(torch.float64), res.B_hat[g].to(torch.float64))
             per_layer[k] = {
                 "lambda_scale": float(scale[g]), "lam1": float(lam_rel * scale[g]), "lam2": float(lam2_rel * scale[g]),
                 "objective_initial": float(trace[0, g]), "objective_final": float(trace[-1, g]),
+                "steps": int(res.layer_steps.reshape(-1)[g]), "zero_share_A_hat": float(zA[g]),
+                "zero_share_B_hat": float(zB[g]),
             }
-        summary.append({"layers": [layers[k].prefix for k in idx], "steps": int(res.steps),
+        summary.append({"layers": names, "steps": int(res.steps),
                         "converged": bool(res.converged), "seconds": round(seconds, 4)})
     return optimized, per_layer, summary
 
@@ -648,7 +668,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     # 2. solve once; masks for every method and p
     try:
         optimized, per_layer, groups = solve_layers(layers, args.lam, lam2, solver=args.solver, steps=args.steps,
-                                                    tol=args.tol, lr=args.lr, progress=progress)
+                                                    tol=args.tol, lr=args.lr, progress=progress,
+                                                    allow_collapse=args.allow_collapse)
     except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
         raise CliError(f"tropical solve failed: {exc}") from exc
 

@@ -151,6 +151,7 @@ def test_adapter_types_round_trip(case, tiny3, tmp_path):
         for layer in trop["layers"]:
             assert layer["objective_final"] <= layer["objective_initial"]
             assert layer["lam1"] == pytest.approx(cli.DEFAULT_LAM_REL * layer["lambda_scale"])
+            assert 1 <= layer["steps"] <= trop["solver"]["max_steps"] and 0 <= layer["zero_share_A_hat"] < 1
     prefixes = [x["layer"] for x in trop["layers"]]
     if kind == "double_seq_bn":  # two adapters per transformer layer, each its own CU group
         for k in range(3):
@@ -249,6 +250,9 @@ def test_error_model_and_output(tiny_model_dir, tiny_model_factory, tmp_path, ca
     expect_error(capsys, [src, "--out", out, "--evaluate", "rotten_tomatoes"], "needs the adapter's prediction head")
     (out / "tropical" / "p90").mkdir(parents=True)
     expect_error(capsys, [src, "--out", out], "not an earlier adapter-prune output")
+    expect_error(capsys, [src, "--out", tmp_path / "big", "--lam", 1000], "--lam 1000", "collapsed", "lam1 = ")
+    assert not (tmp_path / "big").exists()
+    assert run_cli(src, "--out", tmp_path / "big", "--lam", 1000, "--allow-collapse") == 0
     par = train_and_save(tiny_model_dir, tmp_path / "par", "par_bn", steps=0)  # mam_adapter init: B = 0
     expect_error(capsys, [par, "--out", tmp_path / "out2"], "all zeros")
     headed = train_and_save(tiny_model_dir, tmp_path / "h", "seq_bn", steps=0)

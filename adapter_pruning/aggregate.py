@@ -1,7 +1,7 @@
 """Aggregation: per-state score files -> ``results.parquet`` -> the paper's Tables 1 and 2.
 
 ``results.parquet`` has one row per evaluated state, split and metric, with the columns of
-:data:`adapter_pruning.stages.RESULT_COLUMNS`; the unpruned model has ``method = "full"``,
+:data:`adapter_pruning.results.SCHEMA`; the unpruned model has ``method = "full"``,
 ``scope = null``, ``p = 0`` and ``retained = 1``. ``score`` and ``retained`` are in 0..1; the
 tables print percentages like the paper.
 
@@ -25,15 +25,11 @@ from typing import Iterable, Mapping
 import polars as pl
 
 from .io import CorruptFileError, atomic_path, read_parquet, write_parquet
+from .results import KEY as _KEY
+from .results import SCHEMA
 
-__all__ = ["SCHEMA", "collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
+__all__ = ["collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
 
-SCHEMA = {
-    "model": pl.String, "task": pl.String, "seed": pl.Int64, "scope": pl.String, "method": pl.String,
-    "p": pl.Float64, "retained": pl.Float64, "n_params": pl.Int64, "n_pruned": pl.Int64,
-    "split": pl.String, "metric": pl.String, "score": pl.Float64, "primary": pl.Boolean,
-}
-_KEY = ["model", "task", "seed", "scope", "method", "p", "split", "metric"]
 _LABEL = {"standard": "Standard", "tropical": "Tropical"}
 
 
@@ -52,11 +48,11 @@ def collect(paths: Iterable[str | Path], out_path: str | Path, *,
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
     ``pruned_dirs``: saved pruned adapters to verify first (checksum and zeros against their
-    ``prune.json``, see :func:`adapter_pruning.stages.verify_pruned`); their counts must equal
+    ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned`); their counts must equal
     those of the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written.
     """
-    from .stages import verify_pruned
+    from .artifacts import verify_pruned
 
     infos = {}
     for d in pruned_dirs:

@@ -78,15 +78,15 @@ def check_config(config: Mapping[str, Any], schema: dict | None = None) -> None:
 
 
 def fill_tropical_defaults(config: dict) -> dict:
-    """Fill ``tropical.{lam1,lam2,lr,steps,tol}`` from :mod:`adapter_pruning.defaults`.
-
-    With ``lam_relative: true`` the λ defaults are the relative ``DEFAULT_LAM_REL``.
-    """
+    """Fill ``tropical.{method,lam_relative,allow_collapse,lam1,lam2,lr,steps,tol}`` from
+    :mod:`adapter_pruning.defaults`: λ relative to each layer's scale by default (``DEFAULT_LAM_REL``);
+    with ``lam_relative: false`` and no λ given, the absolute ``DEFAULT_LAM1``/``DEFAULT_LAM2``."""
     from . import defaults
 
     trop = config.setdefault("tropical", {})
     trop.setdefault("method", "fast")
-    trop.setdefault("lam_relative", False)
+    trop.setdefault("lam_relative", True)
+    trop.setdefault("allow_collapse", False)
     for k in ("lam1", "lam2"):
         trop.setdefault(k, defaults.DEFAULT_LAM_REL if trop["lam_relative"] else getattr(defaults, f"DEFAULT_{k.upper()}"))
     for k in ("lr", "steps", "tol"):

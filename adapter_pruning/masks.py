@@ -10,16 +10,19 @@ Parameters of one adapter layer (a sequential bottleneck ``h <- h + f(h W_d) W_u
 * ``up_bias`` ``(d,)``: ``adapter_up.bias`` (not in the tropical objective).
 
 Masks (``True`` = pruned, set to zero). For a pruning percentage ``p`` and one *scope group* of
-``n`` parameters, ``k = round(p / 100 * n)`` (Python ``round``, exactly
-``torch.nn.utils.prune._compute_nparams_toprune``):
+``n`` parameters, ``k = ⌊p · n / 100⌋`` (exact decimal arithmetic): no group is ever pruned beyond
+``p`` percent, however small it is.
 
 * ``P_S`` = the ``k`` smallest ``|original|`` of the group, ``P_T`` = the ``k`` smallest
-  ``|optimized|`` (``Â, B̂``; the up bias enters ``P_T`` with its original magnitude);
+  ``|optimized|`` (``Â, B̂``, expected in the conserved gauge that ``tropical.solve`` returns; the
+  up bias enters ``P_T`` with its original magnitude);
 * **tropical** prunes ``P_T ∩ P_S`` (``k_T <= k`` parameters);
 * **standard** prunes the ``k_T`` smallest ``|original|`` of the same group.
 
-Ties are broken deterministically: a stable sort by magnitude, then by flat index inside the group.
-The flat order of a layer is ``A`` (row-major, so each hidden unit's inputs then its bias), then
+Ties are broken deterministically. ``P_S``: by original magnitude, then flat index inside the
+group. ``P_T``: by optimized magnitude, then original magnitude, then flat index (many entries of
+``Â, B̂`` are exact zeros; ranking those by original magnitude keeps Tropical's pruned share close
+to ``p``). The flat order of a layer is ``A`` (row-major, so each hidden unit's inputs then its bias), then
 ``B`` (row-major), then ``up_bias``; scope ``CB`` concatenates the layers in their order.
 
 Scopes (See et al. 2016): ``CU`` class-uniform, each adapter layer is one group; ``CB``
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from dataclasses import dataclass
 from numbers import Real
 from typing import Mapping, Sequence
@@ -49,7 +53,9 @@ __all__ = [
     "extract_layers",
     "layers_to_state_dict",
     "load_into_model",
+    "mask_agreement",
     "mask_report",
+    "n_to_prune",
     "pruning_masks",
     "stack_layers",
 ]
@@ -236,14 +242,17 @@ def _check_optimized(layers: Sequence[AdapterLayer], optimized, what: str = "opt
     return out
 
 
-def _n_to_prune(p: float, n: int) -> int:
-    """``k`` for ``p`` percent of ``n``, as ``torch.nn.utils.prune`` computes it for amount ``p/100``."""
-    return round(p / 100 * n)
+def n_to_prune(p: float, n: int) -> int:
+    """``k = ⌊p · n / 100⌋`` for ``p`` percent of a group of ``n``, in exact decimal arithmetic
+    (``p`` as written, e.g. ``94`` or ``2.5``), so that no group is pruned beyond ``p``."""
+    return int(Fraction(repr(float(p))) * n // 100)
 
 
-def _ranks(mag: Tensor) -> Tensor:
-    """Rank of every entry in its row, ascending by magnitude, ties by index (stable sort)."""
-    order = torch.argsort(mag, dim=-1, stable=True)
+def _ranks(mag: Tensor, tie: Tensor | None = None) -> Tensor:
+    """Rank of every entry in its row, ascending by ``mag``; ties by ``tie`` (if given), then index."""
+    order = torch.argsort(mag if tie is None else tie, dim=-1, stable=True)
+    if tie is not None:
+        order = order.gather(-1, torch.argsort(mag.gather(-1, order), dim=-1, stable=True))
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(mag.shape[-1], device=mag.device).expand_as(order))
     return ranks
@@ -251,9 +260,9 @@ def _ranks(mag: Tensor) -> Tensor:
 
 def _group_masks(mag_S: Tensor, mag_T: Tensor, p: float) -> tuple[Tensor, Tensor]:
     """Tropical and standard masks for groups given as rows of ``(G, n)`` magnitude matrices."""
-    k = _n_to_prune(p, mag_S.shape[-1])
+    k = n_to_prune(p, mag_S.shape[-1])
     rank_S = _ranks(mag_S)
-    tropical = (rank_S < k) & (_ranks(mag_T) < k)
+    tropical = (rank_S < k) & (_ranks(mag_T, tie=mag_S) < k)
     standard = rank_S < tropical.sum(-1, keepdim=True)
     return tropical, standard
 
@@ -395,6 +404,34 @@ def apply_masks(
 def mask_report(masks: Sequence[LayerMask]) -> list[dict]:
     """Per layer ``{"layer": prefix, "n_params": int, "n_pruned": int}`` (mask counts)."""
     return [{"layer": m.prefix, "n_params": m.n_params, "n_pruned": m.n_pruned} for m in masks]
+
+
+def mask_agreement(masks: Sequence[LayerMask], reference: Sequence[LayerMask]) -> dict[str, float]:
+    """How far ``masks`` is from ``reference`` (e.g. Tropical vs the equal-count Standard mask).
+
+    Returns:
+        ``{"jaccard_retained": |R ∩ R_ref| / |R ∪ R_ref|`` over the retained (unpruned) sets of all
+        layers (1.0 when identical), ``"pruned_outside": |P \\ P_ref| / |P|`` the share of the
+        parameters ``masks`` prunes that ``reference`` keeps (0.0 when ``masks`` prunes nothing)}.
+        For a Tropical mask and its count-matched Standard mask, ``reference`` is ``P_S`` at
+        ``p̂`` of every scope group, so ``pruned_outside`` says how much of Tropical's choice
+        magnitude would not have made.
+    """
+    if len(masks) != len(reference):
+        raise ValueError(f"mask_agreement: {len(masks)} masks but {len(reference)} reference masks")
+    inter = union = pruned = outside = 0
+    for m, ref in zip(masks, reference):
+        if m.prefix != ref.prefix:
+            raise ValueError(f"mask_agreement: layer {m.prefix!r} compared with {ref.prefix!r}")
+        for a, b in ((m.A, ref.A), (m.B, ref.B), (m.up_bias, ref.up_bias)):
+            inter += int((~a & ~b).sum())
+            union += int((~a | ~b).sum())
+            pruned += int(a.sum())
+            outside += int((a & ~b).sum())
+    return {
+        "jaccard_retained": inter / union if union else 1.0,
+        "pruned_outside": outside / pruned if pruned else 0.0,
+    }
 
 
 def load_into_model(model: nn.Module, layers: Sequence[AdapterLayer]) -> None:

@@ -19,21 +19,12 @@ __all__ = [
     "prepare_data",
     "train_adapter",
     "evaluate_full",
+    "solve_lambdas",
     "tropical_solve",
-    "load_optimized",
     "prune_evaluate",
-    "verify_pruned",
-    "RESULT_COLUMNS",
 ]
 
 log = logging.getLogger("adapter_pruning")
-
-#: Columns of every score file and of results/summary/results.parquet, in this order.
-RESULT_COLUMNS = (
-    "model", "task", "seed", "scope", "method", "p", "retained", "n_params", "n_pruned",
-    "split", "metric", "score", "primary",
-)
-
 
 @contextlib.contextmanager
 def logged(log_path: str | Path) -> Iterator[logging.Logger]:
@@ -116,27 +107,6 @@ def train_adapter(task: str, spec: Mapping, train_path, validation_path, out_dir
 
 
 # ------------------------------------------------------------------------------------- evaluation
-def _score_rows(ids: Mapping, scores: Mapping[str, Mapping[str, float]], *, scope, method, p, n_params,
-                n_pruned, primary_metric):
-    import polars as pl
-
-    rows = []
-    for split, metrics in scores.items():
-        for metric, value in sorted(metrics.items()):
-            rows.append({
-                "model": ids["model"], "task": ids["task"], "seed": int(ids["seed"]), "scope": scope,
-                "method": method, "p": float(p), "retained": 1.0 - n_pruned / n_params,
-                "n_params": int(n_params), "n_pruned": int(n_pruned), "split": split, "metric": metric,
-                "score": float(value), "primary": metric == primary_metric,
-            })
-    schema = {
-        "model": pl.String, "task": pl.String, "seed": pl.Int64, "scope": pl.String, "method": pl.String,
-        "p": pl.Float64, "retained": pl.Float64, "n_params": pl.Int64, "n_pruned": pl.Int64,
-        "split": pl.String, "metric": pl.String, "score": pl.Float64, "primary": pl.Boolean,
-    }
-    return pl.DataFrame(rows, schema=schema)
-
-
 def _score_splits(model, tokenizer, task, split_paths, *, max_length, batch_size, device):
     from . import data, evaluation
 
@@ -154,7 +124,7 @@ def _score_splits(model, tokenizer, task, split_paths, *, max_length, batch_size
 def evaluate_full(ids: Mapping, spec: Mapping, adapter_dir, split_paths: Mapping, out_path, *,
                   device: str = "auto", batch_size: int = 128, threads: int | None = None) -> None:
     """Score the unpruned model (method ``full``, p = 0, retained = 1) on each split."""
-    from . import data, masks, models
+    from . import data, masks, models, results
     from .io import write_parquet
 
     _threads(threads)
@@ -163,117 +133,105 @@ def evaluate_full(ids: Mapping, spec: Mapping, adapter_dir, split_paths: Mapping
     n_params = sum(layer.n_params for layer in masks.extract_layers(model, name))
     scores = _score_splits(model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"],
                            batch_size=batch_size, device=dev)
-    frame = _score_rows(ids, scores, scope=None, method="full", p=0.0, n_params=n_params, n_pruned=0,
-                        primary_metric=data.TASKS[ids["task"]].metric)
+    frame = results.score_frame(ids, scores, scope=None, method="full", p=0.0, n_params=n_params, n_pruned=0,
+                                primary_metric=data.TASKS[ids["task"]].metric,
+                                provenance=results.runtime_provenance(dev))
     write_parquet(frame, out_path)
 
 
 # ----------------------------------------------------------------------------------------- tropical
-def _adapter_state(adapter_dir) -> tuple[dict, str]:
-    """The saved adapter's tensors and its name (from adapter_config.json)."""
-    from safetensors.torch import load_file
+def solve_lambdas(spec: Mapping, A, B):
+    """Per-layer ``(λ1, λ2)`` tensors ``(L,)``: ``spec['lam1'] · lambda_scale(A, B)`` when
+    ``spec['lam_relative']`` (the default), else the absolute values."""
+    import torch
 
-    from .io import CorruptFileError, read_json
+    from . import tropical
 
-    adapter_dir = Path(adapter_dir)
-    cfg = read_json(adapter_dir / "adapter_config.json")
-    try:
-        state = load_file(adapter_dir / "adapter.safetensors")
-    except Exception as exc:
-        raise CorruptFileError(f"{adapter_dir / 'adapter.safetensors'}: unreadable safetensors file ({exc})") from exc
-    return state, cfg["name"]
+    L = A.shape[0]
+    scale = tropical.lambda_scale(A, B) if spec.get("lam_relative", True) else torch.ones(L, dtype=torch.float64)
+    return spec["lam1"] * scale, spec["lam2"] * scale
 
 
 def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_info, *, device: str = "cpu",
                    threads: int | None = None) -> None:
-    """Solve Eq. 2 for all adapter layers at once (float64) and save Â, B̂, the trace and a summary.
+    """Solve Eq. 2 for all adapter layers at once (float64), put the result in the conserved gauge,
+    check it did not collapse, and save Â, B̂, the trace and a per-layer summary (``solve.json``).
 
     ``device`` defaults to the CPU, which the workflow always uses: the solver's per-step tensors
-    are small, so it is launch-bound on a GPU (0.6 s for 12 RoBERTa-base layers x 1000 steps on
-    either, docs/benchmarks.md), and a CPU solve does not depend on the GPU model."""
+    are small, so it is launch-bound on a GPU (docs/benchmarks.md), and a CPU solve does not depend
+    on the GPU model."""
     import polars as pl
     import torch
-    from safetensors.torch import save_file
 
-    from . import masks, models, tropical
-    from .io import atomic_path, write_json, write_parquet
+    from . import artifacts, masks, models, tropical
+    from .io import write_json, write_parquet
 
     _threads(threads)
     dev = models.resolve_device(device)
-    state, name = _adapter_state(adapter_dir)
+    state, name = artifacts.read_adapter_state(adapter_dir)
     layers = masks.extract_layers(state, name)
+    prefixes = [layer.prefix for layer in layers]
     A, B = masks.stack_layers(layers)
     A, B = A.to(dev, torch.float64), B.to(dev, torch.float64)
-    lam1, lam2 = spec["lam1"], spec["lam2"]
-    if spec.get("lam_relative"):
-        scale = tropical.lambda_scale(A, B)  # (L,): rms(A) rms(B) per layer
-        lam1, lam2 = lam1 * scale, lam2 * scale
-        log.info("per-layer lambda scale %s", [f"{x:.3g}" for x in scale.tolist()])
+    lam1, lam2 = solve_lambdas(spec, A, B)
     t0 = time.perf_counter()
     res = tropical.solve(A, B, lam1=lam1, lam2=lam2, method=spec["method"], steps=spec["steps"], lr=spec["lr"],
-                         tol=spec["tol"])
+                         tol=spec["tol"], layer_names=prefixes)
     seconds = time.perf_counter() - t0
     trace = res.trace.detach().cpu().double()  # (n+1, L)
-    log.info("solved %d layers in %.2f s, %d steps, converged=%s", len(layers), seconds, res.steps, res.converged)
-    with atomic_path(out_optimized) as tmp:
-        save_file(
-            {"A_hat": res.A_hat.detach().cpu().float().contiguous(), "B_hat": res.B_hat.detach().cpu().float().contiguous()},
-            # One metadata key only: safetensors keeps metadata in a hash map whose order varies
-            # between processes, so two keys would make identical solves differ byte-wise.
-            str(tmp), metadata={"prefixes": ",".join(l.prefix for l in layers)},
-        )
+    zA, zB = (z.cpu() for z in tropical.zero_shares(res.A_hat, res.B_hat))
+    log.info("solved %d layers in %.2f s, %d steps, converged=%s; zeros in A_hat %s, B_hat %s", len(layers),
+             seconds, res.steps, res.converged, [f"{z:.3f}" for z in zA.tolist()], [f"{z:.3f}" for z in zB.tolist()])
+    if not spec.get("allow_collapse", False):
+        tropical.check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, prefixes)
+    artifacts.write_optimized(out_optimized, res.A_hat, res.B_hat, prefixes)
     n, L = trace.shape
     write_parquet(
         pl.DataFrame({
             "step": [s for s in range(n) for _ in range(L)],
             "layer": [k for _ in range(n) for k in range(L)],
-            "prefix": [layers[k].prefix for _ in range(n) for k in range(L)],
+            "prefix": [prefixes[k] for _ in range(n) for k in range(L)],
             "objective": trace.reshape(-1).tolist(),
         }),
         out_trace,
     )
+    per_layer = [
+        {
+            "layer": prefixes[k], "lam1": float(lam1[k]), "lam2": float(lam2[k]),
+            "lambda_scale": float(tropical.lambda_scale(A[k], B[k])), "steps": int(res.layer_steps[k]),
+            "objective_start": float(trace[0, k]), "objective_end": float(trace[-1, k]),
+            "zeros_A_hat": float(zA[k]), "zeros_B_hat": float(zB[k]),
+        }
+        for k in range(L)
+    ]
     write_json({
-        "adapter": name, "layers": [l.prefix for l in layers], "steps": res.steps, "converged": bool(res.converged),
-        "seconds": seconds, "objective_initial": trace[0].tolist(), "objective_final": trace[-1].tolist(),
-        "spec": dict(spec),
+        "adapter": name, "method": spec["method"], "gauge": "conserved", "steps": res.steps,
+        "converged": bool(res.converged), "seconds": seconds, "layers": per_layer, "spec": dict(spec),
     }, out_info)
-
-
-def load_optimized(path, layers) -> list:
-    """Read ``optimized.safetensors`` back as ``[(A_hat, B_hat)]`` matching ``layers`` (checked; each
-    layer's dtype, on the CPU: ``masks`` moves them to the layer's device)."""
-    from safetensors import safe_open
-
-    from .io import CorruptFileError
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            A_hat, B_hat = f.get_tensor("A_hat"), f.get_tensor("B_hat")
-    except Exception as exc:
-        raise CorruptFileError(f"{path}: unreadable optimized weights ({exc}); rerun tropical_solve") from exc
-    prefixes = meta.get("prefixes", "").split(",")
-    if prefixes != [l.prefix for l in layers] or A_hat.shape[0] != len(layers):
-        raise CorruptFileError(f"{path}: optimized weights do not match the adapter's layers {[l.prefix for l in layers]}")
-    return [(A_hat[k].to(l.A.dtype), B_hat[k].to(l.B.dtype)) for k, l in enumerate(layers)]
 
 
 # ------------------------------------------------------------------------------------------ pruning
 def prune_evaluate(ids: Mapping, p: float, spec: Mapping, adapter_dir, optimized_path, split_paths: Mapping,
                    out_dir, out_scores, *, device: str = "auto", batch_size: int = 128,
                    threads: int | None = None) -> dict:
-    """Prune one (scope, method, p) state with real zeros, save it (AdapterHub format), score it."""
+    """Prune one (scope, method, p) state with real zeros, save it (AdapterHub format), score it.
+
+    ``prune.json`` and the score rows carry the mask diagnostics of :func:`masks.mask_agreement`
+    against the count-matched Standard mask of the same scope groups (``jaccard_standard``,
+    ``pruned_outside_standard``; 1 and 0 for Standard itself)."""
     import torch
 
-    from . import data, masks, models
-    from .io import atomic_dir, sha256_file, write_json, write_parquet
+    from . import artifacts, data, masks, models, results
+    from .io import write_parquet
 
     _threads(threads)
     dev = models.resolve_device(device)
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     layers = masks.extract_layers(model, name)
-    optimized = load_optimized(optimized_path, layers)
-    chosen = masks.pruning_masks(layers, optimized, p, ids["scope"])[ids["method"]]
+    optimized = artifacts.read_optimized(optimized_path, layers)
+    both = masks.pruning_masks(layers, optimized, p, ids["scope"])
+    chosen = both[ids["method"]]
+    agreement = masks.mask_agreement(chosen, both["standard"])
     pruned = masks.apply_masks(layers, chosen, values=spec["values"],
                                optimized=optimized if spec["values"] == "optimized" else None)
     masks.load_into_model(model, pruned)
@@ -289,38 +247,20 @@ def prune_evaluate(ids: Mapping, p: float, spec: Mapping, adapter_dir, optimized
     info = {
         **{k: ids[k] for k in ("model", "task", "seed", "scope", "method")}, "p": float(p),
         "values": spec["values"], "n_params": n_params, "n_pruned": n_pruned,
-        "retained": 1.0 - n_pruned / n_params, "layers": per_layer,
+        "retained": 1.0 - n_pruned / n_params,
+        "jaccard_standard": agreement["jaccard_retained"],
+        "pruned_outside_standard": agreement["pruned_outside"],
+        "layers": per_layer,
     }
-    with atomic_dir(out_dir) as tmp:
-        model.save_adapter(str(tmp), name, use_safetensors=True)
-        info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
-        write_json(info, Path(tmp) / "prune.json")
-    log.info("%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f)", ids["scope"], ids["method"], p,
-             n_pruned, n_params, info["retained"])
+    info = artifacts.write_pruned(out_dir, lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True), info)
+    log.info("%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
+             ids["scope"], ids["method"], p, n_pruned, n_params, info["retained"], info["jaccard_standard"])
     scores = _score_splits(model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"],
                            batch_size=batch_size, device=dev)
-    frame = _score_rows(ids, scores, scope=ids["scope"], method=ids["method"], p=p, n_params=n_params,
-                        n_pruned=n_pruned, primary_metric=data.TASKS[ids["task"]].metric)
+    frame = results.score_frame(ids, scores, scope=ids["scope"], method=ids["method"], p=p, n_params=n_params,
+                                n_pruned=n_pruned, primary_metric=data.TASKS[ids["task"]].metric,
+                                provenance=results.runtime_provenance(dev),
+                                jaccard_standard=agreement["jaccard_retained"],
+                                pruned_outside_standard=agreement["pruned_outside"])
     write_parquet(frame, out_scores)
-    return info
-
-
-def verify_pruned(pruned_dir) -> dict:
-    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros.
-
-    Returns the prune info; raises :class:`~adapter_pruning.io.CorruptFileError` naming the file.
-    """
-    from . import masks
-    from .io import CorruptFileError, read_json, sha256_file
-
-    pruned_dir = Path(pruned_dir)
-    info = read_json(pruned_dir / "prune.json")
-    f = pruned_dir / "adapter.safetensors"
-    if sha256_file(f) != info["adapter_sha256"]:
-        raise CorruptFileError(f"{f}: checksum differs from prune.json; the file was truncated or modified")
-    state, name = _adapter_state(pruned_dir)
-    layers = masks.extract_layers(state, name)
-    zeros = sum(int((t == 0).sum()) for l in layers for t in (l.A, l.B, l.up_bias))
-    if zeros < info["n_pruned"]:
-        raise CorruptFileError(f"{f}: holds {zeros} zeros but prune.json reports {info['n_pruned']} pruned")
     return info

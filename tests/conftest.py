@@ -6,6 +6,8 @@
   with the MiniLM tokenizer (so real text can be tokenized), for fast plumbing tests of anything
   that needs a ``from_pretrained`` directory. Built once per session.
 * ``minilm_path``: the packaged MiniLM directory (the real model; tests using it are ``slow``).
+* ``real_rt_adapter``: ``(adapter_dir, train, validation)``, a real MiniLM adapter trained by the
+  package on a real Rotten Tomatoes subset (40 steps; built once per session, ``slow`` tests only).
 
 The hub is switched off for the whole test session: nothing may be downloaded.
 """
@@ -76,3 +78,19 @@ def tiny_model_factory(tmp_path_factory, minilm_path):
 def tiny_model_dir(tiny_model_factory) -> Path:
     """A tiny random BERT (hidden 32, 2 layers) with the MiniLM tokenizer, as a model directory."""
     return tiny_model_factory()
+
+
+@pytest.fixture(scope="session")
+def real_rt_adapter(shared_data, minilm_path, tmp_path_factory):
+    """A real MiniLM adapter trained on 1,280 real Rotten Tomatoes examples (40 steps, paper's batch
+    size and learning rate, one CPU thread): ``(adapter_dir, train_frame, validation_frame, metrics)``."""
+    from adapter_pruning.data import load_split
+    from adapter_pruning.training import TrainConfig, train_adapter
+
+    train = load_split("rotten_tomatoes", "train", mirror=shared_data, caps=1280)
+    val = load_split("rotten_tomatoes", "validation", mirror=shared_data, caps=200)
+    cfg = TrainConfig(steps=40, eval_every=20, max_length=40, eval_batch_size=100, threads=1, device="cpu",
+                      progress=False)
+    out = tmp_path_factory.mktemp("real-rt") / "adapter"
+    metrics = train_adapter("minilm", "rotten_tomatoes", train, val, out, cfg)
+    return out, train, val, metrics

@@ -7,7 +7,9 @@ import pytest
 
 from adapter_pruning import aggregate
 from adapter_pruning.io import CorruptFileError, write_parquet
-from adapter_pruning.stages import RESULT_COLUMNS
+from adapter_pruning.results import COLUMNS, SCHEMA
+
+PROV = {"device": "cpu", "torch": "2.13.0+cpu", "transformers": "4.57.6", "adapters": "1.3.0"}
 
 
 def _rows(task, seed, scope, method, p, retained, val, test, n=1000):
@@ -17,12 +19,15 @@ def _rows(task, seed, scope, method, p, retained, val, test, n=1000):
             out.append({"model": "m", "task": task, "seed": seed, "scope": scope, "method": method, "p": float(p),
                         "retained": retained, "n_params": n, "n_pruned": round(n * (1 - retained)),
                         "split": split, "metric": metric, "score": score if primary else score / 2,
-                        "primary": primary})
+                        "primary": primary,
+                        "jaccard_standard": None if method == "full" else (1.0 if method == "standard" else 0.9),
+                        "pruned_outside_standard": None if method == "full" else (0.0 if method == "standard" else 0.1),
+                        **PROV})
     return out
 
 
 def _frame(rows):
-    return pl.DataFrame(rows, schema=aggregate.SCHEMA)
+    return pl.DataFrame(rows, schema=SCHEMA)
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ def test_collect_concatenates_and_checks(tmp_path, results):
         paths.append(tmp_path / f"{i}.parquet")
         write_parquet(part, paths[-1])
     out = aggregate.collect(paths, tmp_path / "results.parquet")
-    assert out.height == results.height and list(out.columns) == list(RESULT_COLUMNS)
+    assert out.height == results.height and list(out.columns) == list(COLUMNS)
     # the first rows are the full model's (scope null sorts first)
     assert out["method"][0] == "full"
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.utils.prune as prune
 from torch import nn
 
 from adapter_pruning.masks import (
+    n_to_prune,
     SCOPES,
     AdapterLayer,
+    LayerMask,
     apply_masks,
     extract_layers,
     layers_to_state_dict,
     load_into_model,
+    mask_agreement,
     mask_report,
     pruning_masks,
     stack_layers,
@@ -113,12 +118,14 @@ def test_stack_layers():
 def check_group(mag_S, mag_T, trop, std, p):
     """The rules of METHOD.md for one scope group (flat 1-D tensors)."""
     n = mag_S.numel()
-    k = round(p / 100 * n)
+    k = math.floor(p * n / 100 + 1e-9)  # never more than p% of the group
     order_S = torch.argsort(mag_S, stable=True)
     P_S = torch.zeros(n, dtype=torch.bool)
     P_S[order_S[:k]] = True
+    # P_T ties: optimized magnitude, then original magnitude, then flat index (a plain lexsort)
+    order_T = sorted(range(n), key=lambda i: (float(mag_T[i]), float(mag_S[i]), i))
     P_T = torch.zeros(n, dtype=torch.bool)
-    P_T[torch.argsort(mag_T, stable=True)[:k]] = True
+    P_T[order_T[:k]] = True
     assert torch.equal(trop, P_S & P_T)
     assert int(trop.sum()) <= k
     kt = int(trop.sum())
@@ -193,9 +200,9 @@ def test_zero_lambda_and_zero_steps_tropical_equals_standard(scope, p):
         masks = pruning_masks(layers, opt, p, scope)
         for t, s in zip(masks["tropical"], masks["standard"]):
             assert torch.equal(t.A, s.A) and torch.equal(t.B, s.B) and torch.equal(t.up_bias, s.up_bias)
-        # and it prunes exactly p% (torch's rounding) in every group
+        # and it prunes exactly ⌊p·n/100⌋ in every group
         for mag_S, _, trop, _ in groups(layers, opt, masks, scope):
-            assert int(trop.sum()) == prune._compute_nparams_toprune(p / 100, mag_S.numel())
+            assert int(trop.sum()) == math.floor(p * mag_S.numel() / 100)
 
 
 # --------------------------------------------------------------------------- cross-check with torch.nn.utils.prune
@@ -211,13 +218,13 @@ def test_standard_cu_matches_torch_l1_unstructured():
         assert holder.weight.abs().unique().numel() == holder.weight.numel()  # tie-free
         prune.l1_unstructured(holder, "weight", amount=s.n_pruned)  # same count, as an int
         assert torch.equal(holder.weight_mask == 0, layer_flat(s))
-    # with amount as the fraction p/100 torch prunes P_S, which contains the standard mask
+    # with amount ⌊p·n/100⌋ torch prunes P_S, which contains the standard and the tropical mask
     layer, s, t = layers[0], masks["standard"][0], masks["tropical"][0]
     holder = nn.Module()
     holder.weight = nn.Parameter(layer_flat(layer).clone())
-    prune.l1_unstructured(holder, "weight", amount=0.70)
+    prune.l1_unstructured(holder, "weight", amount=n_to_prune(70, layer.n_params))
     P_S = holder.weight_mask == 0
-    assert int(P_S.sum()) == round(0.7 * layer.n_params)
+    assert int(P_S.sum()) == math.floor(0.7 * layer.n_params)
     assert not (layer_flat(s) & ~P_S).any() and not (layer_flat(t) & ~P_S).any()
 
 
@@ -258,7 +265,7 @@ def test_cn_prunes_per_row_including_biases():
     masks = pruning_masks(layers, opt, p, "CN")
     s = masks["standard"][0]
     assert s.A[:, -1].all() and s.up_bias.all()  # biases are parameters, pruned first when smallest
-    k_A, k_B = round(p / 100 * 10), round(p / 100 * 5)
+    k_A, k_B = math.floor(p * 10 / 100), math.floor(p * 5 / 100)
     t = masks["tropical"][0]
     assert (t.A.sum(1) <= k_A).all() and ((t.B.sum(1) + t.up_bias) <= k_B).all()
     assert torch.equal(s.A.sum(1), t.A.sum(1)) and torch.equal(s.B.sum(1) + s.up_bias, t.B.sum(1) + t.up_bias)
@@ -267,18 +274,57 @@ def test_cn_prunes_per_row_including_biases():
     assert (same.A.sum(1) == k_A).all() and ((same.B.sum(1) + same.up_bias) == k_B).all()
 
 
-def test_rounding_like_torch_and_tie_breaking_by_index():
+def test_rounding_never_exceeds_p_and_tie_breaking_by_index():
     layer = AdapterLayer(prefix(0), torch.ones(1, 5), torch.ones(4, 1), torch.ones(4))  # n = 13, all ties
     opt = [(layer.A, layer.B)]
-    for p, k in [(50, 6), (10, 1), (30, 4), (96, 12)]:  # round(6.5) = 6 (banker's), round(1.3), round(3.9)
-        assert prune._compute_nparams_toprune(p / 100, 13) == k
+    for p, k in [(50, 6), (10, 1), (30, 3), (96, 12), (7.5, 0), (7.7, 1), (2.5, 0)]:  # ⌊p·13/100⌋
+        assert n_to_prune(p, 13) == k
         m = pruning_masks([layer], opt, p, "CU")["standard"][0]
         expect = torch.zeros(13, dtype=torch.bool)
         expect[:k] = True  # ties -> lowest flat index first (A row-major, then B, then up bias)
         assert torch.equal(layer_flat(m), expect)
-    m = pruning_masks([layer], opt, 50, "CN")["tropical"][0]  # rows of A: 5 -> round(2.5) = 2
+    m = pruning_masks([layer], opt, 50, "CN")["tropical"][0]  # rows of A: 5 -> ⌊2.5⌋ = 2
     assert m.A.tolist() == [[True, True, False, False, False]]
     assert m.B[:, 0].tolist() == [True] * 4 and not m.up_bias.any()  # rows [B | b]: 2 -> 1, B first
+    # exact decimal arithmetic: p·n/100 an integer in decimal is never rounded down by binary error
+    assert [n_to_prune(p, n) for p, n in [(0.7, 1000), (57.99, 100), (29, 100), (1.1, 1000), (94, 25)]] == [
+        7, 57, 29, 11, 23]
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("p", [2, 10, 50, 90, 94, 96, 98])
+def test_no_group_pruned_beyond_p(scope, p):
+    """METHOD.md: no scope group ever loses more than p % (node-wise groups are small: 25 entries
+    per up-projection row for MiniLM; rounding up pruned 94.9 % at p = 94)."""
+    layers = make_layers(L=2, d=24, r=2, seed=11)  # CN rows of [B | b]: 3 entries; rows of A: 25
+    opt = optimize(layers, rel=1.0)
+    masks = pruning_masks(layers, opt, p, scope)
+    for method in ("tropical", "standard"):
+        for mag_S, _, trop, std in groups(layers, opt, {"tropical": masks["tropical"], "standard": masks[method]},
+                                          scope):
+            assert int(std.sum()) * 100 <= p * mag_S.numel()
+        total = sum(m.n_pruned for m in masks[method])
+        assert total * 100 <= p * sum(l.n_params for l in layers)
+
+
+def test_p_t_ties_among_zeros_follow_original_magnitude():
+    """Entries of Â, B̂ that are exactly zero enter P_T by original magnitude, not flat index."""
+    layers = make_layers(L=1, d=10, r=2, seed=12)
+    layer = layers[0]
+    A_hat, B_hat = torch.zeros_like(layer.A), torch.zeros_like(layer.B)  # every optimized entry ties
+    m = pruning_masks(layers, [(A_hat, B_hat)], 20, "CU")
+    n = layer.n_params
+    k = n_to_prune(20, n)
+    mag = layer_flat(layer).abs()
+    # the up bias enters P_T with its original magnitude (not 0), so P_T = the k smallest of A, B by
+    # original magnitude; P_S = the k smallest of everything
+    ab = mag[: n - 10]
+    P_T = torch.zeros(n, dtype=torch.bool)
+    P_T[torch.argsort(ab, stable=True)[:k]] = True
+    P_S = torch.zeros(n, dtype=torch.bool)
+    P_S[torch.argsort(mag, stable=True)[:k]] = True
+    assert torch.equal(layer_flat(m["tropical"][0]), P_T & P_S)
+    assert m["tropical"][0].n_pruned >= 0.5 * k  # not ranked by index: most of P_S survives the tie
 
 
 def test_up_bias_enters_p_t_with_original_magnitude():
@@ -287,7 +333,7 @@ def test_up_bias_enters_p_t_with_original_magnitude():
     # optimized A/B all far larger than any up bias: P_T then consists of up-bias entries only
     opt = [(layer.A.sign() * 100 + 0.01 * layer.A, layer.B.sign() * 100 + 0.01 * layer.B)]
     p = 15
-    k = round(p / 100 * layer.n_params)
+    k = n_to_prune(p, layer.n_params)
     assert 0 < k < 8
     m = pruning_masks(layers, opt, p, "CU")["tropical"][0]
     assert not m.A.any() and not m.B.any()
@@ -441,3 +487,19 @@ def test_real_minilm_extract_solve_mask_apply_load(tmp_path, monkeypatch):
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+
+
+def test_mask_agreement_counts_by_hand():
+    layers = make_layers(L=1, d=2, r=1)  # A (1, 3), B (2, 1), up_bias (2,): 7 parameters
+    layer = layers[0]
+    f = torch.zeros
+    a = LayerMask(layer.prefix, torch.tensor([[True, True, False]]), torch.tensor([[False], [True]]),
+                  f(2, dtype=torch.bool))  # pruned: 3
+    b = LayerMask(layer.prefix, torch.tensor([[True, False, False]]), torch.tensor([[True], [True]]),
+                  f(2, dtype=torch.bool))  # pruned: 3, shares 2 with a
+    got = mask_agreement([a], [b])
+    # retained: a keeps 4 {A2, B0, ub0, ub1}, b keeps 4 {A1, A2, ub0, ub1}: 3 shared of 5
+    assert got == {"jaccard_retained": pytest.approx(3 / 5), "pruned_outside": pytest.approx(1 / 3)}
+    assert mask_agreement([a], [a]) == {"jaccard_retained": 1.0, "pruned_outside": 0.0}
+    with pytest.raises(ValueError, match="compared with"):
+        mask_agreement([a], [LayerMask("other", b.A, b.B, b.up_bias)])

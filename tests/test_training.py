@@ -114,22 +114,18 @@ def test_crash_while_saving_leaves_previous_output_untouched(tiny_model_dir, tre
 
 
 @pytest.mark.slow
-def test_real_minilm_learns_rotten_tomatoes(shared_data, tmp_path):
-    """Real MiniLM on a real subset: loss falls, validation beats the majority class, the saved
-    adapter reloads to the same predictions, and dynamic padding changes no prediction."""
-    train = load_split("rotten_tomatoes", "train", mirror=shared_data, caps=1280)
-    val = load_split("rotten_tomatoes", "validation", mirror=shared_data, caps=200)
-    # The paper's batch size and learning rate; 1 thread (2 threads are far slower on a shared 2-core box).
-    cfg = TrainConfig(steps=40, eval_every=20, max_length=40, eval_batch_size=100, threads=1, device="cpu",
-                      progress=False)
-    m = train_adapter("minilm", "rotten_tomatoes", train, val, tmp_path / "rt", cfg)
+def test_real_minilm_learns_rotten_tomatoes(real_rt_adapter):
+    """Real MiniLM on a real subset (the ``real_rt_adapter`` fixture: 40 steps): loss falls, validation
+    beats the majority class, the saved adapter reloads to the same predictions, and dynamic padding
+    changes no prediction."""
+    adapter_dir, _, val, m = real_rt_adapter
     losses = m["loss_curve"]
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.03
     majority = val["label"].value_counts()["count"].max() / val.height
     assert m["best_score"] >= majority + 0.1, m["val_curve"]
-    model, tok, name = load_trained("minilm", tmp_path / "rt")
+    model, tok, name = load_trained("minilm", adapter_dir)
     preds = predict(model, tok, val, batch_size=100, max_length=40)
     assert float(np.mean(preds == val["label"].to_numpy())) == m["best_score"]
     assert np.array_equal(preds, predict(model, tok, val, batch_size=100, max_length=40, dynamic_padding=False))
-    again, _, _ = load_trained("minilm", tmp_path / "rt")
+    again, _, _ = load_trained("minilm", adapter_dir)
     assert np.array_equal(preds, predict(again, tok, val, batch_size=7, max_length=40))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 __all__ = ["print_run_summary", "report_command", "summary_text"]
 
@@ -41,6 +42,7 @@ def _first_heading(md: Path) -> str:
 
 
 def _row_count(parquet: Path) -> int | None:
+    """Rows of a Parquet file, read from its footer (None when it cannot be read)."""
     try:
         import pyarrow.parquet as pq
 
@@ -49,8 +51,9 @@ def _row_count(parquet: Path) -> int | None:
         return None
 
 
-def summary_text(results_dir: str | Path, *, base: str | Path | None = None,
-                 report_cmd: str = "snakemake --report report.html") -> str:
+def summary_text(
+    results_dir: str | Path, *, base: str | Path | None = None, report_cmd: str = "snakemake --report report.html"
+) -> str:
     """The end-of-run summary for the results folder ``results_dir`` (the config's ``results``).
 
     Lists ``summary/results.parquet`` (with its row count), every ``summary/table*.md`` (with its
@@ -62,8 +65,7 @@ def summary_text(results_dir: str | Path, *, base: str | Path | None = None,
     summary = Path(results_dir) / "summary"
     parquet = summary / "results.parquet"
     if not parquet.is_file():
-        return (f"No results summary: {_shown(parquet, base)} does not exist "
-                "(this run made only part of the workflow).")
+        return f"No results summary: {_shown(parquet, base)} does not exist (this run made only part of the workflow)."
     lines = [RULE, "Finished. Results:"]
     rows = _row_count(parquet)
     what = "one row per evaluated state, split and metric"
@@ -77,8 +79,10 @@ def summary_text(results_dir: str | Path, *, base: str | Path | None = None,
         files = [f for f in figures.iterdir() if f.is_file()]
         names = sorted({f.stem for f in files})
         kinds = sorted({f.suffix for f in files if f.suffix})
-        lines.append(f"  {_shown(figures, base)}{os.sep}   figures: {', '.join(names) or 'none'}"
-                     + (f" ({', '.join(kinds)})" if kinds else ""))
+        lines.append(
+            f"  {_shown(figures, base)}{os.sep}   figures: {', '.join(names) or 'none'}"
+            + (f" ({', '.join(kinds)})" if kinds else "")
+        )
     lines.append(f"  HTML report with every table and figure:  {report_cmd}")
     table1 = summary / "table1.md"
     if table1.is_file():
@@ -87,9 +91,15 @@ def summary_text(results_dir: str | Path, *, base: str | Path | None = None,
     return "\n".join(lines)
 
 
-def report_command(snakemake: str, *, snakefile: str | Path | None = None, directory: str | Path | None = None,
-                   configfiles: Sequence[str | Path] = (), config_args: Sequence[str] = (),
-                   base: str | Path | None = None) -> str:
+def report_command(
+    snakemake: str,
+    *,
+    snakefile: str | Path | None = None,
+    directory: str | Path | None = None,
+    configfiles: Sequence[str | Path] = (),
+    config_args: Sequence[str] = (),
+    base: str | Path | None = None,
+) -> str:
     """The ``snakemake --report report.html`` command that reports on the same run.
 
     Repeats what selects the run's outputs: ``--snakefile`` and ``--directory`` when given, and the
@@ -145,6 +155,10 @@ def print_run_summary(config: Mapping[str, Any], workflow: Any = None, *, stream
         print(text, file=stream, flush=True)
         return True
     except Exception as exc:  # noqa: BLE001 - the summary must never fail a finished run
-        print(f"WARNING: could not print the end-of-run summary ({type(exc).__name__}: {exc}); "
-              "the outputs are in the folder named by the config key 'results'.", file=sys.stderr, flush=True)
+        print(
+            f"WARNING: could not print the end-of-run summary ({type(exc).__name__}: {exc}); "
+            "the outputs are in the folder named by the config key 'results'.",
+            file=sys.stderr,
+            flush=True,
+        )
         return False

@@ -11,8 +11,10 @@ import pytest
 
 from adapter_pruning.summary import print_run_summary, report_command, summary_text
 
-TABLE1 = ("# Table 1: retained adapter parameters vs score (scope CU, test split, ×100)\n\n"
-          "| trec | 10.1% | FM |\n|---|---|---|\n| Standard | 37.50 |  |\n| Tropical | 41.67* | 39.58 |\n")
+TABLE1 = (
+    "# Table 1: retained adapter parameters vs score (scope CU, test split, ×100)\n\n"
+    "| trec | 10.1% | FM |\n|---|---|---|\n| Standard | 37.50 |  |\n| Tropical | 41.67* | 39.58 |\n"
+)
 
 
 def _results(root: Path, name: str = "results") -> Path:
@@ -33,9 +35,12 @@ def _results(root: Path, name: str = "results") -> Path:
 
 def _workflow(basedir: Path, configfiles=(), config_args=()) -> SimpleNamespace:
     """The attributes of Snakemake's workflow object that print_run_summary reads."""
-    return SimpleNamespace(basedir=str(basedir), main_snakefile=str(basedir / "Snakefile"),
-                           overwrite_configfiles=[Path(f) for f in configfiles],
-                           config_settings=SimpleNamespace(config_args=list(config_args)))
+    return SimpleNamespace(
+        basedir=str(basedir),
+        main_snakefile=str(basedir / "Snakefile"),
+        overwrite_configfiles=[Path(f) for f in configfiles],
+        config_settings=SimpleNamespace(config_args=list(config_args)),
+    )
 
 
 def test_summary_lists_outputs_and_prints_table1(tmp_path):
@@ -58,8 +63,9 @@ def test_summary_paths_are_absolute_outside_base(tmp_path):
 
 def test_summary_of_a_partial_run_is_one_line(tmp_path):
     text = summary_text(tmp_path / "results", base=tmp_path)
-    assert text == ("No results summary: results/summary/results.parquet does not exist "
-                    "(this run made only part of the workflow).")
+    assert text == (
+        "No results summary: results/summary/results.parquet does not exist (this run made only part of the workflow)."
+    )
 
 
 def test_summary_without_table1_still_lists_what_exists(tmp_path):
@@ -71,9 +77,16 @@ def test_summary_without_table1_still_lists_what_exists(tmp_path):
 
 
 def test_report_command_repeats_what_selects_the_run(tmp_path):
-    cmd = report_command(".venv/bin/snakemake", configfiles=[tmp_path / "config" / "test.yaml"],
-                         config_args=["tasks=['trec']"], base=tmp_path)
-    assert cmd == ".venv/bin/snakemake --configfile config/test.yaml --config 'tasks=['\"'\"'trec'\"'\"']' --report report.html"
+    cmd = report_command(
+        ".venv/bin/snakemake",
+        configfiles=[tmp_path / "config" / "test.yaml"],
+        config_args=["tasks=['trec']"],
+        base=tmp_path,
+    )
+    assert (
+        cmd
+        == ".venv/bin/snakemake --configfile config/test.yaml --config 'tasks=['\"'\"'trec'\"'\"']' --report report.html"
+    )
     cmd = report_command("snakemake", snakefile="/repo/Snakefile", directory="/runs/a b")
     assert cmd == "snakemake --snakefile /repo/Snakefile --directory '/runs/a b' --report report.html"
 

@@ -29,14 +29,22 @@ def _make(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.Comp
         pytest.skip("GNU make is not installed")
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def venv_current() -> None:
     """Skip unless this repository's .venv is current, so that no test here triggers a real install."""
-    proc = subprocess.run(["bash", str(REPO / "install.sh"), "--check"], capture_output=True, text=True)
+    proc = subprocess.run(["bash", str(REPO / "install.sh"), "--check"], check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f".venv is not current ({proc.stdout.strip()}): run `make install` first")
 
@@ -72,13 +80,17 @@ def test_install_step_reruns_only_after_pyproject_or_install_sh_changed(tmp_path
     again = _make("install", cwd=tmp_path)
     assert again.returncode == 0 and NOOP in again.stdout, again.stdout
     assert n_calls() == done
-    check = subprocess.run(["bash", str(tmp_path / "install.sh"), "--check"], capture_output=True, text=True)
+    check = subprocess.run(
+        ["bash", str(tmp_path / "install.sh"), "--check"], check=False, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout
 
     for name in ("pyproject.toml", "install.sh"):
         with open(tmp_path / name, "a") as fh:
             fh.write("\n# changed\n")
-        check = subprocess.run(["bash", str(tmp_path / "install.sh"), "--check"], capture_output=True, text=True)
+        check = subprocess.run(
+            ["bash", str(tmp_path / "install.sh"), "--check"], check=False, capture_output=True, text=True
+        )
         assert check.returncode == 1, f"a changed {name} must make .venv stale"
         refresh = _make("install", cwd=tmp_path)
         assert refresh.returncode == 0 and "installing" in refresh.stdout, refresh.stdout

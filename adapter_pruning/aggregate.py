@@ -28,7 +28,7 @@ from .io import CorruptFileError, atomic_path, read_parquet, write_parquet
 from .results import KEY as _KEY
 from .results import SCHEMA
 
-__all__ = ["collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
+__all__ = ["MixedDevicesError", "check_devices", "collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
 
 _LABEL = {"standard": "Standard", "tropical": "Tropical"}
 
@@ -43,14 +43,38 @@ def _check(df: pl.DataFrame, path) -> pl.DataFrame:
     return df
 
 
+class MixedDevicesError(ValueError):
+    """The states to aggregate were evaluated on different kinds of device (e.g. CPU and a GPU)."""
+
+
+def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
+    """Refuse results evaluated on more than one kind of device (``device`` column: ``cpu`` or
+    ``cuda:<GPU name>``): CPU and GPU runs train and score differently (docs/benchmarks.md), so their
+    states do not belong in one table or comparison. The message names the kinds and example states;
+    ``allow_mixed=True`` (config ``report.allow_mixed_devices``) accepts them."""
+    kinds = df.group_by("device", maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
+    if kinds.height <= 1 or allow_mixed:
+        return
+    lines = []
+    for device, states in kinds.iter_rows():
+        ex = ", ".join(f"{s['task']}/seed{s['seed']}/{s['scope'] or '-'}/{s['method']}/p{s['p']:g}" for s in states[:3])
+        lines.append(f"{device}: {len(states)} state(s), e.g. {ex}")
+    raise MixedDevicesError(
+        "the results were evaluated on different kinds of device, which do not belong in one table (set "
+        "report.allow_mixed_devices: true to combine them anyway):\n  " + "\n  ".join(lines)
+    )
+
+
 def collect(paths: Iterable[str | Path], out_path: str | Path, *,
-            pruned_dirs: Iterable[str | Path] = ()) -> pl.DataFrame:
+            pruned_dirs: Iterable[str | Path] = (), allow_mixed_devices: bool = False) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
     ``pruned_dirs``: saved pruned adapters to verify first (checksum and zeros against their
     ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned`); their counts must equal
     those of the matching score rows. A truncated or modified file raises
-    :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written.
+    :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. States
+    evaluated on different device kinds are refused (:func:`check_devices`) unless
+    ``allow_mixed_devices``.
     """
     from .artifacts import verify_pruned
 
@@ -68,6 +92,7 @@ def collect(paths: Iterable[str | Path], out_path: str | Path, *,
     dup = df.filter(df.select(_KEY).is_duplicated())
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
+    check_devices(df, allow_mixed=allow_mixed_devices)
     for row in df.unique(["model", "task", "seed", "scope", "method", "p"]).iter_rows(named=True):
         key = (row["model"], row["task"], row["seed"], row["scope"], row["method"], row["p"])
         if key in infos:

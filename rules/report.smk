@@ -11,6 +11,7 @@ rule aggregate:
             category="Results",
         ),
     params:
+        allow_mixed_devices=config["report"]["allow_mixed_devices"],
         code=apc.code_hash("aggregate", "io"),
     log:
         "logs/aggregate.log",

@@ -6,4 +6,5 @@ from adapter_pruning import aggregate, stages  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with stages.logged(sm.log[0]):
-    aggregate.collect(list(sm.input.scores), sm.output[0], pruned_dirs=list(sm.input.pruned))
+    aggregate.collect(list(sm.input.scores), sm.output[0], pruned_dirs=list(sm.input.pruned),
+                      allow_mixed_devices=sm.params.allow_mixed_devices)

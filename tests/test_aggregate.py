@@ -109,3 +109,19 @@ def test_table2_missing_task_says_so(tmp_path, results):
     t = {ext: tmp_path / f"t.{ext}" for ext in ("md", "csv", "tex")}
     aggregate.write_tables(src, t, {k: tmp_path / f"u.{k}" for k in t}, table2_task="imdb")
     assert "No pruning results for task 'imdb'" in (tmp_path / "u.md").read_text()
+
+
+def test_states_from_different_devices_are_refused_unless_allowed(tmp_path, results):
+    gpu = results.filter(pl.col("seed") == 1).with_columns(pl.lit("cuda:NVIDIA H100 80GB HBM3").alias("device"))
+    mixed = pl.concat([results.filter(pl.col("seed") == 0), gpu])
+    paths = []
+    for i, part in enumerate(mixed.partition_by(["seed", "method"])):
+        paths.append(tmp_path / f"{i}.parquet")
+        write_parquet(part, paths[-1])
+    with pytest.raises(aggregate.MixedDevicesError, match=r"(?s)allow_mixed_devices.*cpu: 6 state.*rt/seed0.*"
+                                                          r"cuda:NVIDIA H100 80GB HBM3: 6 state.*rt/seed1"):
+        aggregate.collect(paths, tmp_path / "results.parquet")
+    assert not (tmp_path / "results.parquet").exists()
+    out = aggregate.collect(paths, tmp_path / "results.parquet", allow_mixed_devices=True)
+    assert set(out["device"]) == {"cpu", "cuda:NVIDIA H100 80GB HBM3"}
+    assert set(out["torch"]) == {"2.13.0+cpu"}

@@ -1,36 +1,52 @@
-"""Workflow configuration: schema validation with readable errors, defaults, derived values.
+"""Workflow configuration: validation with readable errors, defaults, and values derived from it.
 
-The JSON-Schema lives in ``config/config.schema.yaml``. :func:`check_config` reports *every*
-violation at once, each with its dotted key path and the offending value, e.g.::
+``rules/common.smk`` runs these steps before Snakemake builds the DAG, so a bad configuration stops
+the workflow before any job runs:
 
-    config error: pruning.percentages[0] = 120: 120 is greater than or equal to the maximum of 100
+1. :func:`check_config` validates against the JSON-Schema in ``config/config.schema.yaml`` and requires
+   every number to be finite. It reports *every* violation at once, each with its dotted key path and
+   the offending value, e.g.::
 
-and raises :class:`ConfigError` before Snakemake builds the DAG, i.e. before any job runs.
-Defaults are then filled in by ``snakemake.utils.validate`` (see ``rules/common.smk``), and the
-tropical-solver defaults come from :mod:`adapter_pruning.tropical` so they have one source of truth.
+       invalid workflow configuration:
+         pruning.percentages[0] = 120: 120 is greater than or equal to the maximum of 100
+         tropical.lam1 = NaN: must be a finite number
+
+2. ``snakemake.utils.validate`` fills in the schema's defaults, and :func:`fill_tropical_defaults` the
+   tropical-solver defaults from :mod:`adapter_pruning.defaults` (their one source of truth).
+3. :func:`check_semantics` checks what the schema cannot express: the data mirror folder exists, and
+   ``model`` is a registered alias, a local model folder with ``config.json``, or a valid Hugging Face
+   model id (:func:`hf_model_id_problem`).
+
+Each error is a :class:`ConfigError`. The module also derives values the rules use: :func:`canonical`
+params strings, :func:`code_hash`, :func:`model_label` and :func:`fmt_p`.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 __all__ = [
-    "ConfigError",
     "SCHEMA_PATH",
-    "load_schema",
-    "check_config",
-    "fill_tropical_defaults",
-    "check_semantics",
+    "ConfigError",
     "canonical",
+    "check_config",
+    "check_semantics",
     "code_hash",
-    "model_label",
+    "fill_tropical_defaults",
     "fmt_p",
+    "hf_model_id_problem",
+    "load_schema",
+    "model_aliases",
+    "model_label",
 ]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
@@ -52,29 +68,50 @@ def _dotted(path) -> str:
     return out or "<top level>"
 
 
+def _non_finite(obj: Any, path: tuple = ()):
+    """Yield ``(path, value)`` for every NaN or ±infinity in a nested structure of dicts and lists."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        yield path, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from _non_finite(value, (*path, key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _non_finite(value, (*path, i))
+
+
 def check_config(config: Mapping[str, Any], schema: dict | None = None) -> None:
-    """Validate ``config`` against the schema; raise :class:`ConfigError` listing all violations."""
+    """Validate ``config`` against the schema and require every number to be finite (JSON-Schema's
+    ``number`` accepts the NaN and ±inf that YAML's ``.nan``/``.inf`` load as); raise
+    :class:`ConfigError` listing all violations."""
     import jsonschema
 
     schema = schema if schema is not None else load_schema()
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for err in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = _dotted(err.absolute_path)
+    non_finite = dict(_non_finite(config))
+    problems = [
+        (path, f"{_dotted(path)} = {json.dumps(value)}: must be a finite number") for path, value in non_finite.items()
+    ]
+    for err in validator.iter_errors(dict(config)):
+        path = tuple(err.absolute_path)
+        if path in non_finite:  # already reported, and the range checks say nothing more useful about NaN/inf
+            continue
+        where = _dotted(path)
         if err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             allowed = ", ".join(sorted(err.schema.get("properties", {})))
             for key in extra:
                 key_path = f"{where}.{key}" if err.absolute_path else key
-                problems.append(f"{key_path}: unknown key (allowed here: {allowed})")
+                problems.append(((*path, key), f"{key_path}: unknown key (allowed here: {allowed})"))
             continue
         if err.validator in ("oneOf", "anyOf", "allOf") and err.context:
             detail = "; ".join(sorted({c.message for c in err.context}))
         else:
             detail = err.message
-        problems.append(f"{where} = {json.dumps(err.instance, default=str)}: {detail}")
+        problems.append((path, f"{where} = {json.dumps(err.instance, default=str)}: {detail}"))
     if problems:
-        raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+        problems.sort(key=lambda item: [str(p) for p in item[0]])
+        raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(msg for _, msg in problems))
 
 
 def fill_tropical_defaults(config: dict) -> dict:
@@ -88,14 +125,18 @@ def fill_tropical_defaults(config: dict) -> dict:
     trop.setdefault("lam_relative", True)
     trop.setdefault("allow_collapse", False)
     for k in ("lam1", "lam2"):
-        trop.setdefault(k, defaults.DEFAULT_LAM_REL if trop["lam_relative"] else getattr(defaults, f"DEFAULT_{k.upper()}"))
+        trop.setdefault(
+            k, defaults.DEFAULT_LAM_REL if trop["lam_relative"] else getattr(defaults, f"DEFAULT_{k.upper()}")
+        )
     for k in ("lr", "steps", "tol"):
         trop.setdefault(k, getattr(defaults, f"DEFAULT_{k.upper()}"))
     return config
 
 
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
-    """Cross-key checks the schema cannot express; raise :class:`ConfigError` naming the key."""
+    """Checks the schema cannot express (``data.mirror`` exists; ``model`` is a registered alias, a local
+    model folder with ``config.json`` or a valid Hugging Face model id); raise :class:`ConfigError` naming
+    the key and value."""
     problems = []
     mirror = config.get("data", {}).get("mirror")
     if mirror is not None:
@@ -103,12 +144,67 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
         if not path.is_dir():
             problems.append(f"data.mirror = {mirror!r}: folder {path} does not exist")
     model = config["model"]
-    if model != "minilm" and (model.startswith((".", "/", "~")) or Path(model).exists()):
+    aliases = model_aliases()
+    if model in aliases:
+        pass
+    elif model.startswith((".", "/", "~")) or model.endswith("/") or Path(model).exists():
         path = resolve_path(model, basedir)
-        if not (path / "config.json").is_file():
+        if not path.is_dir():
+            problems.append(f"model = {model!r}: local model folder {path} does not exist")
+        elif not (path / "config.json").is_file():
             problems.append(f"model = {model!r}: local model folder {path} has no config.json")
+    elif (why := hf_model_id_problem(model)) is not None:
+        problems.append(
+            f"model = {model!r}: not a registered alias ({', '.join(sorted(aliases))}), an existing local "
+            f"folder, or a Hugging Face model id ('name' or 'org/name'): {why}"
+        )
     if problems:
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+
+
+def model_aliases() -> frozenset[str]:
+    """The names registered in :data:`adapter_pruning.models.MODEL_ALIASES`, read from that module's source
+    so that checking a configuration does not import torch."""
+    tree = ast.parse(Path(__file__).with_name("models.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        else:
+            continue
+        if "MODEL_ALIASES" in names and isinstance(node.value, ast.Dict):
+            return frozenset(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+    raise RuntimeError("adapter_pruning/models.py defines no literal dict MODEL_ALIASES")
+
+
+_HF_ID_PART = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def hf_model_id_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid Hugging Face model id, or None if it is.
+
+    Mirrors ``huggingface_hub.utils.validate_repo_id``: ``name`` or ``org/name``; letters, digits, ``-``,
+    ``_`` and ``.``; no part starts or ends with ``-`` or ``.``; no ``--`` or ``..``; at most 96 characters
+    in the name; no ``.git`` ending. Only ASCII letters and digits are accepted.
+    """
+    parts = name.split("/")
+    if len(parts) > 2:
+        return "at most one '/'"
+    for part in parts:
+        if not part:
+            return "empty part before or after '/'"
+        if not _HF_ID_PART.fullmatch(part):
+            return "only letters, digits, '-', '_' and '.' are allowed"
+        if part[0] in "-." or part[-1] in "-.":
+            return "no part may start or end with '-' or '.'"
+    if len(parts[-1]) > 96:
+        return f"the name part has {len(parts[-1])} characters, at most 96 are allowed"
+    if "--" in name or ".." in name:
+        return "'--' and '..' are not allowed"
+    if name.endswith(".git"):
+        return "it cannot end with '.git'"
+    return None
 
 
 def resolve_path(path: str | Path, basedir: str | Path) -> Path:

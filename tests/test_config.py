@@ -25,15 +25,15 @@ def test_shipped_configs_are_valid(name):
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda c: c.update(tasks=["rotten_tomatoes", "sst2"]), "tasks[1] = \"sst2\""),
+        (lambda c: c.update(tasks=["rotten_tomatoes", "sst2"]), 'tasks[1] = "sst2"'),
         (lambda c: c["pruning"].update(percentages=[98, 100]), "pruning.percentages[1] = 100"),
         (lambda c: c["pruning"].update(percentages=[0]), "pruning.percentages[0] = 0"),
         (lambda c: c.update(tropical={"lam1": -0.5}), "tropical.lam1 = -0.5"),
         (lambda c: c["training"].update(steps=0), "training.steps = 0"),
         (lambda c: c["training"].update(batch_size=-32), "training.batch_size = -32"),
-        (lambda c: c["training"].update(non_linearity="gelu"), "training.non_linearity = \"gelu\""),
-        (lambda c: c["pruning"]["scopes"].update(default=["CX"]), "pruning.scopes.default[0] = \"CX\""),
-        (lambda c: c["pruning"].update(methods=["random"]), "pruning.methods[0] = \"random\""),
+        (lambda c: c["training"].update(non_linearity="gelu"), 'training.non_linearity = "gelu"'),
+        (lambda c: c["pruning"]["scopes"].update(default=["CX"]), 'pruning.scopes.default[0] = "CX"'),
+        (lambda c: c["pruning"].update(methods=["random"]), 'pruning.methods[0] = "random"'),
         (lambda c: c.update(seeds=[0.5]), "seeds[0] = 0.5"),
         (lambda c: c.update(lerning_rate=1), "lerning_rate: unknown key"),
         (lambda c: c["training"].update(lr_schedule="cos"), "training.lr_schedule: unknown key"),
@@ -89,3 +89,123 @@ def test_fmt_p_and_model_label():
     assert apc.model_label({"model": "FacebookAI/roberta-base"}) == "roberta-base"
     assert apc.model_label({"model": "/x/y/my model/"}) == "my-model"
     assert apc.model_label({"model": "roberta-base", "model_label": "rb"}) == "rb"
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda c: c.update(tropical={"lam1": float("nan")}), "tropical.lam1 = NaN: must be a finite number"),
+        (lambda c: c.update(tropical={"tol": float("inf")}), "tropical.tol = Infinity: must be a finite number"),
+        (lambda c: c["training"].update(lr=float("-inf")), "training.lr = -Infinity: must be a finite number"),
+        (
+            lambda c: c["pruning"].update(percentages=[98, 90, float("nan")]),
+            "pruning.percentages[2] = NaN: must be a finite number",
+        ),
+        (
+            lambda c: c["pruning"].update(percentages=[98, float("inf")]),
+            "pruning.percentages[1] = Infinity: must be a finite number",
+        ),
+    ],
+)
+def test_non_finite_numbers_are_named(mutate, fragment):
+    cfg = copy.deepcopy(_default())
+    mutate(cfg)
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_config(cfg)
+    assert fragment in str(err.value)
+    assert str(err.value).count(fragment.split(" = ")[0] + " ") == 1  # one message per key, not also a range error
+
+
+def test_non_finite_numbers_from_yaml_reported_with_schema_errors():
+    cfg = _default()
+    cfg.update(yaml.safe_load("tropical: {lam1: .nan, lam2: -.inf, steps: 0}"))
+    cfg["pruning"]["percentages"] = yaml.safe_load("[98, .inf, 120]")
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_config(cfg)
+    msg = str(err.value)
+    for fragment in (
+        "tropical.lam1 = NaN: must be a finite number",
+        "tropical.lam2 = -Infinity: must be a finite number",
+        "tropical.steps = 0",
+        "pruning.percentages[1] = Infinity: must be a finite number",
+        "pruning.percentages[2] = 120",
+    ):
+        assert fragment in msg
+
+
+@pytest.mark.parametrize(
+    "model", ["my model", "a/b/c", "-x", "x--y", "x..y", "roberta-base/", "org/", "/", "x.git", "a" * 97, "bert_ü"]
+)
+def test_bad_model_ids_are_named(model):
+    cfg = _default()
+    cfg["model"] = model
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_semantics(cfg, REPO)
+    assert f"model = {model!r}:" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "model", ["minilm", "roberta-base", "FacebookAI/roberta-base", "bert-base-uncased", "org_1/m.v2", "a" * 96]
+)
+def test_good_model_ids_pass(model):
+    cfg = _default()
+    cfg["model"] = model
+    apc.check_semantics(cfg, REPO)
+
+
+def test_local_model_folder_passes(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    cfg = _default()
+    cfg["model"] = str(tmp_path)
+    apc.check_semantics(cfg, REPO)
+
+
+def test_missing_local_model_folder_is_named(tmp_path):
+    cfg = _default()
+    cfg["model"] = str(tmp_path / "nowhere")
+    with pytest.raises(apc.ConfigError, match="does not exist") as err:
+        apc.check_semantics(cfg, REPO)
+    assert "model = " in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "roberta-base",
+        "FacebookAI/roberta-base",
+        "a/b/c",
+        "-x",
+        "x-",
+        ".x",
+        "x.",
+        "x--y",
+        "x..y",
+        "x.git",
+        "_x_",
+        "my model",
+        "org/",
+        "/x",
+        "a" * 96,
+        "a" * 97,
+        "o-o/n_n.1",
+        "x/-y",
+        "x-/y",
+        "1",
+        "a.b-c_d",
+    ],
+)
+def test_hf_model_id_rule_matches_huggingface_hub(name):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+        hub_ok = True
+    except HFValidationError:
+        hub_ok = False
+    assert (apc.hf_model_id_problem(name) is None) == hub_ok
+
+
+def test_model_aliases_match_models_module():
+    from adapter_pruning.models import MODEL_ALIASES
+
+    assert apc.model_aliases() == set(MODEL_ALIASES)

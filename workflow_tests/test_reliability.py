@@ -113,6 +113,23 @@ def test_bad_config_fails_before_any_job(tmp_path, tiny_model):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ({"tropical": {"lam1": float("nan")}}, "tropical.lam1 = NaN: must be a finite number"),
+        ({"model": "my model"}, "model = 'my model':"),
+    ],
+    ids=["nan", "model-id"],
+)
+def test_non_finite_number_or_bad_model_id_fails_before_any_job(tmp_path, tiny_model, override, fragment):
+    path = write_config(tmp_path / "bad.yaml", tiny_config(tiny_model, **override))
+    proc = run_snakemake(tmp_path, path, "-n", check=False, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert fragment in out, out
+    assert not (tmp_path / "results").exists()
+
+
 def test_checksum_mismatch_stops_the_task(tmp_path, tiny_model, shared_data):
     mirror = tmp_path / "mirror"
     shutil.copytree(shared_data / "trec", mirror / "trec")

@@ -18,13 +18,12 @@ the workflow before any job runs:
    model id (:func:`hf_model_id_problem`).
 
 Each error is a :class:`ConfigError`. The module also derives values the rules use: :func:`canonical`
-params strings, :func:`code_hash`, :func:`model_label` and :func:`fmt_p`.
+params strings, :func:`model_label` and :func:`fmt_p` (code hashes: :mod:`adapter_pruning.codehash`).
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import math
 import re
@@ -40,7 +39,6 @@ __all__ = [
     "canonical",
     "check_config",
     "check_semantics",
-    "code_hash",
     "fill_tropical_defaults",
     "fmt_p",
     "hf_model_id_problem",
@@ -220,21 +218,6 @@ def canonical(obj: Any) -> str:
     while a changed value reruns exactly the rules whose ``params`` carry it.
     """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def code_hash(*modules: str) -> str:
-    """Short sha256 over the source of the named ``adapter_pruning`` modules (plus the version).
-
-    Put into a rule's ``params`` so that editing the code a rule depends on reruns it.
-    """
-    from . import __version__
-
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256(__version__.encode())
-    for name in sorted(set(modules)):
-        h.update(name.encode())
-        h.update((root / f"{name}.py").read_bytes())
-    return h.hexdigest()[:16]
 
 
 def model_label(config: Mapping[str, Any]) -> str:

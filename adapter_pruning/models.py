@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "set_threads",
     "ModelError",
     "MODEL_ALIASES",
     "ADAPTER_FILES",
@@ -93,6 +94,12 @@ def resolve_model(name: str) -> str:
                 "Hugging Face cache; download it first or use 'minilm' / a local directory"
             )
     return name
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` intra-op CPU threads in this process (``None``/0: leave torch's default)."""
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

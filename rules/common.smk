@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also inside conda envs and cluster jobs
 from adapter_pruning import config as apc
+from adapter_pruning.codehash import script_code_hash
 
 
 # 1. Readable schema errors (every bad key with its value) before anything else happens.
@@ -159,6 +160,12 @@ def prune_params(wildcards):
             "values": config["pruning"]["values"],
         }
     )
+
+
+def code_hash(script):
+    """Hash of the package modules `scripts/<script>` can import (its import closure, found with
+    ast): editing any of them reruns the rule; editing anything else reruns nothing."""
+    return script_code_hash(Path(workflow.basedir, "scripts", script))
 
 
 # Cheap summary rules run where Snakemake runs, not as cluster jobs.

@@ -8,7 +8,7 @@ rule prepare_data:
         test=f"{R}/data/{{task}}/test.parquet",
     params:
         spec=data_params,
-        code=apc.code_hash("data", "io"),
+        code=code_hash("prepare_data.py"),
     log:
         "logs/prepare_data/{task}.log",
     threads: 1

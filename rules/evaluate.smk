@@ -8,7 +8,7 @@ rule evaluate_full:
         f"{SEED_DIR}/scores/full.parquet",
     params:
         spec=eval_params,
-        code=apc.code_hash("evaluation", "models", "masks", "data", "stages", "io"),
+        code=code_hash("evaluate_full.py"),
     log:
         "logs/evaluate_full/{model}/{task}/seed{seed}.log",
     benchmark:

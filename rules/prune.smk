@@ -11,7 +11,7 @@ rule prune_evaluate:
         scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
     params:
         spec=prune_params,
-        code=apc.code_hash("masks", "evaluation", "models", "stages", "io"),
+        code=code_hash("prune_evaluate.py"),
     log:
         "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
     group:

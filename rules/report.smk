@@ -12,7 +12,7 @@ rule aggregate:
         ),
     params:
         allow_mixed_devices=config["report"]["allow_mixed_devices"],
-        code=apc.code_hash("aggregate", "io"),
+        code=code_hash("aggregate.py"),
     log:
         "logs/aggregate.log",
     threads: 1
@@ -42,7 +42,7 @@ rule report_tables:
         },
     params:
         spec=lambda wc: apc.canonical(config["report"]),
-        code=apc.code_hash("aggregate"),
+        code=code_hash("report_tables.py"),
     log:
         "logs/report_tables.log",
     threads: 1
@@ -75,7 +75,7 @@ rule report_figures:
         },
     params:
         spec=lambda wc: apc.canonical(config["report"]),
-        code=apc.code_hash("figures", "tropical", "masks"),
+        code=code_hash("report_figures.py"),
     log:
         "logs/report_figures.log",
     threads: 1

@@ -8,7 +8,7 @@ rule train_adapter:
         directory(f"{SEED_DIR}/adapter"),
     params:
         spec=train_params,
-        code=apc.code_hash("training", "models", "evaluation", "data", "io"),
+        code=code_hash("train_adapter.py"),
     log:
         "logs/train_adapter/{model}/{task}/seed{seed}.log",
     benchmark:

@@ -11,7 +11,7 @@ rule tropical_solve:
         info=f"{SEED_DIR}/tropical/solve.json",
     params:
         spec=tropical_params,
-        code=apc.code_hash("tropical", "masks", "stages", "io"),
+        code=code_hash("tropical_solve.py"),
     log:
         "logs/tropical_solve/{model}/{task}/seed{seed}.log",
     benchmark:

@@ -1,12 +1,13 @@
-"""Snakemake entry point of rule evaluate_full (logic: adapter_pruning.stages.evaluate_full)."""
+"""Snakemake entry point of rule evaluate_full (logic: adapter_pruning.stages.evaluate.evaluate_full)."""
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import stages  # noqa: E402
+from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.stages.evaluate import evaluate_full  # noqa: E402
 
 sm = snakemake  # noqa: F821
-with stages.logged(sm.log[0]):
-    stages.evaluate_full(
+with logged(sm.log[0]):
+    evaluate_full(
         ids={"model": sm.wildcards.model, "task": sm.wildcards.task, "seed": int(sm.wildcards.seed)},
         spec=json.loads(sm.params.spec),
         adapter_dir=sm.input.adapter,

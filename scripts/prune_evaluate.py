@@ -1,13 +1,14 @@
-"""Snakemake entry point of rule prune_evaluate (logic: adapter_pruning.stages.prune_evaluate)."""
+"""Snakemake entry point of rule prune_evaluate (logic: adapter_pruning.stages.prune.prune_evaluate)."""
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import stages  # noqa: E402
+from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.stages.prune import prune_evaluate  # noqa: E402
 
 sm = snakemake  # noqa: F821
 w = sm.wildcards
-with stages.logged(sm.log[0]):
-    stages.prune_evaluate(
+with logged(sm.log[0]):
+    prune_evaluate(
         ids={"model": w.model, "task": w.task, "seed": int(w.seed), "scope": w.scope, "method": w.method},
         p=float(w.p),
         spec=json.loads(sm.params.spec),

@@ -2,11 +2,12 @@
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import aggregate, stages  # noqa: E402
+from adapter_pruning import aggregate  # noqa: E402
+from adapter_pruning.joblog import logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 spec = json.loads(sm.params.spec)
-with stages.logged(sm.log[0]):
+with logged(sm.log[0]):
     aggregate.write_tables(
         sm.input[0],
         table1={ext: sm.output[f"table1_{ext}"] for ext in ("md", "csv", "tex")},

@@ -1,12 +1,13 @@
-"""Snakemake entry point of rule train_adapter (logic: adapter_pruning.stages.train_adapter)."""
+"""Snakemake entry point of rule train_adapter (logic: adapter_pruning.stages.train.train_adapter)."""
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import stages  # noqa: E402
+from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.stages.train import train_adapter  # noqa: E402
 
 sm = snakemake  # noqa: F821
-with stages.logged(sm.log[0]):
-    stages.train_adapter(
+with logged(sm.log[0]):
+    train_adapter(
         task=sm.wildcards.task,
         spec=json.loads(sm.params.spec),
         train_path=sm.input.train,

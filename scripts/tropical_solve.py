@@ -1,12 +1,13 @@
-"""Snakemake entry point of rule tropical_solve (logic: adapter_pruning.stages.tropical_solve)."""
+"""Snakemake entry point of rule tropical_solve (logic: adapter_pruning.stages.solve.tropical_solve)."""
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import stages  # noqa: E402
+from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.stages.solve import tropical_solve  # noqa: E402
 
 sm = snakemake  # noqa: F821
-with stages.logged(sm.log[0]):
-    stages.tropical_solve(
+with logged(sm.log[0]):
+    tropical_solve(
         spec=json.loads(sm.params.spec),
         adapter_dir=sm.input.adapter,
         out_optimized=sm.output.optimized,

@@ -43,7 +43,6 @@ def test_degeneracy_point_segment_polygon():
 def _write_adapter(tmp_path, A, B, up_bias, name="t"):
     import json
 
-    import torch
     from safetensors.torch import save_file
 
     from adapter_pruning import artifacts

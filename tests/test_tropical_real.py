@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from adapter_pruning import artifacts, config, masks, stages, tropical
+from adapter_pruning import artifacts, config, masks, tropical
+from adapter_pruning.stages.solve import tropical_solve
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def _spec(**kw) -> dict:
 
 def _solve(adapter_dir, out, **kw):
     out.mkdir(parents=True, exist_ok=True)
-    stages.tropical_solve(_spec(**kw), adapter_dir, out / "optimized.safetensors", out / "trace.parquet",
+    tropical_solve(_spec(**kw), adapter_dir, out / "optimized.safetensors", out / "trace.parquet",
                           out / "solve.json")
     layers = artifacts.read_adapter_layers(adapter_dir)
     return layers, artifacts.read_optimized(out / "optimized.safetensors", layers), json.loads(

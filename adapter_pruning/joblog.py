@@ -1,0 +1,51 @@
+"""Job logging for the workflow's scripts: everything a job prints or logs goes to its Snakemake log.
+
+Standard library only, so that it costs nothing to import and editing it does not change any
+result-defining code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["logged", "log"]
+
+log = logging.getLogger("adapter_pruning")
+
+
+@contextlib.contextmanager
+def logged(log_path: str | Path) -> Iterator[logging.Logger]:
+    """Send logging, warnings, stdout and stderr of a job to ``log_path``; log any traceback there.
+
+    The exception still propagates, so Snakemake marks the job failed and names this log.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log_path, "a", buffering=1)
+    handler = logging.StreamHandler(fh)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = fh
+    start = time.perf_counter()
+    try:
+        yield log
+        log.info("done in %.1f s", time.perf_counter() - start)
+    except BaseException:
+        fh.write(traceback.format_exc())
+        raise
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        fh.close()

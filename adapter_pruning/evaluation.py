@@ -23,19 +23,15 @@ import polars as pl
 import torch
 
 __all__ = [
-    "METRICS",
     "compute_metrics",
     "encode",
     "collate",
     "predict",
     "predict_logits",
     "evaluate",
-    "scores_frame",
 ]
 
 log = logging.getLogger(__name__)
-
-METRICS = ("accuracy", "macro_f1")
 
 
 def compute_metrics(preds, labels, num_labels: int) -> dict[str, float]:
@@ -168,22 +164,3 @@ def evaluate(model, tokenizer, df: pl.DataFrame, task: str, **kw: Any) -> dict[s
     log.debug("evaluated %d %s examples in %.1f s: %s", df.height, task, time.perf_counter() - t0, scores)
     return scores
 
-
-def scores_frame(scores: Mapping[str, Mapping[str, float]], **ids: Any) -> pl.DataFrame:
-    """One row per (split, metric): the ``ids`` columns (in the given order), then
-    ``split`` (str), ``metric`` (str), ``score`` (float64)."""
-    reserved = {"split", "metric", "score"} & set(ids)
-    if reserved:
-        raise ValueError(f"identifier name(s) {sorted(reserved)} clash with the frame's own columns")
-    rows = [
-        {**ids, "split": split, "metric": metric, "score": float(value)}
-        for split, by_metric in scores.items()
-        for metric, value in by_metric.items()
-    ]
-    columns = [*ids, "split", "metric", "score"]
-    if not rows:
-        return pl.DataFrame(schema={c: (pl.Float64 if c == "score" else pl.String) for c in columns})
-    df = pl.DataFrame(rows, infer_schema_length=None)
-    # An identifier given as None would make a Null column; store it as a (null) string.
-    df = df.with_columns(pl.col(c).cast(pl.String) for c in columns if df.schema[c] == pl.Null)
-    return df.with_columns(pl.col("score").cast(pl.Float64)).select(columns)

@@ -1,4 +1,4 @@
-"""adapter_pruning.evaluation: metrics against scikit-learn, batched prediction, score frames."""
+"""adapter_pruning.evaluation: metrics against scikit-learn, batched prediction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adapter_pruning.data import load_split
-from adapter_pruning.evaluation import compute_metrics, evaluate, predict, predict_logits, scores_frame
+from adapter_pruning.evaluation import compute_metrics, evaluate, predict, predict_logits
 from adapter_pruning.models import build_adapter_model, load_tokenizer
 
 
@@ -90,15 +90,3 @@ def test_predict_restores_mode_and_needs_no_grad(shared_data, tiny_classifier):
     with pytest.raises(ValueError, match="text_pair is set for 3 of 10 rows"):
         predict(model, tok, mixed, batch_size=4, max_length=32)
 
-
-def test_scores_frame():
-    scores = {"validation": {"accuracy": 0.5, "macro_f1": 0.25}, "test": {"accuracy": 1.0, "macro_f1": 1.0}}
-    df = scores_frame(scores, model="minilm", task="trec", seed=0, scope=None)
-    assert df.columns == ["model", "task", "seed", "scope", "split", "metric", "score"]
-    assert df.height == 4
-    assert df.schema["score"] == pl.Float64 and df.schema["scope"] == pl.String
-    assert df.filter((pl.col("split") == "validation") & (pl.col("metric") == "macro_f1"))["score"].item() == 0.25
-    assert set(df["model"]) == {"minilm"} and set(df["seed"]) == {0}
-    assert scores_frame({}, task="x").columns == ["task", "split", "metric", "score"]
-    with pytest.raises(ValueError, match="clash"):
-        scores_frame(scores, split="x")

@@ -43,18 +43,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
-    The temporary file keeps ``path``'s suffix (or ``suffix``) so writers that dispatch on the
-    extension (matplotlib, polars) behave. On any exception the temporary file is removed and
-    ``path`` is left untouched.
+    The temporary file keeps ``path``'s suffix so writers that dispatch on the extension
+    (matplotlib, polars) behave. On any exception the temporary file is removed and ``path`` is
+    left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".tmp-{path.name}-", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

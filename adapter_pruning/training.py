@@ -27,16 +27,16 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
 import torch
 
 from . import io
-from .data import TASKS, DataError, validate_prepared
+from .data import TASKS, DataError, TaskSpec, validate_prepared
 from .evaluation import collate, encode, evaluate
 from .models import ADAPTER_FILES, build_adapter_model, load_tokenizer, resolve_device, resolve_model
 
@@ -84,15 +84,6 @@ class TrainConfig:
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"TrainConfig.max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a config mapping, rejecting unknown keys (typos) by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -112,7 +103,166 @@ def _batch_stream(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
 
 
 def _trainable_state(model) -> dict[str, torch.Tensor]:
+    """A detached copy of every trainable tensor of ``model`` (adapter and head), by parameter name."""
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@dataclass
+class _BestCheckpoint:
+    """The validation step with the highest task metric so far (the earliest on ties) and a copy of
+    its trainable tensors."""
+
+    metric: str
+    score: float = -math.inf
+    step: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, model, step: int, scores: dict[str, float]) -> bool:
+        """Keep ``model``'s trainable tensors if ``scores`` beat the best so far; return whether they did."""
+        if not scores[self.metric] > self.score:
+            return False
+        self.score, self.step, self.scores = scores[self.metric], step, scores
+        self.state = _trainable_state(model)
+        return True
+
+    def restore(self, model) -> None:
+        """Copy the kept tensors back into ``model`` (only trainable tensors change during training)."""
+        with torch.no_grad():
+            named = dict(model.named_parameters())
+            for name, value in self.state.items():
+                named[name].copy_(value)
+
+
+@dataclass
+class _History:
+    """What the training loop records: per-step loss, validation scores and wall times."""
+
+    loss_curve: list[float] = field(default_factory=list)
+    val_curve: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+
+def _check_inputs(task: str, train_df: pl.DataFrame, val_df: pl.DataFrame) -> TaskSpec:
+    """Validate the task name and both tables before anything is built; return the task's registry entry."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+    validate_prepared(train_df, "train_df", task)
+    validate_prepared(val_df, "val_df", task)
+    if train_df.height == 0 or val_df.height == 0:
+        raise DataError(f"train_df ({train_df.height} rows) and val_df ({val_df.height} rows) must not be empty")
+    return TASKS[task]
+
+
+def _build_model(model_name: str, task_spec: TaskSpec, cfg: TrainConfig, device: torch.device):
+    """Seed every RNG, then build the backbone with a fresh adapter + head named after the task on
+    ``device``; return ``(model, tokenizer)``."""
+    _seed_everything(cfg.seed)
+    model = build_adapter_model(
+        model_name, task_spec.name, task_spec.num_labels, reduction_factor=cfg.reduction_factor,
+        non_linearity=cfg.non_linearity, seed=cfg.seed, label_names=task_spec.label_names,
+    )
+    tokenizer = load_tokenizer(model_name)
+    model.to(device)
+    return model, tokenizer
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig):
+    """AdamW over ``params`` with a linear warm-up over ``cfg.warmup_steps`` steps, then a constant rate;
+    return ``(optimizer, scheduler)``."""
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    )
+    return optimizer, scheduler
+
+
+def _training_batches(tokenizer, train_df: pl.DataFrame, cfg: TrainConfig,
+                      device: torch.device) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Endless ``(model inputs, target labels)`` batches on ``device``: rows drawn by :func:`_batch_stream`,
+    tokenized and padded to the batch's longest sequence."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    labels = train_df["label"].to_numpy()
+    for rows in _batch_stream(train_df.height, cfg.batch_size, cfg.seed):
+        inputs = collate(encode(tokenizer, train_df[rows], cfg.max_length), range(len(rows)), pad_id,
+                         padding_side=tokenizer.padding_side)
+        yield {k: v.to(device) for k, v in inputs.items()}, torch.as_tensor(labels[rows], device=device)
+
+
+def _train_step(model, inputs: dict[str, torch.Tensor], target: torch.Tensor, params: list[torch.nn.Parameter],
+                optimizer, scheduler, cfg: TrainConfig, task: str, step: int) -> float:
+    """One optimisation step on one batch (cross-entropy, optional gradient clipping); return its loss."""
+    model.train()
+    logits = model(**inputs).logits
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"training {task} adapter: loss became {loss.item()} at step {step}; lower lr")
+    loss.backward()
+    if cfg.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.item())
+
+
+def _validate(model, tokenizer, val_df: pl.DataFrame, task: str, cfg: TrainConfig,
+              device: torch.device) -> tuple[dict[str, float], float]:
+    """Score ``model`` on the validation table; return ``(scores, wall seconds)``."""
+    t0 = time.perf_counter()
+    scores = evaluate(model, tokenizer, val_df, task, batch_size=cfg.eval_batch_size, max_length=cfg.max_length,
+                      device=device)
+    return scores, time.perf_counter() - t0
+
+
+def _train_loop(model, tokenizer, task_spec: TaskSpec, train_df: pl.DataFrame, val_df: pl.DataFrame,
+                cfg: TrainConfig, device: torch.device) -> tuple[_History, _BestCheckpoint]:
+    """Run ``cfg.steps`` training steps, validating every ``cfg.eval_every`` steps and after the last
+    one; return the recorded history and the best validation step with its weights."""
+    from tqdm.auto import tqdm
+
+    task = task_spec.name
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler = _make_optimizer(params, cfg)
+    batches = _training_batches(tokenizer, train_df, cfg, device)
+    history = _History()
+    best = _BestCheckpoint(task_spec.metric)
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {task}", unit="step", disable=not cfg.progress,
+               mininterval=5.0)
+    for step in bar:
+        t0 = time.perf_counter()
+        inputs, target = next(batches)
+        history.loss_curve.append(_train_step(model, inputs, target, params, optimizer, scheduler, cfg, task, step))
+        history.train_seconds += time.perf_counter() - t0
+        bar.set_postfix(loss=f"{history.loss_curve[-1]:.3f}", refresh=False)
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            scores, seconds = _validate(model, tokenizer, val_df, task, cfg, device)
+            history.eval_seconds += seconds
+            history.val_curve.append({"step": step, **scores, "seconds": seconds})
+            improved = best.offer(model, step, scores)
+            recent = float(np.mean(history.loss_curve[-cfg.eval_every:]))
+            log.info(
+                "%s step %d/%d: train loss %.4f (mean of last %d), validation %s %.4f%s (best %.4f at step %d)",
+                task, step, cfg.steps, recent, min(cfg.eval_every, len(history.loss_curve)), task_spec.metric,
+                scores[task_spec.metric], " *" if improved else "", best.score, best.step,
+            )
+    bar.close()
+    return history, best
+
+
+def _save_best(model, task: str, metrics: dict[str, Any], out_dir: Path) -> None:
+    """Write the adapter + head (AdapterHub format, safetensors) and ``metrics.json`` into ``out_dir``
+    atomically: a crash leaves any previous ``out_dir`` untouched."""
+    import adapters
+
+    with io.atomic_dir(out_dir) as tmp:
+        model.save_adapter(str(tmp), task, with_head=True, use_safetensors=True)
+        missing = [f for f in ADAPTER_FILES if not (tmp / f).is_file()]
+        if missing:
+            raise RuntimeError(f"save_adapter did not write {missing} (adapters {adapters.__version__})")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def train_adapter(
@@ -133,13 +283,7 @@ def train_adapter(
     ``n_train, n_val, num_trainable_params, device, threads, config, versions``.
     """
     cfg = cfg or TrainConfig()
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
-    spec = TASKS[task]
-    validate_prepared(train_df, "train_df", task)
-    validate_prepared(val_df, "val_df", task)
-    if train_df.height == 0 or val_df.height == 0:
-        raise DataError(f"train_df ({train_df.height} rows) and val_df ({val_df.height} rows) must not be empty")
+    task_spec = _check_inputs(task, train_df, val_df)
     out_dir = Path(out_dir)
     model_path = resolve_model(model_name)
     device = resolve_device(cfg.device)
@@ -147,82 +291,16 @@ def train_adapter(
         torch.set_num_threads(cfg.threads)
 
     t_start = time.perf_counter()
-    _seed_everything(cfg.seed)
-    model = build_adapter_model(
-        model_name, task, spec.num_labels, reduction_factor=cfg.reduction_factor,
-        non_linearity=cfg.non_linearity, seed=cfg.seed, label_names=spec.label_names,
-    )
-    tokenizer = load_tokenizer(model_name)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    labels_all = train_df["label"].to_numpy()
-    batches = _batch_stream(train_df.height, cfg.batch_size, cfg.seed)
-    eval_kw = dict(batch_size=cfg.eval_batch_size, max_length=cfg.max_length, device=device)
+    model, tokenizer = _build_model(model_name, task_spec, cfg, device)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "training %s adapter on %s: %d train / %d validation rows, %d steps of %d, lr %g, %d trainable "
         "parameters, device %s, %d threads", task, model_name, train_df.height, val_df.height, cfg.steps,
         cfg.batch_size, cfg.lr, n_trainable, device, torch.get_num_threads(),
     )
+    history, best = _train_loop(model, tokenizer, task_spec, train_df, val_df, cfg, device)
+    best.restore(model)
 
-    loss_curve: list[float] = []
-    val_curve: list[dict[str, float]] = []
-    best_score, best_step, best_scores, best_state = -math.inf, 0, {}, None
-    train_seconds = eval_seconds = 0.0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {task}", unit="step", disable=not cfg.progress,
-               mininterval=5.0)
-    for step in bar:
-        t0 = time.perf_counter()
-        model.train()
-        idx = next(batches)
-        batch = collate(encode(tokenizer, train_df[idx], cfg.max_length), range(len(idx)), pad_id,
-                        padding_side=tokenizer.padding_side)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        target = torch.as_tensor(labels_all[idx], device=device)
-        logits = model(**batch).logits
-        loss = torch.nn.functional.cross_entropy(logits, target)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"training {task} adapter: loss became {loss.item()} at step {step}; lower lr")
-        loss.backward()
-        if cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_curve.append(float(loss.item()))
-        train_seconds += time.perf_counter() - t0
-        bar.set_postfix(loss=f"{loss_curve[-1]:.3f}", refresh=False)
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            t1 = time.perf_counter()
-            scores = evaluate(model, tokenizer, val_df, task, **eval_kw)
-            seconds = time.perf_counter() - t1
-            eval_seconds += seconds
-            val_curve.append({"step": step, **scores, "seconds": seconds})
-            improved = scores[spec.metric] > best_score
-            if improved:
-                best_score, best_step, best_scores = scores[spec.metric], step, scores
-                best_state = _trainable_state(model)
-            recent = float(np.mean(loss_curve[-cfg.eval_every:]))
-            log.info(
-                "%s step %d/%d: train loss %.4f (mean of last %d), validation %s %.4f%s (best %.4f at step %d)",
-                task, step, cfg.steps, recent, min(cfg.eval_every, len(loss_curve)), spec.metric,
-                scores[spec.metric], " *" if improved else "", best_score, best_step,
-            )
-    bar.close()
-
-    # Restore the best step's weights (only trainable tensors changed) and save them atomically.
-    with torch.no_grad():
-        named = dict(model.named_parameters())
-        for name, value in best_state.items():
-            named[name].copy_(value)
     import adapters
     import transformers
 
@@ -231,14 +309,14 @@ def train_adapter(
         "model": model_name,
         "model_path": model_path,
         "adapter_name": task,
-        "metric": spec.metric,
-        "best_step": best_step,
-        "best_score": best_score,
-        "best_scores": best_scores,
-        "loss_curve": loss_curve,
-        "val_curve": val_curve,
-        "seconds_per_step": train_seconds / cfg.steps,
-        "eval_seconds": eval_seconds,
+        "metric": task_spec.metric,
+        "best_step": best.step,
+        "best_score": best.score,
+        "best_scores": best.scores,
+        "loss_curve": history.loss_curve,
+        "val_curve": history.val_curve,
+        "seconds_per_step": history.train_seconds / cfg.steps,
+        "eval_seconds": history.eval_seconds,
         "total_seconds": time.perf_counter() - t_start,
         "n_train": train_df.height,
         "n_val": val_df.height,
@@ -249,12 +327,7 @@ def train_adapter(
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "adapters": adapters.__version__},
     }
-    with io.atomic_dir(out_dir) as tmp:
-        model.save_adapter(str(tmp), task, with_head=True, use_safetensors=True)
-        missing = [f for f in ADAPTER_FILES if not (tmp / f).is_file()]
-        if missing:
-            raise RuntimeError(f"save_adapter did not write {missing} (adapters {adapters.__version__})")
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    log.info("%s: saved best adapter (step %d, %s %.4f) to %s in %.0f s", task, best_step, spec.metric,
-             best_score, out_dir, metrics["total_seconds"])
+    _save_best(model, task, metrics, out_dir)
+    log.info("%s: saved best adapter (step %d, %s %.4f) to %s in %.0f s", task, best.step, task_spec.metric,
+             best.score, out_dir, metrics["total_seconds"])
     return metrics

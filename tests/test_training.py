@@ -92,9 +92,6 @@ def test_bad_input_fails_before_training(tiny_model_dir, trec_small, tmp_path):
     assert not out.exists()
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         TrainConfig(steps=0)
-    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['learning_rate'\]"):
-        TrainConfig.from_dict({"learning_rate": 1e-3})
-    assert TrainConfig.from_dict({"steps": 10}).lr == 1e-3
 
 
 def test_crash_while_saving_leaves_previous_output_untouched(tiny_model_dir, trec_small, tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
 from adapter_pruning import aggregate  # noqa: E402
-from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.joblog import exit_now, logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 spec = json.loads(sm.params.spec)
@@ -15,3 +15,4 @@ with logged(sm.log[0]):
         table_scope=spec["table_scope"],
         table2_task=spec["table2_task"],
     )
+exit_now()  # outputs are safely written: skip the slow interpreter teardown

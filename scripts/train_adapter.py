@@ -2,7 +2,7 @@
 import json, sys  # noqa: E401
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning.joblog import logged  # noqa: E402
+from adapter_pruning.joblog import exit_now, logged  # noqa: E402
 from adapter_pruning.stages.train import train_adapter  # noqa: E402
 
 sm = snakemake  # noqa: F821
@@ -17,3 +17,4 @@ with logged(sm.log[0]):
         eval_batch_size=sm.config["training"]["eval_batch_size"],
         threads=sm.threads,
     )
+exit_now()  # outputs are safely written: skip the slow interpreter teardown

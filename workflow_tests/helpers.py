@@ -16,19 +16,21 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TEST_CONFIG = REPO / "config" / "test.yaml"  # the tiny configuration a user can run too
 
 
-def snakemake_cmd(workdir: Path, configfile: Path | None, *args: str) -> list[str]:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
+def snakemake_cmd(workdir: Path, configfile: Path | None, *args: str, snakefile: Path = SNAKEFILE) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir)]
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     return cmd + list(args)
 
 
 def run_snakemake(workdir: Path, configfile: Path | None, *args: str, timeout: float = 900,
-                  check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run Snakemake (bounded by ``timeout``); on failure raise with its output."""
+                  check: bool = True, env: dict | None = None,
+                  snakefile: Path = SNAKEFILE) -> subprocess.CompletedProcess:
+    """Run Snakemake (bounded by ``timeout``; ``snakefile`` of this repository unless given); on failure
+    raise with its output."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
                 **(env or {})}
-    proc = subprocess.run(snakemake_cmd(workdir, configfile, *args), capture_output=True, text=True,
+    proc = subprocess.run(snakemake_cmd(workdir, configfile, *args, snakefile=snakefile), capture_output=True, text=True,
                           timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

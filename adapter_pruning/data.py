@@ -21,6 +21,9 @@ normalisation, so they yield the same rows with the same ids (except SNLI train,
 
 Per-task rules (our choices are marked *ours*)
 ----------------------------------------------
+Each task's rules are one :class:`TaskSpec` entry of :data:`TASKS` (loader, label mapping,
+validation carve-out, input construction, row keys, metric); adding a task is adding an entry.
+
 * **rotten_tomatoes** -- ``text``; key = row index.
 * **trec** -- ``text``, ``label = coarse_label`` (6 classes). The hub has train/test only; the
   validation split is the train rows at positions ``numpy.random.default_rng(42).permutation(5452)[:500]``
@@ -57,9 +60,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import polars as pl
@@ -69,6 +72,7 @@ from .io import CorruptFileError, read_parquet, sha256_file, write_parquet
 __all__ = [
     "TASKS",
     "TaskSpec",
+    "ValidationCarveOut",
     "SPLITS",
     "DataError",
     "CorruptDataError",
@@ -123,32 +127,226 @@ class CorruptDataError(DataError, CorruptFileError):
     """A data file cannot be read at all (truncated, not Parquet). Both a DataError and a CorruptFileError."""
 
 
+# --------------------------------------------------------------------------------------------
+# Per-task behaviour, referenced by the registry entries below
+# --------------------------------------------------------------------------------------------
+
+
+def _text_hash(text: str, salt: str = "") -> str:
+    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()
+
+
+def _allocate(counts: Mapping[int, int], total: int) -> dict[int, int]:
+    """Largest-remainder allocation of ``total`` over groups proportional to ``counts``.
+
+    Ties of the fractional parts go to the smaller label. Never exceeds a group's count."""
+    n = sum(counts.values())
+    if total >= n:
+        return dict(counts)
+    quotas = {k: total * c / n for k, c in counts.items()}
+    alloc = {k: int(q) for k, q in quotas.items()}
+    rest = total - sum(alloc.values())
+    for k in sorted(counts, key=lambda k: (-(quotas[k] - alloc[k]), k))[:rest]:
+        alloc[k] += 1
+    return alloc
+
+
+def _no_pair(rows: pl.DataFrame) -> pl.Series:
+    """An all-null ``text_pair`` column for a single-sequence task."""
+    return pl.Series([None] * rows.height, dtype=pl.String)
+
+
+def _text_inputs(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Single-sequence input: the ``text`` column; no second sequence."""
+    return rows["text"], _no_pair(rows)
+
+
+def _snli_inputs(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Sentence pair: ``premise`` then ``hypothesis``."""
+    return rows["premise"], rows["hypothesis"]
+
+
+def _meld_inputs(rows: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """The current ``Utterance``, paired with up to :data:`MELD_CONTEXT_SIZE` previous utterances of
+    the same dialogue (by ``Utterance_ID``, whatever the row order), most recent first, joined by
+    :data:`MELD_CONTEXT_SEPARATOR`; the empty string for a dialogue's first utterance."""
+    ordered = rows.with_row_index("__row").sort(["Dialogue_ID", "Utterance_ID"])
+    previous = [pl.col("Utterance").shift(k).over("Dialogue_ID") for k in range(1, MELD_CONTEXT_SIZE + 1)]
+    ordered = ordered.with_columns(
+        __context=pl.concat_str(previous, separator=MELD_CONTEXT_SEPARATOR, ignore_nulls=True).fill_null("")
+    )
+    context = ordered.sort("__row")["__context"]
+    return rows["Utterance"], context
+
+
+def _row_index_keys(rows: pl.DataFrame, split: str, source: str) -> list[str]:
+    """Key = the row's index in the split (after any dropped rows)."""
+    return [str(i) for i in range(rows.height)]
+
+
+def _content_keys(rows: pl.DataFrame, split: str, source: str) -> list[str]:
+    """Key = ``sha256(text)[:16]``, with -1, -2, ... appended to repeated copies of the same text
+    (independent of the row order)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for text in rows["text"].to_list():
+        digest = _text_hash(text)[:16]
+        copies = seen.get(digest, 0)
+        seen[digest] = copies + 1
+        keys.append(digest if copies == 0 else f"{digest}-{copies}")
+    return keys
+
+
+def _meld_keys(rows: pl.DataFrame, split: str, source: str) -> list[str]:
+    """Key = ``<Dialogue_ID>-<Utterance_ID>``."""
+    return [f"{d}-{u}" for d, u in zip(rows["Dialogue_ID"].to_list(), rows["Utterance_ID"].to_list())]
+
+
+def _trec_validation_positions() -> np.ndarray:
+    """0-based positions of the 500 TREC train rows that form the validation split, sorted."""
+    rng = np.random.default_rng(TREC_VALIDATION_SEED)
+    return np.sort(rng.permutation(TREC_TRAIN_ROWS)[:TREC_VALIDATION_SIZE])
+
+
+def _trec_keys(rows: pl.DataFrame, split: str, source: str) -> list[str]:
+    """Key = the row's position in the original file: the 5,452-row train file for train and
+    validation, the test file for test. Rows carved on the hub path carry it in ``__key``; the
+    mirror's train and validation files follow the documented carve-out."""
+    if "__key" in rows.columns:
+        return rows["__key"].to_list()
+    n = rows.height
+    if split == "test":
+        return [str(i) for i in range(n)]
+    validation = _trec_validation_positions()
+    if split == "validation":
+        positions = validation
+    else:
+        positions = np.setdiff1d(np.arange(TREC_TRAIN_ROWS), validation)
+    if len(positions) != n:
+        log.warning(
+            "%s: %d rows, not the %d of the documented TREC carve-out; ids use row positions instead",
+            source, n, len(positions),
+        )
+        return [str(i) for i in range(n)]
+    return [str(int(p)) for p in positions]
+
+
+def _trec_carve(full_train: pl.DataFrame, split: str, source: str, validation_size: int) -> pl.DataFrame:
+    """Split the 5,452-row TREC train file into train/validation by the fixed rule
+    ``default_rng(42).permutation(5452)[:500]`` (``validation_size`` does not apply); ``__key`` = the
+    row's position in the file."""
+    if full_train.height != TREC_TRAIN_ROWS:
+        raise DataError(
+            f"TREC hub train split has {full_train.height} rows, expected {TREC_TRAIN_ROWS}; "
+            "cannot carve the validation split the mirror uses"
+        )
+    is_validation = np.zeros(TREC_TRAIN_ROWS, dtype=bool)
+    is_validation[_trec_validation_positions()] = True
+    rows = full_train.with_columns(__key=pl.int_range(pl.len()).cast(pl.String))
+    return rows.filter(pl.Series(is_validation if split == "validation" else ~is_validation))
+
+
+def _imdb_carve(train: pl.DataFrame, split: str, source: str, validation_size: int) -> pl.DataFrame:
+    """IMDB validation = ``validation_size`` distinct reviews, stratified by label, with the smallest
+    salted hash; every copy of a chosen review goes with it. Train = the other rows."""
+    if validation_size <= 0 or validation_size >= train.height:
+        raise DataError(f"{source}: imdb_validation_size={validation_size} must be in 1..{train.height - 1}")
+    texts = train["text"].to_list()
+    labels = train["label"].to_list()
+    salt = f"imdb-validation:{IMDB_VALIDATION_SEED}:"
+    first_label: dict[str, int] = {}
+    for t, y in zip(texts, labels):
+        first_label.setdefault(t, y)
+    by_label: dict[int, list[tuple[str, str]]] = {}
+    for t, y in first_label.items():
+        by_label.setdefault(y, []).append((_text_hash(t, salt), t))
+    alloc = _allocate({y: len(v) for y, v in by_label.items()}, validation_size)
+    chosen: set[str] = set()
+    for y, items in by_label.items():
+        items.sort()
+        chosen.update(t for _, t in items[: alloc[y]])
+    in_validation = pl.Series([t in chosen for t in texts])
+    return train.filter(in_validation if split == "validation" else ~in_validation)
+
+
+# --------------------------------------------------------------------------------------------
+# Task registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationCarveOut:
+    """A validation split made from the train split by a source that has none.
+
+    ``missing_in``: the sources (``"mirror"``, ``"hub"``) without a validation split. There the
+    train rows are read for both train and validation, and ``split_rows(train_rows, split, source,
+    validation_size)`` keeps the rows of ``split`` (``validation_size`` is :func:`load_split`'s
+    ``imdb_validation_size``).
+    """
+
+    missing_in: frozenset[str]
+    split_rows: Callable[[pl.DataFrame, str, str, int], pl.DataFrame]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """Static description of one task.
+    """Everything task-specific: where the rows come from and how they become the normalised table.
 
-    ``hf_id`` is the Hugging Face dataset id (None for MELD, which is read from GitHub CSVs).
-    ``columns`` maps the raw column names (mirror schema == hub schema) to their kind
-    (``"str"`` or ``"int"``) that normalisation needs. ``recommended_max_length`` is a token
-    budget that keeps >= 99 % of the examples untruncated with the MiniLM (BERT WordPiece)
-    tokenizer, except IMDB (reviews average ~300 tokens; 512 is the model's limit).
+    * what it is: ``name``, ``num_labels``, ``label_names`` (in class-index order), ``metric``
+      (``"accuracy"`` or ``"macro_f1"``, the one that selects checkpoints and fills the tables),
+      ``pair`` (whether ``text_pair`` is set);
+    * loader: the mirror file ``<mirror>/<name>/<split>.parquet``; on the hub path the dataset
+      ``hf_id``, or, when ``csv_urls`` is set (MELD), the CSV file of each split. ``columns`` are the
+      raw columns (mirror schema == hub schema) with their kind (``"str"`` or ``"int"``), checked on
+      both paths; ``source`` names the origin for people;
+    * label mapping: ``label_column`` holds the class index; a source that has class names instead
+      (MELD's CSV ``Emotion``) names them in ``label_name_column``, mapped to indices in
+      ``label_names`` order; rows whose label is ``unlabelled`` (SNLI's -1, no gold label) are dropped;
+    * validation carve-out: ``carve_out`` (:class:`ValidationCarveOut`) or None;
+    * input construction: ``inputs(rows) -> (text, text_pair)``; row ids: ``keys(rows, split, source)``
+      gives the ``<key>`` of ``<task>-<split>-<key>``;
+    * ``recommended_max_length``: a token budget that keeps >= 99 % of the examples untruncated with
+      the MiniLM (BERT WordPiece) tokenizer, except IMDB (reviews average ~300 tokens; 512 is the
+      model's limit).
     """
 
     name: str
     num_labels: int
-    metric: str  # "accuracy" | "macro_f1"
+    metric: str
     pair: bool
     hf_id: str | None
     label_names: tuple[str, ...]
+    inputs: Callable[[pl.DataFrame], tuple[pl.Series, pl.Series]]
+    keys: Callable[[pl.DataFrame, str, str], list[str]]
+    columns: tuple[tuple[str, str], ...]
     label_column: str = "label"
-    columns: tuple[tuple[str, str], ...] = ()
-    mirror_splits: tuple[str, ...] = SPLITS
+    label_name_column: str | None = None
+    unlabelled: int | None = None
+    carve_out: ValidationCarveOut | None = None
+    csv_urls: Mapping[str, str] | None = field(default=None, hash=False)
     recommended_max_length: int = 128
     source: str = ""
 
     def __post_init__(self) -> None:
         if not self.source and self.hf_id:
             object.__setattr__(self, "source", f"huggingface.co/datasets/{self.hf_id}")
+
+    @property
+    def mirror_splits(self) -> tuple[str, ...]:
+        """The split files the mirror holds for this task."""
+        return tuple(s for s in SPLITS if s != "validation" or not self.carves_validation("mirror"))
+
+    def carves_validation(self, origin: str) -> bool:
+        """Whether ``origin`` (``"mirror"`` or ``"hub"``) lacks a validation split that is then carved from train."""
+        return self.carve_out is not None and origin in self.carve_out.missing_in
+
+    def source_split(self, split: str, origin: str) -> str:
+        """The split of ``origin`` whose rows make ``split`` (train for a carved validation split)."""
+        return "train" if split == "validation" and self.carves_validation(origin) else split
+
+    def hub_location(self, split: str) -> str:
+        """Where the hub path fetches ``split`` (named in the error when it fails)."""
+        return self.hf_id or self.csv_urls[split]
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -158,9 +356,13 @@ TASKS: dict[str, TaskSpec] = {
         metric="macro_f1",
         pair=True,
         hf_id=None,
+        csv_urls=MELD_CSV_URLS,
         label_names=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
         label_column="emotion_label",
+        label_name_column="Emotion",
         columns=(("Utterance", "str"), ("Dialogue_ID", "int"), ("Utterance_ID", "int"), ("emotion_label", "int")),
+        inputs=_meld_inputs,
+        keys=_meld_keys,
         recommended_max_length=160,
         source=f"github.com/declare-lab/MELD@{MELD_COMMIT[:7]} data/MELD/*_sent_emo.csv",
     ),
@@ -171,7 +373,10 @@ TASKS: dict[str, TaskSpec] = {
         pair=True,
         hf_id="stanfordnlp/snli",
         label_names=("entailment", "neutral", "contradiction"),
+        unlabelled=-1,
         columns=(("premise", "str"), ("hypothesis", "str"), ("label", "int")),
+        inputs=_snli_inputs,
+        keys=_row_index_keys,
         recommended_max_length=64,
     ),
     "rotten_tomatoes": TaskSpec(
@@ -182,6 +387,8 @@ TASKS: dict[str, TaskSpec] = {
         hf_id="cornell-movie-review-data/rotten_tomatoes",
         label_names=("neg", "pos"),
         columns=(("text", "str"), ("label", "int")),
+        inputs=_text_inputs,
+        keys=_row_index_keys,
         recommended_max_length=80,
     ),
     "imdb": TaskSpec(
@@ -192,7 +399,9 @@ TASKS: dict[str, TaskSpec] = {
         hf_id="stanfordnlp/imdb",
         label_names=("neg", "pos"),
         columns=(("text", "str"), ("label", "int")),
-        mirror_splits=("train", "test"),
+        carve_out=ValidationCarveOut(missing_in=frozenset({"mirror", "hub"}), split_rows=_imdb_carve),
+        inputs=_text_inputs,
+        keys=_content_keys,
         recommended_max_length=512,
     ),
     "trec": TaskSpec(
@@ -204,12 +413,15 @@ TASKS: dict[str, TaskSpec] = {
         label_names=("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"),
         label_column="coarse_label",
         columns=(("text", "str"), ("coarse_label", "int")),
+        carve_out=ValidationCarveOut(missing_in=frozenset({"hub"}), split_rows=_trec_carve),
+        inputs=_text_inputs,
+        keys=_trec_keys,
         recommended_max_length=32,
     ),
 }
 
 
-def _spec(task: str) -> TaskSpec:
+def _task_spec(task: str) -> TaskSpec:
     try:
         return TASKS[task]
     except KeyError:
@@ -280,12 +492,12 @@ def verify_mirror(mirror: str | os.PathLike, task: str | None = None) -> None:
     mirror = Path(mirror)
     if not mirror.is_dir():
         raise DataError(f"{mirror}: data mirror directory not found")
-    tasks = [_spec(task)] if task is not None else list(TASKS.values())
-    for spec in tasks:
-        for split in spec.mirror_splits:
-            path = mirror / spec.name / f"{split}.parquet"
+    task_specs = [_task_spec(task)] if task is not None else list(TASKS.values())
+    for task_spec in task_specs:
+        for split in task_spec.mirror_splits:
+            path = mirror / task_spec.name / f"{split}.parquet"
             if not path.is_file():
-                raise DataError(f"{path}: missing file (split {split!r} of task {spec.name!r})")
+                raise DataError(f"{path}: missing file (split {split!r} of task {task_spec.name!r})")
     sums = _read_sums(mirror)
     if sums is None:
         log.info("%s: no SHA256SUMS; checksums not verified", mirror)
@@ -300,16 +512,16 @@ def verify_mirror(mirror: str | os.PathLike, task: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Raw sources: each returns the raw table in the mirror schema plus a "__key" column
+# Raw sources: each returns the raw rows in the mirror schema and a description of their origin
 # --------------------------------------------------------------------------------------------
 
 
-def _read_mirror_file(mirror: Path, spec: TaskSpec, split: str) -> tuple[pl.DataFrame, str]:
-    path = mirror / spec.name / f"{split}.parquet"
+def _read_mirror_file(mirror: Path, task_spec: TaskSpec, split: str) -> tuple[pl.DataFrame, str]:
+    path = mirror / task_spec.name / f"{split}.parquet"
     if not path.is_file():
         raise DataError(
-            f"{path}: missing file (split {split!r} of task {spec.name!r}); the mirror layout is "
-            f"<mirror>/<task>/<split>.parquet with splits {list(spec.mirror_splits)} for {spec.name!r}"
+            f"{path}: missing file (split {split!r} of task {task_spec.name!r}); the mirror layout is "
+            f"<mirror>/<task>/<split>.parquet with splits {list(task_spec.mirror_splits)} for {task_spec.name!r}"
         )
     _verify_file(mirror, path, _read_sums(mirror))
     try:
@@ -317,43 +529,6 @@ def _read_mirror_file(mirror: Path, spec: TaskSpec, split: str) -> tuple[pl.Data
     except CorruptFileError as exc:
         raise CorruptDataError(str(exc)) from exc
     return df, str(path)
-
-
-def _trec_validation_positions() -> np.ndarray:
-    """0-based positions of the 500 TREC train rows that form the validation split, sorted."""
-    rng = np.random.default_rng(TREC_VALIDATION_SEED)
-    return np.sort(rng.permutation(TREC_TRAIN_ROWS)[:TREC_VALIDATION_SIZE])
-
-
-def _trec_keys(split: str, n: int, source: str) -> list[str]:
-    """Original-file positions of the rows of a mirror TREC split (validation was carved from train)."""
-    if split == "test":
-        return [str(i) for i in range(n)]
-    val = _trec_validation_positions()
-    if split == "validation":
-        pos = val
-    else:
-        pos = np.setdiff1d(np.arange(TREC_TRAIN_ROWS), val)
-    if len(pos) != n:
-        log.warning(
-            "%s: %d rows, not the %d of the documented TREC carve-out; ids use row positions instead",
-            source, n, len(pos),
-        )
-        return [str(i) for i in range(n)]
-    return [str(int(p)) for p in pos]
-
-
-def _carve_trec(full_train: pl.DataFrame, split: str) -> pl.DataFrame:
-    """Split the 5,452-row TREC train file into the mirror's train/validation, keys = positions."""
-    if full_train.height != TREC_TRAIN_ROWS:
-        raise DataError(
-            f"TREC hub train split has {full_train.height} rows, expected {TREC_TRAIN_ROWS}; "
-            "cannot carve the validation split the mirror uses"
-        )
-    is_val = np.zeros(TREC_TRAIN_ROWS, dtype=bool)
-    is_val[_trec_validation_positions()] = True
-    df = full_train.with_columns(__key=pl.int_range(pl.len()).cast(pl.String))
-    return df.filter(pl.Series(is_val if split == "validation" else ~is_val))
 
 
 def _hub_load(hf_id: str, split: str, cache_dir: str | None):
@@ -370,32 +545,37 @@ def _hub_load(hf_id: str, split: str, cache_dir: str | None):
         return datasets.load_dataset(hf_id, split=split, revision="refs/convert/parquet", cache_dir=cache_dir)
 
 
-def _read_hub(spec: TaskSpec, split: str, cache_dir: str | None = None) -> tuple[pl.DataFrame, str]:
-    """Fetch one split from the hub (GitHub for MELD) in the mirror schema, with TREC/SNLI/IMDB
-    split rules applied exactly as the mirror did."""
+def _labels_from_names(raw: pl.DataFrame, task_spec: TaskSpec, source: str) -> pl.DataFrame:
+    """Map the class names in ``label_name_column`` to indices (``label_names`` order) in ``label_column``."""
+    names = task_spec.label_name_column
+    if names not in raw.columns:
+        raise DataError(f"{source}: missing column {names!r}; found {raw.columns}")
+    to_index = {name: i for i, name in enumerate(task_spec.label_names)}
+    unknown = sorted(set(raw[names].to_list()) - set(to_index))
+    if unknown:
+        raise DataError(f"{source}: unknown {names} value(s) {unknown}; expected {list(task_spec.label_names)}")
+    return raw.with_columns(pl.col(names).replace_strict(to_index, return_dtype=pl.Int64).alias(task_spec.label_column))
+
+
+def _read_hub(task_spec: TaskSpec, split: str, cache_dir: str | None = None) -> tuple[pl.DataFrame, str]:
+    """Fetch the rows of ``split`` from the hub (a task's CSV files where it has them), in the mirror schema.
+
+    A validation split the hub lacks comes back as the whole train split; :func:`_normalise` carves it."""
     import datasets
 
-    if spec.name == "meld":
-        url = MELD_CSV_URLS[split]
+    if task_spec.csv_urls is not None:
+        source = task_spec.csv_urls[split]
         # keep_default_na=False: an utterance such as "NA" or "None" stays text.
-        ds = datasets.load_dataset(
-            "csv", data_files={split: url}, split=split, keep_default_na=False, cache_dir=cache_dir
-        )
-        df = ds.to_polars()
-        if "Emotion" not in df.columns:
-            raise DataError(f"{url}: missing column 'Emotion'; found {df.columns}")
-        to_id = {name: i for i, name in enumerate(spec.label_names)}
-        unknown = sorted(set(df["Emotion"].to_list()) - set(to_id))
-        if unknown:
-            raise DataError(f"{url}: unknown Emotion value(s) {unknown}; expected {list(spec.label_names)}")
-        df = df.with_columns(emotion_label=pl.col("Emotion").replace_strict(to_id, return_dtype=pl.Int64))
-        return df, url
-    hub_split = "train" if (split == "validation" and spec.name in ("trec", "imdb")) else split
-    source = f"{spec.hf_id} (hub split {hub_split!r})"
-    df = _hub_load(spec.hf_id, hub_split, cache_dir).to_polars()
-    if spec.name == "trec" and split != "test":
-        df = _carve_trec(df, split)
-    return df, source
+        raw = datasets.load_dataset(
+            "csv", data_files={split: source}, split=split, keep_default_na=False, cache_dir=cache_dir
+        ).to_polars()
+    else:
+        hub_split = task_spec.source_split(split, "hub")
+        source = f"{task_spec.hf_id} (hub split {hub_split!r})"
+        raw = _hub_load(task_spec.hf_id, hub_split, cache_dir).to_polars()
+    if task_spec.label_name_column is not None:
+        raw = _labels_from_names(raw, task_spec, source)
+    return raw, source
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,120 +583,47 @@ def _read_hub(spec: TaskSpec, split: str, cache_dir: str | None = None) -> tuple
 # --------------------------------------------------------------------------------------------
 
 
-def _check_columns(df: pl.DataFrame, spec: TaskSpec, source: str) -> None:
-    missing = [c for c, _ in spec.columns if c not in df.columns]
+def _check_columns(df: pl.DataFrame, task_spec: TaskSpec, source: str) -> None:
+    missing = [c for c, _ in task_spec.columns if c not in df.columns]
     if missing:
-        raise DataError(f"{source}: missing column(s) {missing} for task {spec.name!r}; found {df.columns}")
-    for col, kind in spec.columns:
+        raise DataError(f"{source}: missing column(s) {missing} for task {task_spec.name!r}; found {df.columns}")
+    for col, kind in task_spec.columns:
         dtype = df.schema[col]
         ok = dtype == pl.String if kind == "str" else dtype.is_integer()
         if not ok:
-            raise DataError(f"{source}: column {col!r} has type {dtype}, expected {'string' if kind == 'str' else 'integer'}")
+            expected = "string" if kind == "str" else "integer"
+            raise DataError(f"{source}: column {col!r} has type {dtype}, expected {expected}")
         n_null = df[col].null_count()
         if n_null:
             raise DataError(f"{source}: column {col!r} has {n_null} null value(s)")
 
 
-def _check_labels(labels: pl.Series, spec: TaskSpec, source: str, column: str) -> None:
-    bad = labels.filter((labels < 0) | (labels >= spec.num_labels))
+def _check_labels(labels: pl.Series, task_spec: TaskSpec, source: str, column: str) -> None:
+    bad = labels.filter((labels < 0) | (labels >= task_spec.num_labels))
     if bad.len():
         raise DataError(
-            f"{source}: column {column!r} has {bad.len()} label(s) outside 0..{spec.num_labels - 1} "
-            f"for task {spec.name!r} (e.g. {sorted(set(bad.to_list()))[:5]})"
+            f"{source}: column {column!r} has {bad.len()} label(s) outside 0..{task_spec.num_labels - 1} "
+            f"for task {task_spec.name!r} (e.g. {sorted(set(bad.to_list()))[:5]})"
         )
 
 
-def _text_hash(text: str, salt: str = "") -> str:
-    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()
-
-
-def _content_keys(texts: list[str]) -> list[str]:
-    """sha256(text)[:16], with -1, -2, ... appended to repeated copies of the same text."""
-    seen: dict[str, int] = {}
-    keys = []
-    for t in texts:
-        h = _text_hash(t)[:16]
-        k = seen.get(h, 0)
-        seen[h] = k + 1
-        keys.append(h if k == 0 else f"{h}-{k}")
-    return keys
-
-
-def _allocate(counts: Mapping[int, int], total: int) -> dict[int, int]:
-    """Largest-remainder allocation of ``total`` over groups proportional to ``counts``.
-
-    Ties of the fractional parts go to the smaller label. Never exceeds a group's count."""
-    n = sum(counts.values())
-    if total >= n:
-        return dict(counts)
-    quotas = {k: total * c / n for k, c in counts.items()}
-    alloc = {k: int(q) for k, q in quotas.items()}
-    rest = total - sum(alloc.values())
-    for k in sorted(counts, key=lambda k: (-(quotas[k] - alloc[k]), k))[:rest]:
-        alloc[k] += 1
-    return alloc
-
-
-def _imdb_carve(train: pl.DataFrame, split: str, size: int, source: str) -> pl.DataFrame:
-    """IMDB validation = ``size`` distinct reviews (stratified) with the smallest salted hash."""
-    if size <= 0 or size >= train.height:
-        raise DataError(f"{source}: imdb_validation_size={size} must be in 1..{train.height - 1}")
-    texts = train["text"].to_list()
-    labels = train["label"].to_list()
-    salt = f"imdb-validation:{IMDB_VALIDATION_SEED}:"
-    first_label: dict[str, int] = {}
-    for t, y in zip(texts, labels):
-        first_label.setdefault(t, y)
-    by_label: dict[int, list[tuple[str, str]]] = {}
-    for t, y in first_label.items():
-        by_label.setdefault(y, []).append((_text_hash(t, salt), t))
-    alloc = _allocate({y: len(v) for y, v in by_label.items()}, size)
-    chosen: set[str] = set()
-    for y, items in by_label.items():
-        items.sort()
-        chosen.update(t for _, t in items[: alloc[y]])
-    in_val = pl.Series([t in chosen for t in texts])
-    return train.filter(in_val if split == "validation" else ~in_val)
-
-
-def _meld_context(df: pl.DataFrame) -> pl.DataFrame:
-    """Add ``__context``: up to 7 previous utterances of the dialogue, most recent first."""
-    ordered = df.with_row_index("__row").sort(["Dialogue_ID", "Utterance_ID"])
-    prev = [pl.col("Utterance").shift(k).over("Dialogue_ID") for k in range(1, MELD_CONTEXT_SIZE + 1)]
-    ordered = ordered.with_columns(
-        __context=pl.concat_str(prev, separator=MELD_CONTEXT_SEPARATOR, ignore_nulls=True).fill_null("")
-    )
-    return ordered.sort("__row").drop("__row")
-
-
-def _normalise(raw: pl.DataFrame, spec: TaskSpec, split: str, source: str, *, imdb_validation_size: int) -> pl.DataFrame:
-    _check_columns(raw, spec, source)
-    task = spec.name
-    if task == "snli":
-        raw = raw.filter(pl.col("label") != -1)
-    if task == "imdb" and split != "test":
-        _check_labels(raw[spec.label_column], spec, source, spec.label_column)
-        raw = _imdb_carve(raw, split, imdb_validation_size, source)
+def _normalise(raw: pl.DataFrame, task_spec: TaskSpec, split: str, source: str, origin: str, *,
+               imdb_validation_size: int) -> pl.DataFrame:
+    """Turn the raw rows of ``split`` read from ``origin`` (``"mirror"`` or ``"hub"``) into the
+    normalised table, following the task's registry entry."""
+    _check_columns(raw, task_spec, source)
+    task, label_column = task_spec.name, task_spec.label_column
+    if task_spec.unlabelled is not None:
+        raw = raw.filter(pl.col(label_column) != task_spec.unlabelled)
+    if split != "test" and task_spec.carves_validation(origin):
+        _check_labels(raw[label_column], task_spec, source, label_column)
+        raw = task_spec.carve_out.split_rows(raw, split, source, imdb_validation_size)
     if raw.height == 0:
         raise DataError(f"{source}: no rows for split {split!r} of task {task!r}")
-    label = raw[spec.label_column].cast(pl.Int64)
-    _check_labels(label, spec, source, spec.label_column)
-
-    if task == "meld":
-        raw = _meld_context(raw)
-        keys = [f"{d}-{u}" for d, u in zip(raw["Dialogue_ID"].to_list(), raw["Utterance_ID"].to_list())]
-        text, pair = raw["Utterance"], raw["__context"]
-    elif task == "snli":
-        keys = [str(i) for i in range(raw.height)]
-        text, pair = raw["premise"], raw["hypothesis"]
-    else:
-        text, pair = raw["text"], pl.Series([None] * raw.height, dtype=pl.String)
-        if task == "imdb":
-            keys = _content_keys(raw["text"].to_list())
-        elif task == "trec":
-            keys = raw["__key"].to_list() if "__key" in raw.columns else _trec_keys(split, raw.height, source)
-        else:
-            keys = [str(i) for i in range(raw.height)]
+    label = raw[label_column].cast(pl.Int64)
+    _check_labels(label, task_spec, source, label_column)
+    text, pair = task_spec.inputs(raw)
+    keys = task_spec.keys(raw, split, source)
     out = pl.DataFrame(
         {
             "id": [f"{task}-{split}-{k}" for k in keys],
@@ -589,28 +696,29 @@ def load_split(
     passed to :func:`datasets.load_dataset`). ``caps``/``seed``: see :func:`apply_cap`; the seed
     affects only the cap. Raises :class:`DataError` naming the file and the problem.
     """
-    spec = _spec(task)
+    task_spec = _task_spec(task)
     _check_split(split)
     cap = _cap_for(caps, split)
     if cap is not None and (not isinstance(cap, (int, np.integer)) or isinstance(cap, bool) or cap <= 0):
         raise ValueError(f"cap for split {split!r} must be a positive integer or None, got {cap!r}")
 
     raw = source = None
+    origin = "mirror"
     mirror_note = "no mirror configured"
     if mirror is not None:
         mirror = Path(mirror)
         folder = mirror / task
         if folder.is_dir():
-            raw_split = "train" if (task == "imdb" and split == "validation") else split
-            raw, source = _read_mirror_file(mirror, spec, raw_split)
+            raw, source = _read_mirror_file(mirror, task_spec, task_spec.source_split(split, "mirror"))
             log.info("%s/%s: read %s (%d rows)", task, split, source, raw.height)
         else:
             mirror_note = f"{folder} does not exist"
             log.warning("%s: no folder for task %r in the mirror; trying the hub", folder, task)
     if raw is None:
-        hub_note = spec.hf_id or MELD_CSV_URLS[split]
+        origin = "hub"
+        hub_note = task_spec.hub_location(split)
         try:
-            raw, source = _read_hub(spec, split, cache_dir)
+            raw, source = _read_hub(task_spec, split, cache_dir)
         except DataError:
             raise
         except Exception as exc:  # offline, unknown id, HTTP errors: one message naming both places
@@ -621,7 +729,7 @@ def load_split(
             ) from exc
         log.info("%s/%s: fetched %s (%d rows)", task, split, source, raw.height)
 
-    df = _normalise(raw, spec, split, source, imdb_validation_size=imdb_validation_size)
+    df = _normalise(raw, task_spec, split, source, origin, imdb_validation_size=imdb_validation_size)
     return apply_cap(df, cap, seed)
 
 
@@ -639,12 +747,14 @@ def validate_prepared(df: pl.DataFrame, source: str, task: str | None = None) ->
     if df["id"].is_duplicated().any():
         raise DataError(f"{source}: duplicate id(s) {df['id'].filter(df['id'].is_duplicated()).unique().to_list()[:5]}")
     if task is not None:
-        spec = _spec(task)
-        _check_labels(df["label"], spec, source, "label")
+        task_spec = _task_spec(task)
+        _check_labels(df["label"], task_spec, source, "label")
         n_pair = df.height - df["text_pair"].null_count()
-        if spec.pair and n_pair != df.height:
-            raise DataError(f"{source}: task {task!r} is a pair task but {df.height - n_pair} text_pair value(s) are null")
-        if not spec.pair and n_pair:
+        if task_spec.pair and n_pair != df.height:
+            raise DataError(
+                f"{source}: task {task!r} is a pair task but {df.height - n_pair} text_pair value(s) are null"
+            )
+        if not task_spec.pair and n_pair:
             raise DataError(f"{source}: task {task!r} is not a pair task but {n_pair} text_pair value(s) are set")
     elif df.height and df["label"].min() < 0:
         raise DataError(f"{source}: negative label(s) in column 'label'")

@@ -15,6 +15,7 @@ from adapter_pruning.data import (
     TASKS,
     CorruptDataError,
     DataError,
+    TaskSpec,
     load_split,
     read_prepared,
     verify_mirror,
@@ -56,6 +57,32 @@ def test_registry():
         assert len(spec.label_names) == spec.num_labels
         assert spec.source
     assert TASKS["trec"].hf_id == "CogComp/trec" and TASKS["meld"].hf_id is None
+    assert TASKS["imdb"].mirror_splits == ("train", "test") and TASKS["trec"].mirror_splits == SPLITS
+    assert TASKS["imdb"].source_split("validation", "mirror") == "train"
+    assert TASKS["trec"].source_split("validation", "mirror") == "validation"
+    assert TASKS["trec"].source_split("validation", "hub") == "train"
+    assert TASKS["meld"].hub_location("validation") == data.MELD_CSV_URLS["validation"]
+
+
+def test_a_new_task_is_one_registry_entry(shared_data, tmp_path, monkeypatch):
+    """A task described only by its registry entry loads like the built-in ones."""
+    src = raw(shared_data, "snli", "test").head(30).rename({"premise": "question", "hypothesis": "answer"})
+    entry = TaskSpec(
+        name="qa", num_labels=3, metric="macro_f1", pair=True, hf_id="example/qa", label_names=("a", "b", "c"),
+        columns=(("question", "str"), ("answer", "str"), ("label", "int")),
+        inputs=lambda rows: (rows["question"], rows["answer"]),
+        keys=lambda rows, split, source: [f"{split}{i}" for i in range(rows.height)],
+    )
+    monkeypatch.setitem(TASKS, "qa", entry)
+    mirror = make_mirror(tmp_path, {f"qa/{split}": src for split in SPLITS})
+    verify_mirror(mirror, "qa")
+    df = load_split("qa", "test", mirror=mirror)
+    check_schema(df)
+    assert df["id"].to_list() == [f"qa-test-test{i}" for i in range(30)]
+    assert df["text_pair"].to_list() == src["answer"].to_list()
+    assert df["text"].to_list() == src["question"].to_list() and df["label"].to_list() == src["label"].to_list()
+    write_prepared(df, tmp_path / "qa.parquet", "qa")
+    assert read_prepared(tmp_path / "qa.parquet", "qa").equals(df)
 
 
 def test_verify_real_mirror(shared_data):
@@ -127,9 +154,11 @@ def test_meld_context_on_known_dialogue(shared_data):
     assert len(utt) == 16
     rows = {r["id"]: r for r in df.filter(pl.col("id").str.starts_with("meld-validation-1-")).to_dicts()}
     assert rows["meld-validation-1-0"]["text_pair"] == ""  # first utterance: no context
-    assert rows["meld-validation-1-0"]["text"] == "Or! Or, we could go to the bank, close our accounts and cut them off at the source."
+    assert rows["meld-validation-1-0"]["text"] == (
+        "Or! Or, we could go to the bank, close our accounts and cut them off at the source.")
     assert rows["meld-validation-1-3"]["text_pair"] == MELD_CONTEXT_SEPARATOR.join([utt[2], utt[1], utt[0]])
-    assert rows["meld-validation-1-3"]["text_pair"].startswith("Aww, man, now we won’t be bank buddies! | You’re a genius!")
+    assert rows["meld-validation-1-3"]["text_pair"].startswith(
+        "Aww, man, now we won’t be bank buddies! | You’re a genius!")
     # Utterance 12: exactly the 7 previous ones (11 down to 5), most recent first.
     assert rows["meld-validation-1-12"]["text_pair"] == MELD_CONTEXT_SEPARATOR.join(utt[k] for k in range(11, 4, -1))
     assert rows["meld-validation-1-12"]["text"] == utt[12]
@@ -140,7 +169,8 @@ def test_meld_context_follows_utterance_ids_not_row_order(shared_data, tmp_path)
     shuffled = src.sample(fraction=1.0, shuffle=True, seed=3)
     base = load_split("meld", "test", mirror=make_mirror(tmp_path / "a", {"meld/test": src}))
     moved = load_split("meld", "test", mirror=make_mirror(tmp_path / "b", {"meld/test": shuffled}))
-    assert moved["id"].to_list() == [f"meld-test-{d}-{u}" for d, u in shuffled.select("Dialogue_ID", "Utterance_ID").iter_rows()]
+    keys = shuffled.select("Dialogue_ID", "Utterance_ID").iter_rows()
+    assert moved["id"].to_list() == [f"meld-test-{d}-{u}" for d, u in keys]
     assert moved.sort("id").equals(base.sort("id"))
 
 
@@ -185,7 +215,8 @@ def test_caps_are_stratified_seeded_and_keep_order(shared_data):
     bigger = load_split("trec", "train", mirror=shared_data, caps=400, seed=0)
     assert len(set(capped["id"]) - set(bigger["id"])) <= 6  # nested up to allocation rounding
     assert load_split("trec", "test", mirror=shared_data, caps={"train": 10}).height == 500
-    assert load_split("trec", "test", mirror=shared_data, caps=10_000).equals(load_split("trec", "test", mirror=shared_data))
+    uncapped = load_split("trec", "test", mirror=shared_data)
+    assert load_split("trec", "test", mirror=shared_data, caps=10_000).equals(uncapped)
     with pytest.raises(ValueError, match="positive integer"):
         load_split("trec", "test", mirror=shared_data, caps=0)
     with pytest.raises(ValueError, match="unknown split"):

@@ -53,9 +53,9 @@ def test_registry():
         "meld": 7, "snli": 3, "rotten_tomatoes": 2, "imdb": 2, "trec": 6}
     assert {t for t, s in TASKS.items() if s.metric == "macro_f1"} == {"meld"}
     assert {t for t, s in TASKS.items() if s.pair} == {"meld", "snli"}
-    for spec in TASKS.values():
-        assert len(spec.label_names) == spec.num_labels
-        assert spec.source
+    for task_spec in TASKS.values():
+        assert len(task_spec.label_names) == task_spec.num_labels
+        assert task_spec.source
     assert TASKS["trec"].hf_id == "CogComp/trec" and TASKS["meld"].hf_id is None
     assert TASKS["imdb"].mirror_splits == ("train", "test") and TASKS["trec"].mirror_splits == SPLITS
     assert TASKS["imdb"].source_split("validation", "mirror") == "train"

@@ -1,26 +1,62 @@
-rule prune_evaluate:
-    """Prune one (scope, method, p) state with real zeros, save it, score it on validation and test.
-    Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
-    input:
-        adapter=f"{SEED_DIR}/adapter",
-        optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
-        validation=data_file("validation"),
-        test=data_file("test"),
-    output:
-        pruned=directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{{p}}"),
-        scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
-    params:
-        spec=prune_params,
-        code=code_hash("prune_evaluate.py"),
-    log:
-        "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
-    group:
-        "prune_eval"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/pipeline.yaml"
-    script:
-        "../scripts/prune_evaluate.py"
+if config["evaluation"]["mode"] == "per_state":
+
+    rule prune_evaluate:
+        """Prune one (scope, method, p) state with real zeros, save it, score it on validation and test.
+        Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
+        input:
+            adapter=f"{SEED_DIR}/adapter",
+            optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
+            validation=data_file("validation"),
+            test=data_file("test"),
+        output:
+            pruned=directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{{p}}"),
+            scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
+        params:
+            spec=prune_params,
+            code=code_hash("prune_evaluate.py"),
+        log:
+            "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
+        benchmark:
+            "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.tsv"
+        group:
+            "prune_eval"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        conda:
+            "../envs/pipeline.yaml"
+        script:
+            "../scripts/prune_evaluate.py"
+
+else:
+
+    rule prune_evaluate:
+        """Prune, save and score every p of one (scope, method) in one job (evaluation.mode: per_sweep):
+        the model and data are loaded once; the outputs are the per-state ones of per_state mode."""
+        input:
+            adapter=f"{SEED_DIR}/adapter",
+            optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
+            validation=data_file("validation"),
+            test=data_file("test"),
+        output:
+            pruned=[directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{p}") for p in PCTS],
+            scores=[f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
+        params:
+            percentages=PCTS,
+            spec=prune_params,
+            code=code_hash("prune_evaluate_sweep.py"),
+        log:
+            "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.log",
+        benchmark:
+            "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.tsv"
+        group:
+            "prune_eval"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=lambda wc: 30 + 5 * len(PCTS),
+        conda:
+            "../envs/pipeline.yaml"
+        script:
+            "../scripts/prune_evaluate_sweep.py"

@@ -6,17 +6,19 @@ import logging
 import time
 from typing import Mapping
 
-log = logging.getLogger("adapter_pruning")
-
 from ..models import set_threads
 
+log = logging.getLogger("adapter_pruning")
 
-def score_splits(model, tokenizer, task, split_paths, *, max_length, batch_size, device):
+
+def score_splits(model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device) -> dict:
+    """``{split: {metric: score}}`` of ``model`` on each split; ``splits`` maps a split name to a
+    prepared Parquet file or to an already loaded prepared frame."""
     from .. import data, evaluation
 
     out = {}
-    for split, path in split_paths.items():
-        df = data.read_prepared(path, task)
+    for split, source in splits.items():
+        df = source if hasattr(source, "height") else data.read_prepared(source, task)
         t0 = time.perf_counter()
         out[split] = evaluation.evaluate(
             model, tokenizer, df, task, batch_size=batch_size, max_length=max_length, device=device

@@ -60,7 +60,8 @@ from typing import Any
 
 from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
 
-__all__ = ["AdapterSource", "CliError", "build_parser", "main", "read_adapter_dir"]
+__all__ = ["AdapterSource", "CliError", "adapter_type", "build_parser", "check_head", "check_model", "main",
+           "read_adapter_dir"]
 
 log = logging.getLogger("adapter_pruning.cli")
 
@@ -582,22 +583,34 @@ class _Evaluator:
                 self.model.delete_head(name)
 
 
-def _check_evaluation(args, src: AdapterSource):
-    """Checks and data loading for ``--evaluate`` (cheap; before the solve). Returns the data frame."""
-    from .data import TASKS, DataError, load_split
+def check_head(src: AdapterSource, task: str, needed_by: str = "--evaluate") -> None:
+    """Check that ``src`` holds a classification head with as many labels as ``task``
+    (:data:`adapter_pruning.data.TASKS`); ``needed_by`` names who needs it in the message.
 
-    task = TASKS[args.evaluate]
+    Raises:
+        CliError: no head files, another head type, or another number of labels, naming the file.
+    """
+    from .data import TASKS
+
+    want = TASKS[task].num_labels
     if src.head_config is None:
-        raise CliError(f"{src.path}: --evaluate needs the adapter's prediction head, but the directory has no "
+        raise CliError(f"{src.path}: {needed_by} needs the adapter's prediction head, but the directory has no "
                        f"head_config.json / {' or '.join(HEAD_WEIGHT_FILES)} (save it with with_head=True)")
     hcfg = src.head_config.get("config", {}) if isinstance(src.head_config, dict) else {}
     head_type, num_labels = hcfg.get("head_type"), hcfg.get("num_labels")
     if head_type != "classification":
-        raise CliError(f"{src.path / 'head_config.json'}: --evaluate needs a 'classification' head, found head_type="
-                       f"{head_type!r}")
-    if num_labels != task.num_labels:
+        raise CliError(f"{src.path / 'head_config.json'}: {needed_by} needs a 'classification' head, found "
+                       f"head_type={head_type!r}")
+    if num_labels != want:
         raise CliError(f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task "
-                       f"{args.evaluate!r} has {task.num_labels} labels")
+                       f"{task!r} has {want} labels")
+
+
+def _check_evaluation(args, src: AdapterSource):
+    """Checks and data loading for ``--evaluate`` (cheap; before the solve). Returns the data frame."""
+    from .data import DataError, load_split
+
+    check_head(src, args.evaluate)
     if args.data_mirror is not None:
         mirror = Path(args.data_mirror)
         if not mirror.is_dir():

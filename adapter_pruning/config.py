@@ -13,9 +13,10 @@ the workflow before any job runs:
 
 2. ``snakemake.utils.validate`` fills in the schema's defaults, and :func:`fill_tropical_defaults` the
    tropical-solver defaults from :mod:`adapter_pruning.defaults` (their one source of truth).
-3. :func:`check_semantics` checks what the schema cannot express: the data mirror folder exists, and
+3. :func:`check_semantics` checks what the schema cannot express: the data mirror folder exists,
    ``model`` is a registered alias, a local model folder with ``config.json``, or a valid Hugging Face
-   model id (:func:`hf_model_id_problem`).
+   model id (:func:`hf_model_id_problem`), and every entry of ``adapters`` is a saved adapter the
+   workflow can use for its task on that model (:func:`adapter_problems`).
 
 Each error is a :class:`ConfigError`. The module also derives values the rules use: :func:`canonical`
 params strings, :func:`model_label` and :func:`fmt_p` (code hashes: :mod:`adapter_pruning.codehash`).
@@ -36,6 +37,7 @@ import yaml
 __all__ = [
     "SCHEMA_PATH",
     "ConfigError",
+    "adapter_problems",
     "canonical",
     "check_config",
     "check_semantics",
@@ -133,8 +135,8 @@ def fill_tropical_defaults(config: dict) -> dict:
 
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     """Checks the schema cannot express (``data.mirror`` exists; ``model`` is a registered alias, a local
-    model folder with ``config.json`` or a valid Hugging Face model id); raise :class:`ConfigError` naming
-    the key and value."""
+    model folder with ``config.json`` or a valid Hugging Face model id; each of ``adapters`` fits its task
+    and the model, :func:`adapter_problems`); raise :class:`ConfigError` naming the key and value."""
     problems = []
     mirror = config.get("data", {}).get("mirror")
     if mirror is not None:
@@ -143,9 +145,11 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             problems.append(f"data.mirror = {mirror!r}: folder {path} does not exist")
     model = config["model"]
     aliases = model_aliases()
+    n_before = len(problems)
+    local = model not in aliases and (model.startswith((".", "/", "~")) or model.endswith("/") or Path(model).exists())
     if model in aliases:
         pass
-    elif model.startswith((".", "/", "~")) or model.endswith("/") or Path(model).exists():
+    elif local:
         path = resolve_path(model, basedir)
         if not path.is_dir():
             problems.append(f"model = {model!r}: local model folder {path} does not exist")
@@ -156,8 +160,38 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             f"model = {model!r}: not a registered alias ({', '.join(sorted(aliases))}), an existing local "
             f"folder, or a Hugging Face model id ('name' or 'org/name'): {why}"
         )
+    if config.get("adapters"):
+        problems += adapter_problems(config, basedir, model=str(resolve_path(model, basedir)) if local else model,
+                                     model_ok=len(problems) == n_before)
     if problems:
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+
+
+def adapter_problems(config: Mapping[str, Any], basedir: str | Path, *, model: str, model_ok: bool = True) -> list[str]:
+    """One message per unusable entry of ``adapters`` (task -> saved adapter folder), naming the key and
+    file: a task not in ``tasks``, or what
+    :func:`adapter_pruning.stages.import_adapter.check_adapter` finds (missing folder or files, not a
+    ReLU bottleneck, a width ``d`` other than the model's ``hidden_size``, no classification head or
+    another number of labels than the task's). Reads the adapter files and the model's ``config.json``
+    (imports torch); the model checks are skipped when ``model`` itself is invalid (``model_ok``)."""
+    from .cli import CliError, read_adapter_dir
+    from .stages.import_adapter import check_adapter
+
+    problems = []
+    for task, given in config["adapters"].items():
+        key = f"adapters.{task} = {given!r}"
+        if task not in config["tasks"]:
+            problems.append(f"{key}: task {task!r} is not in tasks {list(config['tasks'])}")
+            continue
+        path = resolve_path(given, basedir)
+        try:
+            if model_ok:
+                check_adapter(path, model, task)
+            else:
+                read_adapter_dir(path)
+        except CliError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
 
 
 def model_aliases() -> frozenset[str]:

@@ -1,4 +1,5 @@
 # Config validation, paths, input functions and wildcard constraints shared by all rule files.
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,9 @@ MIRROR = (
     else None
 )
 SPLITS = ["train", "validation", "test"]
+# Tasks whose adapter comes from `adapters` (imported by import_adapter, not trained by train_adapter),
+# with absolute source folders. Such a task runs only the first seed (an imported adapter has no seed).
+ADAPTERS = {task: str(apc.resolve_path(path, workflow.basedir)) for task, path in config["adapters"].items()}
 
 SEED_DIR = f"{R}/{{model}}/{{task}}/seed{{seed}}"
 
@@ -40,6 +44,27 @@ wildcard_constraints:
     scope="CU|CB|CN",
     method="standard|tropical",
     p=r"\d+(\.\d+)?",
+
+
+def task_pattern(tasks):
+    """Wildcard constraint matching exactly `tasks` (a pattern that matches nothing when empty)."""
+    return "|".join(re.escape(t) for t in tasks) or "(?!)"
+
+
+TRAINED_TASKS = task_pattern([t for t in TASKS if t not in ADAPTERS])
+IMPORTED_TASKS = task_pattern([t for t in TASKS if t in ADAPTERS])
+
+
+def seeds_for(task):
+    """The seeds run for `task`: all of `seeds`, or the first one for an imported adapter."""
+    return SEEDS[:1] if task in ADAPTERS else SEEDS
+
+
+def imported_adapter_files(wildcards):
+    """The files of the task's external adapter, so that a changed file reruns import_adapter."""
+    from adapter_pruning.stages.import_adapter import source_files
+
+    return [str(f) for f in source_files(ADAPTERS[wildcards.task])]
 
 
 def scopes_for(task):
@@ -77,7 +102,7 @@ def prune_scores(model, task, seed):
 def all_scores():
     files = []
     for task in TASKS:
-        for seed in SEEDS:
+        for seed in seeds_for(task):
             files.append(f"{R}/{MODEL}/{task}/seed{seed}/scores/full.parquet")
             files += prune_scores(MODEL, task, seed)
     return files
@@ -88,7 +113,7 @@ def all_pruned():
     return [
         f"{R}/{MODEL}/{task}/seed{seed}/pruned/{scope}/{method}/p{p}"
         for task in TASKS
-        for seed in SEEDS
+        for seed in seeds_for(task)
         for scope in scopes_for(task)
         for method in METHODS
         for p in PCTS
@@ -96,7 +121,7 @@ def all_pruned():
 
 
 def all_traces():
-    return [f"{R}/{MODEL}/{task}/seed{seed}/tropical/trace.parquet" for task in TASKS for seed in SEEDS]
+    return [f"{R}/{MODEL}/{task}/seed{seed}/tropical/trace.parquet" for task in TASKS for seed in seeds_for(task)]
 
 
 def zonotope_task():
@@ -142,6 +167,10 @@ def train_params(wildcards):
             **{k: v for k, v in config["training"].items() if k != "eval_batch_size"},
         }
     )
+
+
+def import_params(wildcards):
+    return apc.canonical({"model": config["model"], "source": ADAPTERS[wildcards.task]})
 
 
 def eval_params(wildcards):

@@ -1,6 +1,9 @@
 rule train_adapter:
     """Train a ReLU bottleneck adapter + classification head on a frozen backbone; keep the best
-    validation checkpoint (AdapterHub format, safetensors, plus metrics.json)."""
+    validation checkpoint (AdapterHub format, safetensors, plus metrics.json). Tasks given an
+    adapter under `adapters` are not trained: import_adapter writes their adapter folder."""
+    wildcard_constraints:
+        task=TRAINED_TASKS,
     input:
         train=data_file("train"),
         validation=data_file("validation"),
@@ -21,3 +24,31 @@ rule train_adapter:
         "../envs/pipeline.yaml"
     script:
         "../scripts/train_adapter.py"
+
+
+rule import_adapter:
+    """Take the adapter a task names under `adapters` (saved elsewhere with the adapters library's
+    save_adapter(..., with_head=True)) into the folder train_adapter would write: checked as
+    adapter_pruning.stages.import_adapter.check_adapter says, weights as safetensors, plus a
+    metrics.json recording the source folder and the sha256 of each source file."""
+    wildcard_constraints:
+        task=IMPORTED_TASKS,
+    input:
+        imported_adapter_files,
+    output:
+        directory(f"{SEED_DIR}/adapter"),
+    params:
+        spec=import_params,
+        code=code_hash("import_adapter.py"),
+    log:
+        "logs/import_adapter/{model}/{task}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/import_adapter/{model}/{task}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/import_adapter.py"

@@ -209,3 +209,85 @@ def test_model_aliases_match_models_module():
     from adapter_pruning.models import MODEL_ALIASES
 
     assert apc.model_aliases() == set(MODEL_ALIASES)
+
+
+# --------------------------------------------------------------------------- adapters: (workflow mode)
+
+
+@pytest.fixture(scope="module")
+def saved_adapters(tmp_path_factory, tiny_model_dir):
+    """Adapters saved by the plain adapters library on the tiny BERT (d = 32): a usable one (ReLU, 2-label
+    head), the same without its head, a swish one, and a folder holding only adapter_config.json."""
+    import shutil
+
+    from adapters import AutoAdapterModel, SeqBnConfig
+
+    root = tmp_path_factory.mktemp("adapters")
+    model = AutoAdapterModel.from_pretrained(str(tiny_model_dir))
+    model.add_adapter("good", config=SeqBnConfig(reduction_factor=16, non_linearity="relu"))
+    model.add_classification_head("good", num_labels=2)
+    model.add_adapter("swish", config=SeqBnConfig(reduction_factor=16, non_linearity="swish"))
+    model.add_classification_head("swish", num_labels=2)
+    dirs = {name: root / name for name in ("good", "headless", "swish", "no_weights")}
+    for d in dirs.values():
+        d.mkdir()
+    model.save_adapter(str(dirs["good"]), "good", with_head=True, use_safetensors=True)
+    model.save_adapter(str(dirs["headless"]), "good", with_head=False, use_safetensors=True)
+    model.save_adapter(str(dirs["swish"]), "swish", with_head=True, use_safetensors=True)
+    shutil.copy(dirs["good"] / "adapter_config.json", dirs["no_weights"])
+    return dirs
+
+
+def _with_adapters(model, **adapters):
+    cfg = _default()
+    cfg.update(model=str(model), tasks=["rotten_tomatoes", "trec"], adapters={k: str(v) for k, v in adapters.items()})
+    cfg["data"]["mirror"] = None
+    return cfg
+
+
+def test_usable_adapter_passes(saved_adapters, tiny_model_dir):
+    apc.check_semantics(_with_adapters(tiny_model_dir, rotten_tomatoes=saved_adapters["good"]), REPO)
+
+
+@pytest.mark.parametrize(
+    "task, which, fragments",
+    [
+        ("rotten_tomatoes", "missing", ["no such adapter directory"]),
+        ("rotten_tomatoes", "empty", ["missing adapter_config.json"]),
+        ("rotten_tomatoes", "no_weights", ["missing adapter weights", "adapter.safetensors"]),
+        ("rotten_tomatoes", "swish", ["adapter_config.json", "non_linearity=swish", "only relu"]),
+        ("rotten_tomatoes", "headless", ["needs the adapter's prediction head", "with_head=True"]),
+        ("trec", "good", ["head_config.json", "num_labels=2 but task 'trec' has 6 labels"]),
+        ("rotten_tomatoes", "minilm", ["adapter.safetensors", "adapter width d=32", "hidden_size=384", "config.json"]),
+    ],
+)
+def test_unusable_adapters_are_named(saved_adapters, tiny_model_dir, tmp_path, task, which, fragments):
+    model = tiny_model_dir
+    if which == "missing":
+        path = tmp_path / "nowhere"
+    elif which == "empty":
+        path = tmp_path
+    elif which == "minilm":
+        path, model = saved_adapters["good"], "minilm"
+    else:
+        path = saved_adapters[which]
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_semantics(_with_adapters(model, **{task: path}), REPO)
+    msg = str(err.value)
+    assert f"adapters.{task} = '{path}': {path}" in msg  # the key, then the culprit file or folder
+    for fragment in fragments:
+        assert fragment in msg
+
+
+def test_adapter_of_an_unconfigured_task_is_named(saved_adapters, tiny_model_dir):
+    with pytest.raises(apc.ConfigError, match=r"adapters\.imdb = .*: task 'imdb' is not in tasks"):
+        apc.check_semantics(_with_adapters(tiny_model_dir, imdb=saved_adapters["good"]), REPO)
+
+
+def test_adapters_schema_takes_task_names_and_paths():
+    cfg = _default()
+    cfg["adapters"] = {"rotten_tomatoes": "ok/path", "sst2": "x", "trec": 3}
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_config(cfg)
+    assert "adapters.sst2: unknown key" in str(err.value)
+    assert "adapters.trec = 3" in str(err.value)

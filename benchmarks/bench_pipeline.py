@@ -1,0 +1,161 @@
+"""Per-job overhead of the pipeline: one task's pruned states as Snakemake jobs vs an in-process loop.
+
+1. Runs the default workflow restricted to one task (``--config tasks=[TASK]``) in ``OUT`` (a fresh
+   folder; training, solving and the full-model score happen once), with ``evaluation.mode:
+   per_state``, then forces the task's ``prune_evaluate`` jobs again with ``per_sweep``.
+2. Reads every ``prune_evaluate`` job's wall time from Snakemake's own benchmark files
+   (``logs/benchmarks/prune_evaluate/...tsv``, column ``s``) for both modes.
+3. Runs the same work in this process: load model and data once, then prune, save and score every
+   state (``stages.prune.prune_evaluate_sweep`` per (scope, method)), timed after imports.
+4. Breaks one per-state job down in a fresh subprocess: interpreter start + imports, model and adapter
+   load, the work (masks, saving, scoring validation and test), and teardown, with and without
+   ``joblog.exit_now``.
+
+Prints a JSON summary: ``per_state_s`` / ``per_sweep_s`` (sums of job wall times), ``in_process_s``
+and their ratios, and the breakdown. Usage:
+``.venv/bin/python benchmarks/bench_pipeline.py [--task trec] [--out benchmarks/out/pipeline] [--cores 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+_CHILD = r'''
+import json, os, sys, time
+t_start = float(os.environ["BENCH_T0"])
+t0 = time.time()
+from adapter_pruning.stages.prune import _prune_one  # torch, transformers, adapters
+from adapter_pruning import artifacts, data, masks, models, results
+from adapter_pruning.io import write_parquet
+from adapter_pruning.stages.evaluate import score_splits
+t_import = time.time()
+a = json.loads(sys.argv[1])
+model, tok, name = models.load_trained(a["model"], a["adapter"], device=models.resolve_device("cpu"))
+layers = masks.extract_layers(model, name)
+opt = artifacts.read_optimized(a["optimized"], layers)
+t_load = time.time()
+info = _prune_one(model, name, layers, opt, a["ids"], a["p"], "original")
+artifacts.write_pruned(a["out"], lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True), info)
+scores = score_splits(model, tok, a["ids"]["task"], a["splits"], max_length=a["max_length"], batch_size=128,
+                      device=models.resolve_device("cpu"))
+t_work = time.time()
+print(json.dumps({"start_to_main": t0 - t_start, "imports": t_import - t0, "load": t_load - t_import,
+                  "work": t_work - t_load, "t_end": t_work}), flush=True)
+if a["exit_now"]:
+    from adapter_pruning.joblog import exit_now
+    exit_now()
+'''
+
+
+def _snakemake(out: Path, cores: int, *args: str) -> float:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(out),
+           "--cores", str(cores), *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode:
+        raise SystemExit(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def _job_seconds(out: Path, task: str, per_state: bool) -> list[float]:
+    """Wall seconds of the task's prune_evaluate jobs: per-state files are ``<scope>_<method>_p<p>.tsv``,
+    per-sweep files ``<scope>_<method>.tsv``."""
+    secs = []
+    for tsv in sorted((out / "logs" / "benchmarks" / "prune_evaluate").glob(f"*/{task}/seed*/*.tsv")):
+        if ("_p" in tsv.stem) == per_state:
+            with open(tsv) as fh:
+                secs.append(float(next(csv.DictReader(fh, delimiter="\t"))["s"]))
+    return secs
+
+
+def _breakdown(args, run_dir: Path, model: str, exit_now: bool) -> dict:
+    payload = {
+        "model": model, "adapter": str(run_dir / "adapter"),
+        "optimized": str(run_dir / "tropical/optimized.safetensors"),
+        "ids": {"model": "minilm", "task": args.task, "seed": 0, "scope": "CU", "method": "tropical"}, "p": 90.0,
+        "out": str(args.out / f"breakdown_{int(exit_now)}"), "max_length": args.max_length, "exit_now": exit_now,
+        "splits": {s: str(args.out / f"results/data/{args.task}/{s}.parquet") for s in ("validation", "test")},
+    }
+    t_start = time.time()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(payload)], capture_output=True, text=True,
+                          env={**os.environ, "BENCH_T0": repr(t_start), "HF_HUB_OFFLINE": "1"})
+    t_exit = time.time()
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r["teardown"] = t_exit - r.pop("t_end")
+    r["total"] = t_exit - t_start
+    r["fixed"] = r["total"] - r["work"]
+    return {k: round(v, 2) for k, v in r.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="trec")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pipeline")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--max-length", type=int, default=64, help="the task's max_length in config/config.yaml")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = ["--config", f"tasks=[{args.task}]"]
+    first = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_state}")
+    per_state = _job_seconds(args.out, args.task, per_state=True)
+    run_dir = args.out / "results" / "minilm" / args.task / "seed0"
+    sweep_wall = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_sweep}", "--forcerun",
+                            "prune_evaluate")
+    per_sweep = _job_seconds(args.out, args.task, per_state=False)
+
+    t_import = time.perf_counter()
+    import torch
+
+    from adapter_pruning import config as apc
+    from adapter_pruning.stages.prune import prune_evaluate_sweep
+
+    torch.set_num_threads(1)
+    import yaml
+
+    base = yaml.safe_load(open(REPO / "config" / "config.yaml"))
+    percentages = [float(p) for p in base["pruning"]["percentages"]]
+    scopes = base["pruning"]["scopes"].get(args.task, base["pruning"]["scopes"]["default"])
+    t0 = time.perf_counter()
+    n_states = 0
+    for scope in scopes:
+        for method in base["pruning"]["methods"]:
+            ids = {"model": "minilm", "task": args.task, "seed": 0, "scope": scope, "method": method}
+            spec = {"model": base["model"], "max_length": args.max_length, "values": "original"}
+            dirs = [args.out / "inproc" / scope / method / f"p{apc.fmt_p(p)}" for p in percentages]
+            splits = {s: args.out / f"results/data/{args.task}/{s}.parquet" for s in ("validation", "test")}
+            optimized = run_dir / "tropical/optimized.safetensors"
+            prune_evaluate_sweep(ids, percentages, spec, run_dir / "adapter", optimized, splits, dirs,
+                                 [f"{d}.parquet" for d in dirs], device="cpu")
+            n_states += len(percentages)
+    in_process = time.perf_counter() - t0
+    summary = {
+        "task": args.task, "states": n_states, "machine_load_1min": os.getloadavg()[0],
+        "first_run_wall_s": round(first, 1), "sweep_run_wall_s": round(sweep_wall, 1),
+        "per_state_jobs": len(per_state), "per_state_s": round(sum(per_state), 1),
+        "per_sweep_jobs": len(per_sweep), "per_sweep_s": round(sum(per_sweep), 1),
+        "in_process_s": round(in_process, 1), "in_process_imports_s": round(t0 - t_import, 1),
+        "ratio_per_state": round(sum(per_state) / in_process, 2),
+        "ratio_per_sweep": round(sum(per_sweep) / in_process, 2) if per_sweep else None,
+        "breakdown_without_exit_now": _breakdown(args, run_dir, base["model"], False),
+        "breakdown_with_exit_now": _breakdown(args, run_dir, base["model"], True),
+    }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -174,7 +174,7 @@ def adapter_problems(config: Mapping[str, Any], basedir: str | Path, *, model: s
     ReLU bottleneck, a width ``d`` other than the model's ``hidden_size``, no classification head or
     another number of labels than the task's). Reads the adapter files and the model's ``config.json``
     (imports torch); the model checks are skipped when ``model`` itself is invalid (``model_ok``)."""
-    from .cli import CliError, read_adapter_dir
+    from .adapterhub import CliError, read_adapter_dir
     from .stages.import_adapter import check_adapter
 
     problems = []

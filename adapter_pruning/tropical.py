@@ -35,8 +35,8 @@ Solvers (``solve``), both starting from ``Â = A``, ``B̂ = B``:
 uses the G1 term with ``λ1`` when ``t`` is even and the G2 term with ``λ2`` when ``t`` is odd; inside
 a step it loops over the output nodes ``i`` (rows of ``B``, ``d`` of them; the paper's loop header
 says ``r`` but its index is the node ``i`` of ``b^i``), computes that node's loss
-``ℓ_i = ½‖Ĝ^i − G^i‖²_F + λ‖Ĝ^i‖_{1,1}`` and immediately takes a gradient step of size ``η = lr``
-on ``Â`` and ``B̂`` (autograd; the subgradients of ``max(·, 0)`` and ``|·|`` at 0 are 0, as in
+``ℓ_i = ½‖Ĝ^i − G^i‖²_F + λ‖Ĝ^i‖_{1,1}`` and immediately takes a gradient step of size
+``η = algorithm1_step_size(A, B, lr)`` (``lr`` relative to the layer's curvature) on ``Â`` and ``B̂`` (autograd; the subgradients of ``max(·, 0)`` and ``|·|`` at 0 are 0, as in
 PyTorch). After each step the combined objective ``L`` is recorded and the relative change checked
 against ``tol``. Slow (O(d² r) Python-level work per step): the reference.
 
@@ -65,10 +65,10 @@ columns with one ``searchsorted`` per block (O(r log d) per layer and step, plus
 The split of ``π_j`` into ``x_j`` and ``ρ_j`` (which matters for the magnitudes used by ``P_T``)
 is tracked exactly as the block updates define it, and ``Â, B̂`` are materialised once at the
 end. A unit whose row or column has no surviving entry is dead (``â_j = 0``, ``B̂[:, j] = 0``)
-and stays dead. ``lr`` is Algorithm 1's step size ``η``; the fast method minimises each block
-exactly, has no step size, and ignores ``lr``. Measured: it reaches a lower objective than
-Algorithm 1 at every equal ``T`` tried (tests), and converges (``tol = 1e-6``) in 3-6 steps on
-real adapters. Both solvers compute in float64 on one intra-op CPU thread and return ``A``'s /
+and stays dead. ``lr`` sets Algorithm 1's step (``algorithm1_step_size``); the fast method
+minimises each block exactly, has no step size, and ignores ``lr``. Measured: it reaches a lower
+objective than Algorithm 1 at every equal ``T`` tried (tests), and converges (``tol = 1e-6``) in 2
+to 7 steps on real adapters (docs/benchmarks.md). Both solvers compute in float64 on one intra-op CPU thread and return ``A``'s /
 ``B``'s dtype. The fast trace comes from the same prefix sums; it agrees with
 ``objective_per_layer`` of the returned ``Â, B̂`` to about 1e-12 relative, worse (seen: 1e-8) only
 for units whose few surviving entries lie within ~1e-4 relative of their threshold.
@@ -91,7 +91,7 @@ zeros (at most 28 % in any layer, far from a collapse), the generators move by 1
 the scale of an adapter trained with the paper's recipe on MiniLM (``lambda_scale`` ≈ 1.55e-3).
 ``DEFAULT_LR = 0.5`` is Algorithm 1's step relative to each layer's curvature
 (``algorithm1_step_size``). ``DEFAULT_STEPS = 1000`` (an upper bound: with ``DEFAULT_TOL = 1e-6``
-the fast solver stops after 3 to 5 steps).
+the fast solver stops after 2 to 7 steps).
 
 Gauge. The objective does not fix how each hidden unit's scale is split between ``â_j`` and
 ``b̂_{:,j}``, but ``P_T`` depends on it; ``solve`` therefore returns both solvers' output in the
@@ -122,6 +122,7 @@ __all__ = [
     "MAX_ZERO_SHARE",
     "SolveResult",
     "algorithm1_step_size",
+    "check_lambda",
     "check_not_collapsed",
     "conserved_gauge",
     "generators",
@@ -386,6 +387,14 @@ def check_not_collapsed(
             "by original magnitude only). Lower lambda (tropical.lam1/lam2), or opt in with "
             "tropical.allow_collapse: true.\n  " + "\n  ".join(bad)
         )
+
+
+def check_lambda(A: Tensor, B: Tensor, lam1, lam2, names=None, *, max_zero_share: float = MAX_ZERO_SHARE) -> None:
+    """:func:`check_not_collapsed` for ``λ`` itself, whatever solver is used: it reads the exact zeros of
+    the fast solver's optimum of the same objective (Algorithm 1's gradient steps leave no exact zeros,
+    so its own output cannot show a collapse). ``A (L, r, d+1)``, ``B (L, d, r)``; about 0.1 s."""
+    res = solve(A, B, lam1=lam1, lam2=lam2, method="fast")
+    check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, names, max_zero_share=max_zero_share)
 
 
 def _per_layer(value, n: int) -> Tensor:

@@ -78,11 +78,6 @@ def test_canonical_params_ignore_key_order():
     assert apc.canonical({"a": 1}) != apc.canonical({"a": 1.5})
 
 
-def test_code_hash_changes_with_module_source():
-    h = apc.code_hash("io")
-    assert h == apc.code_hash("io") and h != apc.code_hash("io", "config")
-
-
 def test_fmt_p_and_model_label():
     assert apc.fmt_p(98) == "98" and apc.fmt_p(98.0) == "98" and apc.fmt_p(2.5) == "2.5"
     assert apc.model_label({"model": "minilm"}) == "minilm"

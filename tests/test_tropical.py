@@ -448,9 +448,12 @@ def test_layer_steps_and_zero_shares():
     A[1] *= 0.01  # converges at another step
     res = solve(A, B, lam1=0.02, lam2=0.02, steps=200, tol=1e-6)
     assert res.layer_steps.shape == (3,) and int(res.layer_steps.max()) == res.steps
-    for k in range(3):  # each layer's trace stops changing after its own steps
-        n = int(res.layer_steps[k])
-        assert (res.trace[n:, k] == res.trace[n, k]).all()
+    assert len(set(res.layer_steps.tolist())) > 1  # the layers converge at different steps
+    for k in range(3):  # layer k met tol at its own last step n (not before) and froze after it
+        n, tr = int(res.layer_steps[k]), res.trace[:, k]
+        assert (tr[n - 1] - tr[n]).abs() < 1e-6 * tr[n - 1].abs()
+        assert n < 2 or (tr[n - 2] - tr[n - 1]).abs() >= 1e-6 * tr[n - 2].abs()
+        assert (tr[n:] == tr[n]).all()
     zA, zB = T.zero_shares(res.A_hat, res.B_hat)
     torch.testing.assert_close(zA, (res.A_hat == 0).double().mean((-2, -1)))
     torch.testing.assert_close(zB, (res.B_hat == 0).double().mean((-2, -1)))
@@ -467,3 +470,13 @@ def test_collapse_is_an_error_naming_lambda_and_layer():
     with pytest.raises(T.CollapsedLayerError, match=r"(?s)allow_collapse.*\n  enc\.b: 100\.0 % of A_hat.*lam1 = ") as e:
         T.check_not_collapsed(res.A_hat, res.B_hat, big, big, ["enc.a", "enc.b"])
     assert "enc.a" not in str(e.value)
+    # Algorithm 1 leaves no exact zeros, so its own output cannot show the collapse; check_lambda reads
+    # the fast optimum of the same objective and catches it whatever the solver
+    big = torch.tensor([0.25, 16.0]) * sc
+    assert (solve(A, B, lam1=big, lam2=big).A_hat[1] == 0).all()  # the fast optimum collapses at 16
+    alg1 = solve(A, B, lam1=big, lam2=big, method="algorithm1", steps=20, lr=0.02)
+    assert (alg1.A_hat[1] != 0).any()
+    T.check_not_collapsed(alg1.A_hat, alg1.B_hat, big, big, ["enc.a", "enc.b"])  # blind to it
+    with pytest.raises(T.CollapsedLayerError, match=r"enc\.b: 100\.0 %"):
+        T.check_lambda(A, B, big, big, ["enc.a", "enc.b"])
+    T.check_lambda(A, B, 0.25 * sc, 0.25 * sc, ["enc.a", "enc.b"])  # a sane λ passes

@@ -52,6 +52,7 @@ EXPECTED = {
     "adapter_pruning/config.py": set(),
     "adapter_pruning/codehash.py": set(),
     "adapter_pruning/cli.py": set(),
+    "adapter_pruning/adapterhub.py": set(),  # the import rule's (no task is imported in the tiny run)
     "adapter_pruning/summary.py": set(),
     "adapter_pruning/testing.py": set(),
     "docs/METHOD.md": set(),

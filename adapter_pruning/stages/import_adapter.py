@@ -24,8 +24,8 @@ HEAD_WEIGHTS = "model_head.safetensors"
 def source_files(adapter_dir) -> list[Path]:
     """The files of a saved adapter folder that :func:`import_adapter` reads (``adapter_config.json``,
     the weights ``save_adapter`` wrote, ``head_config.json`` and the head weights), as far as present;
-    safetensors preferred over ``.bin``, as ``adapter_pruning.cli.read_adapter_dir`` does."""
-    from ..cli import HEAD_WEIGHT_FILES, WEIGHT_FILES
+    safetensors preferred over ``.bin``, as ``adapter_pruning.adapterhub.read_adapter_dir`` does."""
+    from ..adapterhub import HEAD_WEIGHT_FILES, WEIGHT_FILES
 
     adapter_dir = Path(adapter_dir)
     files = [adapter_dir / "adapter_config.json", adapter_dir / "head_config.json"]
@@ -37,7 +37,7 @@ def source_files(adapter_dir) -> list[Path]:
 def _model_config(model: str):
     from transformers import AutoConfig
 
-    from ..cli import CliError
+    from ..adapterhub import AdapterError as CliError
     from ..models import ModelError, resolve_model
 
     try:
@@ -51,9 +51,9 @@ def _model_config(model: str):
 
 def check_adapter(adapter_dir, model: str, task: str):
     """Check that the saved adapter in ``adapter_dir`` can stand in for a trained adapter of ``task``
-    on ``model``; return it (``adapter_pruning.cli.AdapterSource``).
+    on ``model``; return it (``adapter_pruning.adapterhub.AdapterSource``).
 
-    Reuses the checks of ``adapter-prune`` (:mod:`adapter_pruning.cli`): the folder and its files
+    Reuses the checks of ``adapter-prune`` (:mod:`adapter_pruning.adapterhub`): the folder and its files
     exist and are readable, the adapter is a supported ReLU bottleneck (``read_adapter_dir``), its
     ``model_type`` and layers fit the model (``check_model``), and it has a classification head with
     the task's number of labels (``check_head``). Added here: the adapter's width ``d`` equals the
@@ -61,31 +61,33 @@ def check_adapter(adapter_dir, model: str, task: str):
     every adapter layer has the same shape (``tropical_solve`` solves all layers as one stack).
 
     Raises:
-        adapter_pruning.cli.CliError: the first problem found, naming the file.
+        adapter_pruning.adapterhub.AdapterError: the first problem found, naming the file.
     """
-    from .. import cli, masks
+    from .. import adapterhub as hub
+    from .. import masks
 
-    src = cli.read_adapter_dir(adapter_dir)
+    src = hub.read_adapter_dir(adapter_dir)
     layers = masks.extract_layers(src.state, src.name)
     weights = src.path / src.weights_file
     shapes = sorted({(tuple(layer.A.shape), tuple(layer.B.shape)) for layer in layers})
     if len(shapes) > 1:
         widths = sorted({layer.A.shape[0] for layer in layers})
-        raise cli.CliError(
+        raise hub.AdapterError(
             f"{weights}: adapter layers of different bottleneck widths r={widths} (a per-layer reduction_factor); "
             "the workflow solves all layers of an adapter as one stack and needs one width (adapter-prune "
             "handles such adapters)"
         )
+    hub.check_not_all_zero(layers)
     mcfg, resolved = _model_config(model)
     d = layers[0].B.shape[0]
     hidden = getattr(mcfg, "hidden_size", None)
     if hidden is not None and hidden != d:
         where = Path(resolved, "config.json") if Path(resolved).is_dir() else f"the config.json of {resolved}"
-        raise cli.CliError(
+        raise hub.AdapterError(
             f"{weights}: adapter width d={d} does not match model {model!r}: hidden_size={hidden} in {where}"
         )
-    cli.check_model(model, src)
-    cli.check_head(src, task, needed_by="the workflow (it scores the adapter with its own head)")
+    hub.check_model(model, src)
+    hub.check_head(src, task, needed_by="the workflow (it scores the adapter with its own head)")
     return src
 
 
@@ -108,7 +110,8 @@ def import_adapter(task: str, spec: Mapping, out_dir, *, threads: int | None = N
     """
     import torch
 
-    from .. import cli, masks
+    from .. import adapterhub as hub
+    from .. import masks
     from ..artifacts import read_adapter_state
     from ..io import atomic_dir, sha256_file, write_json
     from ..models import ADAPTER_FILES, set_threads
@@ -131,7 +134,7 @@ def import_adapter(task: str, spec: Mapping, out_dir, *, threads: int | None = N
         if head_file == HEAD_WEIGHTS:
             shutil.copyfile(source / HEAD_WEIGHTS, tmp / HEAD_WEIGHTS)
         else:
-            _write_safetensors(cli._load_state(source / head_file), tmp / HEAD_WEIGHTS)
+            _write_safetensors(hub._load_state(source / head_file), tmp / HEAD_WEIGHTS)
             converted[head_file] = HEAD_WEIGHTS
         missing = [f for f in ADAPTER_FILES if not (tmp / f).is_file()]
         if missing:

@@ -53,7 +53,10 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
     log.info("solved %d layers in %.2f s, %d steps, converged=%s; zeros in A_hat %s, B_hat %s", len(layers),
              seconds, res.steps, res.converged, [f"{z:.3f}" for z in zA.tolist()], [f"{z:.3f}" for z in zB.tolist()])
     if not spec.get("allow_collapse", False):
-        tropical.check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, prefixes)
+        if spec["method"] == "fast":
+            tropical.check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, prefixes)
+        else:  # Algorithm 1 leaves no exact zeros: check λ on the fast solver's optimum of the same objective
+            tropical.check_lambda(A, B, lam1, lam2, prefixes)
     artifacts.write_optimized(out_optimized, res.A_hat, res.B_hat, prefixes)
     n, L = trace.shape
     write_parquet(

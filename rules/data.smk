@@ -11,6 +11,8 @@ rule prepare_data:
         code=code_hash("prepare_data.py"),
     log:
         "logs/prepare_data/{task}.log",
+    benchmark:
+        "logs/benchmarks/prepare_data/{task}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

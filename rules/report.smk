@@ -15,6 +15,8 @@ rule aggregate:
         code=code_hash("aggregate.py"),
     log:
         "logs/aggregate.log",
+    benchmark:
+        "logs/benchmarks/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -45,6 +47,8 @@ rule report_tables:
         code=code_hash("report_tables.py"),
     log:
         "logs/report_tables.log",
+    benchmark:
+        "logs/benchmarks/report_tables.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -78,6 +82,8 @@ rule report_figures:
         code=code_hash("report_figures.py"),
     log:
         "logs/report_figures.log",
+    benchmark:
+        "logs/benchmarks/report_figures.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -160,3 +160,24 @@ def test_html_report(tiny_run):
     assert report.stat().st_size > 10_000
     for name in ("table1", "results.parquet", "zonotope", "objective"):
         assert name in html
+
+
+def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
+    """evaluation.mode: per_sweep scores every p of a (task, seed, scope, method) in one job and writes the
+    same files: switching modes reruns pruning (its params differ), and results.parquet comes out equal."""
+    import shutil
+
+    workdir, cfg, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    base = yaml.safe_load(cfg.read_text())
+    base.setdefault("evaluation", {})["mode"] = "per_sweep"
+    sweep_cfg = write_config(tmp_path / "sweep.yaml", base)
+    proc = run_snakemake(copy, sweep_cfg, "-n", "--quiet", "rules", timeout=120)
+    planned = job_counts(proc.stdout + proc.stderr)
+    # rotten_tomatoes: CU, CN, CB; trec: CU; two methods each -> 8 sweep jobs instead of 16 per-state jobs
+    assert planned["prune_evaluate"] == (3 + 1) * 2 and "train_adapter" not in planned
+    run_snakemake(copy, sweep_cfg, "--cores", "2", timeout=900)
+    assert (copy / "logs" / "prune_evaluate" / "tiny" / "trec" / "seed0" / "CU_tropical.log").is_file()
+    before, after = _results(workdir), _results(copy)
+    assert after.equals(before)

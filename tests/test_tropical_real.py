@@ -43,9 +43,9 @@ def test_fast_and_algorithm1_masks_agree_on_a_real_adapter(real_rt_adapter, tmp_
         ma = masks.pruning_masks(layers, alg1, p, "CU")["tropical"]
         js.append(masks.mask_agreement(mf, ma)["jaccard_retained"])
     assert sum(js) / len(js) >= 0.97, js
-    # the same objective, within a percent
+    # the same objective: Algorithm 1 (60 steps here) within 2 % of the fast solver's
     for a, b in zip(info["layers"], info1["layers"]):
-        assert b["objective_end"] <= 1.01 * a["objective_end"] and a["objective_end"] < a["objective_start"]
+        assert b["objective_end"] <= 1.02 * a["objective_end"] and a["objective_end"] < a["objective_start"]
 
 
 def test_tropical_prunes_close_to_p_and_solve_json_per_layer(real_rt_adapter, tmp_path):

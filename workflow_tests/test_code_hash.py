@@ -70,6 +70,7 @@ def repo_copy(tmp_path_factory):
         shutil.copy2(REPO / name, dst / name)
     for name in ("rules", "scripts", "adapter_pruning", "config", "report", "docs"):
         shutil.copytree(REPO / name, dst / name, ignore=ignore)
+    (dst.parent / "shared").symlink_to(REPO.parent / "shared")  # relative data.mirror: ../shared/data
     return dst
 
 

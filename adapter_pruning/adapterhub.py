@@ -183,8 +183,16 @@ def read_adapter_dir(path: str | Path) -> AdapterSource:
         head_files = ["head_config.json", head_weights[0]]
     elif head_weights:
         raise AdapterError(f"{path}: {head_weights[0]} present but head_config.json missing")
-    return AdapterSource(path=path, config=meta, name=meta["name"], adapter_type=kind, weights_file=weights,
-                         state=state, head_files=head_files, head_config=head_config)
+    return AdapterSource(
+        path=path,
+        config=meta,
+        name=meta["name"],
+        adapter_type=kind,
+        weights_file=weights,
+        state=state,
+        head_files=head_files,
+        head_config=head_config,
+    )
 
 
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
@@ -217,8 +225,10 @@ def check_model(model: str | None, src: AdapterSource) -> tuple[str, str]:
         raise AdapterError(f"model {name!r}: cannot read its config ({type(exc).__name__}: {exc})") from exc
     want_type = src.config.get("model_type")
     if want_type and mcfg.model_type != want_type:
-        raise AdapterError(f"model {name!r} has model_type {mcfg.model_type!r} but the adapter in {src.path} was saved "
-                       f"from a {want_type!r} model")
+        raise AdapterError(
+            f"model {name!r} has model_type {mcfg.model_type!r} but the adapter in {src.path} was saved "
+            f"from a {want_type!r} model"
+        )
     from . import masks
 
     layers = masks.extract_layers(src.state, src.name)
@@ -246,16 +256,20 @@ def check_head(src: AdapterSource, task: str, needed_by: str = "--evaluate") -> 
 
     want = TASKS[task].num_labels
     if src.head_config is None:
-        raise AdapterError(f"{src.path}: {needed_by} needs the adapter's prediction head, but the directory has no "
-                       f"head_config.json / {' or '.join(HEAD_WEIGHT_FILES)} (save it with with_head=True)")
+        raise AdapterError(
+            f"{src.path}: {needed_by} needs the adapter's prediction head, but the directory has no "
+            f"head_config.json / {' or '.join(HEAD_WEIGHT_FILES)} (save it with with_head=True)"
+        )
     hcfg = src.head_config.get("config", {}) if isinstance(src.head_config, dict) else {}
     head_type, num_labels = hcfg.get("head_type"), hcfg.get("num_labels")
     if head_type != "classification":
-        raise AdapterError(f"{src.path / 'head_config.json'}: {needed_by} needs a 'classification' head, found "
-                       f"head_type={head_type!r}")
+        raise AdapterError(
+            f"{src.path / 'head_config.json'}: {needed_by} needs a 'classification' head, found head_type={head_type!r}"
+        )
     if num_labels != want:
-        raise AdapterError(f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task "
-                       f"{task!r} has {want} labels")
+        raise AdapterError(
+            f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task {task!r} has {want} labels"
+        )
 
 
 def check_not_all_zero(layers) -> None:

@@ -19,8 +19,8 @@ requested pruning percentage ``p``; each cell gives the test score and the retai
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import polars as pl
 
@@ -28,18 +28,31 @@ from .io import CorruptFileError, atomic_path, read_parquet, write_parquet
 from .results import KEY as _KEY
 from .results import SCHEMA
 
-__all__ = ["MixedDevicesError", "check_devices", "collect", "load_results", "table1_frame", "table2_frame", "write_tables"]
+__all__ = [
+    "MixedDevicesError",
+    "check_devices",
+    "collect",
+    "load_results",
+    "table1_frame",
+    "table2_frame",
+    "write_tables",
+]
 
 _LABEL = {"standard": "Standard", "tropical": "Tropical"}
 
 
 def _check(df: pl.DataFrame, path) -> pl.DataFrame:
     bad = df.filter(
-        ~pl.col("score").is_between(0, 1) | ~pl.col("retained").is_between(0, 1) | (pl.col("n_pruned") < 0)
-        | (pl.col("n_pruned") > pl.col("n_params")) | pl.col("score").is_null()
+        ~pl.col("score").is_between(0, 1)
+        | ~pl.col("retained").is_between(0, 1)
+        | (pl.col("n_pruned") < 0)
+        | (pl.col("n_pruned") > pl.col("n_params"))
+        | pl.col("score").is_null()
     )
     if bad.height:
-        raise CorruptFileError(f"{path}: {bad.height} row(s) with out-of-range score/retained/counts, e.g. {bad.row(0, named=True)}")
+        raise CorruptFileError(
+            f"{path}: {bad.height} row(s) with out-of-range score/retained/counts, e.g. {bad.row(0, named=True)}"
+        )
     return df
 
 
@@ -65,8 +78,13 @@ def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
     )
 
 
-def collect(paths: Iterable[str | Path], out_path: str | Path, *,
-            pruned_dirs: Iterable[str | Path] = (), allow_mixed_devices: bool = False) -> pl.DataFrame:
+def collect(
+    paths: Iterable[str | Path],
+    out_path: str | Path,
+    *,
+    pruned_dirs: Iterable[str | Path] = (),
+    allow_mixed_devices: bool = False,
+) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
     ``pruned_dirs``: saved pruned adapters to verify first (checksum and zeros against their
@@ -81,7 +99,10 @@ def collect(paths: Iterable[str | Path], out_path: str | Path, *,
     infos = {}
     for d in pruned_dirs:
         info = verify_pruned(d)
-        infos[(info["model"], info["task"], int(info["seed"]), info["scope"], info["method"], float(info["p"]))] = (d, info)
+        infos[(info["model"], info["task"], int(info["seed"]), info["scope"], info["method"], float(info["p"]))] = (
+            d,
+            info,
+        )
     frames = []
     for path in paths:
         df = read_parquet(path, required_columns=SCHEMA)
@@ -142,18 +163,26 @@ def table1_frame(results: pl.DataFrame, scope: str = "CU") -> pl.DataFrame:
                 .join(tst.rename({"standard": "test_s", "tropical": "test_t"}), on=["task", "seed", "p"])
                 .join(ret, on=["task", "seed", "p"])
                 .with_columns(
-                    pl.when(pl.col("val_t") > pl.col("val_s")).then(pl.lit("tropical")).otherwise(pl.lit("standard")).alias("chosen")
+                    pl.when(pl.col("val_t") > pl.col("val_s"))
+                    .then(pl.lit("tropical"))
+                    .otherwise(pl.lit("standard"))
+                    .alias("chosen")
                 )
                 .with_columns(
-                    pl.when(pl.col("chosen") == "tropical").then(pl.col("test_t")).otherwise(pl.col("test_s")).alias("score")
+                    pl.when(pl.col("chosen") == "tropical")
+                    .then(pl.col("test_t"))
+                    .otherwise(pl.col("test_s"))
+                    .alias("score")
                 )
                 .sort(["task", "p", "seed"])
             )
             out.append(
                 comb.group_by(["task", "p"], maintain_order=True)
                 .agg(
-                    pl.col("score").mean().alias("mean"), pl.col("score").std().alias("std"),
-                    pl.col("retained").mean().alias("retained"), pl.len().alias("n_seeds"),
+                    pl.col("score").mean().alias("mean"),
+                    pl.col("score").std().alias("std"),
+                    pl.col("retained").mean().alias("retained"),
+                    pl.len().alias("n_seeds"),
                     pl.col("chosen").str.join(",").alias("chosen"),
                 )
                 .with_columns(pl.lit("Combined").alias("row"))
@@ -165,24 +194,32 @@ def table1_frame(results: pl.DataFrame, scope: str = "CU") -> pl.DataFrame:
     df = pl.concat([f.select(cols) for f in frames], how="vertical_relaxed")
     order = {"Standard": 0, "Tropical": 1, "Combined": 2, "FM": 3}
     tasks = list(dict.fromkeys(results["task"].to_list()))
-    return df.with_columns(
-        pl.col("row").replace_strict(order, return_dtype=pl.Int64).alias("_r"),
-        pl.col("task").replace_strict({t: i for i, t in enumerate(tasks)}, return_dtype=pl.Int64).alias("_t"),
-    ).sort(["_t", "_r", "p"], descending=[False, False, True]).drop("_r", "_t")
+    return (
+        df.with_columns(
+            pl.col("row").replace_strict(order, return_dtype=pl.Int64).alias("_r"),
+            pl.col("task").replace_strict({t: i for i, t in enumerate(tasks)}, return_dtype=pl.Int64).alias("_t"),
+        )
+        .sort(["_t", "_r", "p"], descending=[False, False, True])
+        .drop("_r", "_t")
+    )
 
 
 def table2_frame(results: pl.DataFrame, task: str = "rotten_tomatoes") -> pl.DataFrame:
     """Long-format Table 2: method, scope, p, retained, mean, std, n_seeds (test, primary metric)."""
     df = results.filter(
-        pl.col("primary"), pl.col("task") == task, pl.col("split") == "test",
+        pl.col("primary"),
+        pl.col("task") == task,
+        pl.col("split") == "test",
         pl.col("method").is_in(["standard", "tropical"]),
     )
     agg = _agg(df, ["method", "scope", "p"])
     scope_order = {"CN": 0, "CU": 1, "CB": 2}
     return (
         agg.with_columns(pl.col("scope").replace_strict(scope_order, return_dtype=pl.Int64).alias("_s"))
-        .sort(["method", "_s", "p"], descending=[False, False, True]).drop("_s")
-        .with_columns(pl.lit(task).alias("task")).select("task", "method", "scope", "p", "retained", "mean", "std", "n_seeds")
+        .sort(["method", "_s", "p"], descending=[False, False, True])
+        .drop("_s")
+        .with_columns(pl.lit(task).alias("task"))
+        .select("task", "method", "scope", "p", "retained", "mean", "std", "n_seeds")
     )
 
 
@@ -213,10 +250,21 @@ def _tex(header: list[str], rows: list[list[str]], caption: str) -> str:
     spec = "l" + "r" * (len(header) - 1)
     body = [" & ".join(_tex_escape(h) for h in header) + r" \\", r"\midrule"]
     body += [" & ".join(_tex_escape(c) for c in r) + r" \\" for r in rows]
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
-        r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", r"\end{table}", "",
-    ])
+    return "\n".join(
+        [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            rf"\begin{{tabular}}{{{spec}}}",
+            r"\toprule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            rf"\caption{{{_tex_escape(caption)}}}",
+            r"\end{table}",
+            "",
+        ]
+    )
 
 
 def _table1_blocks(t1: pl.DataFrame):
@@ -246,8 +294,14 @@ def _table1_blocks(t1: pl.DataFrame):
         yield task, header, rows
 
 
-def write_tables(results_path, table1: Mapping[str, str | Path], table2: Mapping[str, str | Path], *,
-                 table_scope: str = "CU", table2_task: str = "rotten_tomatoes") -> None:
+def write_tables(
+    results_path,
+    table1: Mapping[str, str | Path],
+    table2: Mapping[str, str | Path],
+    *,
+    table_scope: str = "CU",
+    table2_task: str = "rotten_tomatoes",
+) -> None:
     """Write Table 1 and Table 2 as Markdown (``md``), CSV (``csv``, long format) and LaTeX (``tex``)."""
     results = load_results(results_path)
     t1 = table1_frame(results, scope=table_scope)
@@ -258,9 +312,17 @@ def write_tables(results_path, table1: Mapping[str, str | Path], table2: Mapping
     md, tex = [f"# Table 1: retained adapter parameters vs score (scope {table_scope}, test split, ×100)\n"], []
     for task, header, rows in _table1_blocks(t1):
         md += [_md(header, rows), ""]
-        tex.append(_tex(header, rows, f"{task}: test score (x100) at each retained share of adapter parameters, scope {table_scope}"))
-    md.append("Combined = the better of Standard/Tropical on validation, reported on test (ties: Standard). "
-              "`*` = better of Standard/Tropical. Mean ± std over seeds where there are several.")
+        tex.append(
+            _tex(
+                header,
+                rows,
+                f"{task}: test score (x100) at each retained share of adapter parameters, scope {table_scope}",
+            )
+        )
+    md.append(
+        "Combined = the better of Standard/Tropical on validation, reported on test (ties: Standard). "
+        "`*` = better of Standard/Tropical. Mean ± std over seeds where there are several."
+    )
     with atomic_path(table1["md"]) as tmp:
         tmp.write_text("\n".join(md) + "\n")
     with atomic_path(table1["tex"]) as tmp:
@@ -282,8 +344,10 @@ def write_tables(results_path, table1: Mapping[str, str | Path], table2: Mapping
                     r = cells.get((method, scope, p))
                     row.append(f"{_cell(r['mean'], r['std'], r['n_seeds'])} ({_pct(r['retained'])})" if r else "–")
                 rows.append(row)
-        md2 = (f"# Table 2: {table2_task}, Standard (S) / Tropical (T) × scopes CN/CU/CB "
-               "(test score ×100, retained share in parentheses)\n\n" + _md(header, rows) + "\n")
+        md2 = (
+            f"# Table 2: {table2_task}, Standard (S) / Tropical (T) × scopes CN/CU/CB "
+            "(test score ×100, retained share in parentheses)\n\n" + _md(header, rows) + "\n"
+        )
         tex2 = _tex(header, rows, f"{table2_task}: S/T x CN/CU/CB, test score (x100) and retained share")
     else:
         md2 = f"# Table 2\n\nNo pruning results for task {table2_task!r} in this run.\n"

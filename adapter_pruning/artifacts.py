@@ -17,8 +17,8 @@ Every write is atomic (``adapter_pruning.io``); every reader raises
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_file, write_json
 
@@ -66,7 +66,8 @@ def write_optimized(path, A_hat, B_hat, prefixes: Sequence[str]) -> None:
     with atomic_path(path) as tmp:
         save_file(
             {"A_hat": A_hat.detach().cpu().float().contiguous(), "B_hat": B_hat.detach().cpu().float().contiguous()},
-            str(tmp), metadata={"prefixes": ",".join(prefixes)},
+            str(tmp),
+            metadata={"prefixes": ",".join(prefixes)},
         )
 
 

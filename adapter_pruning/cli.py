@@ -71,8 +71,16 @@ from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
 )
 from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
 
-__all__ = ["AdapterSource", "CliError", "adapter_type", "build_parser", "check_head", "check_model", "main",
-           "read_adapter_dir"]
+__all__ = [
+    "AdapterSource",
+    "CliError",
+    "adapter_type",
+    "build_parser",
+    "check_head",
+    "check_model",
+    "main",
+    "read_adapter_dir",
+]
 
 log = logging.getLogger("adapter_pruning.cli")
 
@@ -159,62 +167,132 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    ap.add_argument("adapter_dir", metavar="ADAPTER_DIR",
-                    help="directory written by model.save_adapter: adapter_config.json and adapter.safetensors or "
-                         "pytorch_adapter.bin (plus head_config.json and the head weights, if saved with a head)")
-    ap.add_argument("--out", required=True, metavar="OUT_DIR",
-                    help="output directory; each result goes to OUT_DIR/<method>/p<p>/ (p formatted with %%g, "
-                         "e.g. p90, p92.5), a summary of all results to OUT_DIR/summary.json")
-    ap.add_argument("--model", default=None,
-                    help="backbone the adapter belongs to: 'minilm' (the packaged all-MiniLM-L6-v2), a local model "
-                         "directory or a Hugging Face id; must match the adapter's model_type and hidden_size "
-                         "(default: the model_name recorded in adapter_config.json)")
-    ap.add_argument("--method", nargs="+", choices=METHODS, default=["tropical"],
-                    help="pruning method(s): 'tropical' prunes P_T ∩ P_S (docs/METHOD.md); 'standard' prunes the "
-                         "same number of smallest-magnitude parameters per scope group")
-    ap.add_argument("--p", nargs="+", type=_percentage, default=[90.0], metavar="P",
-                    help="pruning percentage(s) in (0, 100); several values give one output each. Tropical prunes "
-                         "at most p%% (the intersection of two p%% sets)")
-    ap.add_argument("--scope", choices=SCOPES, default="CU",
-                    help="scope group of the p%%: CU = each adapter layer separately (Houlsby: each of the two "
-                         "adapters per transformer layer), CB = all adapter parameters together, CN = each "
-                         "hidden unit's inputs and each output node's inputs separately")
-    ap.add_argument("--values", choices=("original", "optimized"), default="original",
-                    help="values of the surviving weights: the original ones (paper) or the optimized Â, B̂")
+    ap.add_argument(
+        "adapter_dir",
+        metavar="ADAPTER_DIR",
+        help="directory written by model.save_adapter: adapter_config.json and adapter.safetensors or "
+        "pytorch_adapter.bin (plus head_config.json and the head weights, if saved with a head)",
+    )
+    ap.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT_DIR",
+        help="output directory; each result goes to OUT_DIR/<method>/p<p>/ (p formatted with %%g, "
+        "e.g. p90, p92.5), a summary of all results to OUT_DIR/summary.json",
+    )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="backbone the adapter belongs to: 'minilm' (the packaged all-MiniLM-L6-v2), a local model "
+        "directory or a Hugging Face id; must match the adapter's model_type and hidden_size "
+        "(default: the model_name recorded in adapter_config.json)",
+    )
+    ap.add_argument(
+        "--method",
+        nargs="+",
+        choices=METHODS,
+        default=["tropical"],
+        help="pruning method(s): 'tropical' prunes P_T ∩ P_S (docs/METHOD.md); 'standard' prunes the "
+        "same number of smallest-magnitude parameters per scope group",
+    )
+    ap.add_argument(
+        "--p",
+        nargs="+",
+        type=_percentage,
+        default=[90.0],
+        metavar="P",
+        help="pruning percentage(s) in (0, 100); several values give one output each. Tropical prunes "
+        "at most p%% (the intersection of two p%% sets)",
+    )
+    ap.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="CU",
+        help="scope group of the p%%: CU = each adapter layer separately (Houlsby: each of the two "
+        "adapters per transformer layer), CB = all adapter parameters together, CN = each "
+        "hidden unit's inputs and each output node's inputs separately",
+    )
+    ap.add_argument(
+        "--values",
+        choices=("original", "optimized"),
+        default="original",
+        help="values of the surviving weights: the original ones (paper) or the optimized Â, B̂",
+    )
     solver = ap.add_argument_group("tropical solver (paper Eq. 2)")
-    solver.add_argument("--lam", type=_nonneg_float, default=DEFAULT_LAM_REL,
-                        help="λ1 relative to each layer's scale: λ1 = LAM * rms(A) * rms(B) per layer")
-    solver.add_argument("--lam2", type=_nonneg_float, default=None,
-                        help="λ2 relative to each layer's scale (default: the value of --lam)")
-    solver.add_argument("--solver", choices=SOLVERS, default="fast",
-                        help="'fast' (exact block-coordinate descent, all layers at once) or 'algorithm1' (the "
-                             "paper's per-node gradient descent; slow)")
+    solver.add_argument(
+        "--lam",
+        type=_nonneg_float,
+        default=DEFAULT_LAM_REL,
+        help="λ1 relative to each layer's scale: λ1 = LAM * rms(A) * rms(B) per layer",
+    )
+    solver.add_argument(
+        "--lam2",
+        type=_nonneg_float,
+        default=None,
+        help="λ2 relative to each layer's scale (default: the value of --lam)",
+    )
+    solver.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        default="fast",
+        help="'fast' (exact block-coordinate descent, all layers at once) or 'algorithm1' (the "
+        "paper's per-node gradient descent; slow)",
+    )
     solver.add_argument("--steps", type=_nonneg_int, default=DEFAULT_STEPS, help="maximum number of solver steps T")
-    solver.add_argument("--tol", type=_nonneg_float, default=DEFAULT_TOL,
-                        help="stop when the relative change of every layer's objective is below TOL (0: run all steps)")
-    solver.add_argument("--lr", type=_pos_float, default=DEFAULT_LR,
-                        help="step size of --solver algorithm1, relative to each layer's curvature (ignored by "
-                             "'fast')")
-    solver.add_argument("--allow-collapse", action="store_true",
-                        help="accept a λ so large that a layer's Â or B̂ is (almost) all zeros (by default an error: "
-                             "P_T then ranks by original magnitude only)")
+    solver.add_argument(
+        "--tol",
+        type=_nonneg_float,
+        default=DEFAULT_TOL,
+        help="stop when the relative change of every layer's objective is below TOL (0: run all steps)",
+    )
+    solver.add_argument(
+        "--lr",
+        type=_pos_float,
+        default=DEFAULT_LR,
+        help="step size of --solver algorithm1, relative to each layer's curvature (ignored by 'fast')",
+    )
+    solver.add_argument(
+        "--allow-collapse",
+        action="store_true",
+        help="accept a λ so large that a layer's Â or B̂ is (almost) all zeros (by default an error: "
+        "P_T then ranks by original magnitude only)",
+    )
     ev = ap.add_argument_group("evaluation (optional; needs the adapter's classification head)")
-    ev.add_argument("--evaluate", metavar="TASK", choices=_task_names(), default=None,
-                    help="score the unpruned and every pruned adapter on a configured task: "
-                         f"{', '.join(_task_names())}")
+    ev.add_argument(
+        "--evaluate",
+        metavar="TASK",
+        choices=_task_names(),
+        default=None,
+        help=f"score the unpruned and every pruned adapter on a configured task: {', '.join(_task_names())}",
+    )
     ev.add_argument("--split", choices=SPLITS, default="validation", help="split to score on")
-    ev.add_argument("--data-mirror", default=None, metavar="PATH",
-                    help="folder laid out as <PATH>/<task>/<split>.parquet (default: ../shared/data beside the "
-                         f"repository if it exists, here {DEFAULT_MIRROR}; else the Hugging Face hub)")
-    ev.add_argument("--max-examples", type=_pos_int, default=None, metavar="N",
-                    help="score on a deterministic stratified subsample of at most N examples (default: all)")
-    ev.add_argument("--max-length", type=_pos_int, default=None,
-                    help="token budget per example (default: the task's recommended length)")
+    ev.add_argument(
+        "--data-mirror",
+        default=None,
+        metavar="PATH",
+        help="folder laid out as <PATH>/<task>/<split>.parquet (default: ../shared/data beside the "
+        f"repository if it exists, here {DEFAULT_MIRROR}; else the Hugging Face hub)",
+    )
+    ev.add_argument(
+        "--max-examples",
+        type=_pos_int,
+        default=None,
+        metavar="N",
+        help="score on a deterministic stratified subsample of at most N examples (default: all)",
+    )
+    ev.add_argument(
+        "--max-length",
+        type=_pos_int,
+        default=None,
+        help="token budget per example (default: the task's recommended length)",
+    )
     ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation batch size")
-    ev.add_argument("--device", default="auto",
-                    help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)")
-    ap.add_argument("--quiet", "-q", action="store_true",
-                    help="no progress bars and no log lines (errors still go to stderr)")
+    ev.add_argument(
+        "--device", default="auto", help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)"
+    )
+    ap.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bars and no log lines (errors still go to stderr)"
+    )
     return ap
 
 
@@ -237,8 +315,18 @@ def _format_p(p: float) -> str:
     return f"p{p:g}"
 
 
-def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps: int, tol: float, lr: float,
-                 progress: bool, allow_collapse: bool = False) -> tuple[list, list[dict], list[dict]]:
+def solve_layers(
+    layers,
+    lam_rel: float,
+    lam2_rel: float,
+    *,
+    solver: str,
+    steps: int,
+    tol: float,
+    lr: float,
+    progress: bool,
+    allow_collapse: bool = False,
+) -> tuple[list, list[dict], list[dict]]:
     """Solve Eq. 2 for every layer (float64 on the CPU); layers of equal shape are solved together.
 
     Returns ``(optimized, per_layer, groups)``: one ``(Â (r, d+1), B̂ (d, r))`` float64 pair per
@@ -268,8 +356,9 @@ def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps:
         B = torch.stack([layers[k].B for k in idx]).to(torch.float64)
         scale = tropical.lambda_scale(A, B)  # (G,)
         t0 = time.perf_counter()
-        res = tropical.solve(A, B, lam1=lam_rel * scale, lam2=lam2_rel * scale, method=solver, steps=steps, lr=lr,
-                             tol=tol)
+        res = tropical.solve(
+            A, B, lam1=lam_rel * scale, lam2=lam2_rel * scale, method=solver, steps=steps, lr=lr, tol=tol
+        )
         seconds = time.perf_counter() - t0
         names = [layers[k].prefix for k in idx]
         if not allow_collapse:
@@ -289,23 +378,36 @@ def solve_layers(layers, lam_rel: float, lam2_rel: float, *, solver: str, steps:
         for g, k in enumerate(idx):
             optimized[k] = (res.A_hat[g].to(torch.float64), res.B_hat[g].to(torch.float64))
             per_layer[k] = {
-                "lambda_scale": float(scale[g]), "lam1": float(lam_rel * scale[g]), "lam2": float(lam2_rel * scale[g]),
-                "objective_initial": float(trace[0, g]), "objective_final": float(trace[-1, g]),
-                "steps": int(res.layer_steps.reshape(-1)[g]), "zero_share_A_hat": float(zA[g]),
+                "lambda_scale": float(scale[g]),
+                "lam1": float(lam_rel * scale[g]),
+                "lam2": float(lam2_rel * scale[g]),
+                "objective_initial": float(trace[0, g]),
+                "objective_final": float(trace[-1, g]),
+                "steps": int(res.layer_steps.reshape(-1)[g]),
+                "zero_share_A_hat": float(zA[g]),
                 "zero_share_B_hat": float(zB[g]),
             }
-        summary.append({"layers": names, "steps": int(res.steps),
-                        "converged": bool(res.converged), "seconds": round(seconds, 4)})
+        summary.append(
+            {"layers": names, "steps": int(res.steps), "converged": bool(res.converged), "seconds": round(seconds, 4)}
+        )
     return optimized, per_layer, summary
 
 
 def _layer_counts(mask) -> dict:
     down_w = int(mask.A[:, :-1].sum())
     down_b = int(mask.A[:, -1].sum())
-    return {"layer": mask.prefix, "n_params": mask.n_params, "n_pruned": mask.n_pruned,
-            "retained": 1.0 - mask.n_pruned / mask.n_params,
-            "n_pruned_by_tensor": {"adapter_down.0.weight": down_w, "adapter_down.0.bias": down_b,
-                                   "adapter_up.weight": int(mask.B.sum()), "adapter_up.bias": int(mask.up_bias.sum())}}
+    return {
+        "layer": mask.prefix,
+        "n_params": mask.n_params,
+        "n_pruned": mask.n_pruned,
+        "retained": 1.0 - mask.n_pruned / mask.n_params,
+        "n_pruned_by_tensor": {
+            "adapter_down.0.weight": down_w,
+            "adapter_down.0.bias": down_b,
+            "adapter_up.weight": int(mask.B.sum()),
+            "adapter_up.bias": int(mask.up_bias.sum()),
+        },
+    }
 
 
 def _save_weights(state: dict, path: Path) -> None:
@@ -390,8 +492,16 @@ class _Evaluator:
                 raise CliError(f"{adapter_dir}: load_adapter did not load a prediction head named {name!r}")
             self.model.active_head = name
             self.model.to(self.device)
-            return evaluation.evaluate(self.model, self.tokenizer, self.df, self.task, batch_size=self.batch_size,
-                                       max_length=self.max_length, device=self.device, progress=self.progress)
+            return evaluation.evaluate(
+                self.model,
+                self.tokenizer,
+                self.df,
+                self.task,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                device=self.device,
+                progress=self.progress,
+            )
         finally:
             self.model.delete_adapter(loaded)
             if name in self.model.heads:
@@ -427,9 +537,17 @@ def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
     except ModelError as exc:
         raise CliError(str(exc)) from exc
     model.eval()
-    return _Evaluator(task=args.evaluate, split=args.split, model=model, tokenizer=tokenizer, df=df, device=device,
-                      max_length=args.max_length or TASKS[args.evaluate].recommended_max_length,
-                      batch_size=args.batch_size, progress=not args.quiet)
+    return _Evaluator(
+        task=args.evaluate,
+        split=args.split,
+        model=model,
+        tokenizer=tokenizer,
+        df=df,
+        device=device,
+        max_length=args.max_length or TASKS[args.evaluate].recommended_max_length,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -467,29 +585,72 @@ def run(args: argparse.Namespace) -> list[dict]:
     from . import masks
 
     layers = masks.extract_layers(src.state, src.name)
-    log.info("%s: %s adapter %r, %d layers (d=%d, r=%s), weights %s", src.path, src.adapter_type, src.name,
-             len(layers), layers[0].B.shape[0], sorted({l.A.shape[0] for l in layers}), src.weights_file)
+    log.info(
+        "%s: %s adapter %r, %d layers (d=%d, r=%s), weights %s",
+        src.path,
+        src.adapter_type,
+        src.name,
+        len(layers),
+        layers[0].B.shape[0],
+        sorted({l.A.shape[0] for l in layers}),
+        src.weights_file,
+    )
 
     # 2. solve once; masks for every method and p
     try:
-        optimized, per_layer, groups = solve_layers(layers, args.lam, lam2, solver=args.solver, steps=args.steps,
-                                                    tol=args.tol, lr=args.lr, progress=progress,
-                                                    allow_collapse=args.allow_collapse)
+        optimized, per_layer, groups = solve_layers(
+            layers,
+            args.lam,
+            lam2,
+            solver=args.solver,
+            steps=args.steps,
+            tol=args.tol,
+            lr=args.lr,
+            progress=progress,
+            allow_collapse=args.allow_collapse,
+        )
     except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
         raise CliError(f"tropical solve failed: {exc}") from exc
 
     rows: list[dict] = []
     base = {
-        "tool": PROG, "version": __version__,
-        "source": {"dir": str(src.path.resolve()), "weights_file": src.weights_file,
-                   "sha256": sha256_file(src.path / src.weights_file)},
-        "adapter": src.name, "adapter_type": src.adapter_type, "model": model_name,
-        "adapter_config": {k: src.config["config"].get(k) for k in (
-            "non_linearity", "reduction_factor", "mh_adapter", "output_adapter", "is_parallel", "leave_out",
-            "original_ln_before", "original_ln_after", "ln_after", "scaling", "init_weights")},
-        "scope": args.scope, "values": args.values,
-        "solver": {"method": args.solver, "lam_rel": args.lam, "lam2_rel": lam2, "max_steps": args.steps,
-                   "tol": args.tol, "lr": args.lr, "groups": groups},
+        "tool": PROG,
+        "version": __version__,
+        "source": {
+            "dir": str(src.path.resolve()),
+            "weights_file": src.weights_file,
+            "sha256": sha256_file(src.path / src.weights_file),
+        },
+        "adapter": src.name,
+        "adapter_type": src.adapter_type,
+        "model": model_name,
+        "adapter_config": {
+            k: src.config["config"].get(k)
+            for k in (
+                "non_linearity",
+                "reduction_factor",
+                "mh_adapter",
+                "output_adapter",
+                "is_parallel",
+                "leave_out",
+                "original_ln_before",
+                "original_ln_after",
+                "ln_after",
+                "scaling",
+                "init_weights",
+            )
+        },
+        "scope": args.scope,
+        "values": args.values,
+        "solver": {
+            "method": args.solver,
+            "lam_rel": args.lam,
+            "lam2_rel": lam2,
+            "max_steps": args.steps,
+            "tol": args.tol,
+            "lr": args.lr,
+            "groups": groups,
+        },
     }
     full_scores = None
     if evaluator is not None:
@@ -506,31 +667,66 @@ def run(args: argparse.Namespace) -> list[dict]:
             except ValueError as exc:
                 raise CliError(f"masks for p={p:g}: {exc}") from exc
         chosen = by_p[p][method]
-        pruned = masks.apply_masks(layers, chosen, values=args.values,
-                                   optimized=optimized if args.values == "optimized" else None)
+        pruned = masks.apply_masks(
+            layers, chosen, values=args.values, optimized=optimized if args.values == "optimized" else None
+        )
         counts = [_layer_counts(m) | per_layer[k] for k, m in enumerate(chosen)]
         n_params = sum(c["n_params"] for c in counts)
         n_pruned = sum(c["n_pruned"] for c in counts)
-        info = {**base, "method": method, "p": p, "n_params": n_params, "n_pruned": n_pruned,
-                "retained": 1.0 - n_pruned / n_params, "layers": counts, "weights_file": src.weights_file,
-                "mask_file": MASK_FILE}
+        info = {
+            **base,
+            "method": method,
+            "p": p,
+            "n_params": n_params,
+            "n_pruned": n_pruned,
+            "retained": 1.0 - n_pruned / n_params,
+            "layers": counts,
+            "weights_file": src.weights_file,
+            "mask_file": MASK_FILE,
+        }
         target = targets[(method, p)]
         with atomic_dir(target) as tmp:
             info.update(write_pruned(src, pruned, chosen, Path(tmp)))
             if evaluator is not None:
-                info["evaluation"] = {"task": args.evaluate, "split": args.split, "n_examples": df.height,
-                                      "scores": evaluator.score(Path(tmp), src.name), "unpruned_scores": full_scores}
+                info["evaluation"] = {
+                    "task": args.evaluate,
+                    "split": args.split,
+                    "n_examples": df.height,
+                    "scores": evaluator.score(Path(tmp), src.name),
+                    "unpruned_scores": full_scores,
+                }
             write_json(info, Path(tmp) / "prune.json")
-        row = {"method": method, "p": p, "retained": info["retained"], "n_pruned": n_pruned, "n_params": n_params,
-               "dir": str(target)}
+        row = {
+            "method": method,
+            "p": p,
+            "retained": info["retained"],
+            "n_pruned": n_pruned,
+            "n_params": n_params,
+            "dir": str(target),
+        }
         if evaluator is not None:
             row["scores"] = info["evaluation"]["scores"]
         rows.append(row)
-        log.info("%s p=%g: pruned %d of %d adapter parameters (retained %.2f %%) -> %s", method, p, n_pruned,
-                 n_params, 100 * info["retained"], target)
-    write_json({"adapter_dir": str(src.path.resolve()), "model": model_name, "scope": args.scope,
-                "evaluate": args.evaluate, "split": args.split if args.evaluate else None, "results": rows},
-               out / "summary.json")
+        log.info(
+            "%s p=%g: pruned %d of %d adapter parameters (retained %.2f %%) -> %s",
+            method,
+            p,
+            n_pruned,
+            n_params,
+            100 * info["retained"],
+            target,
+        )
+    write_json(
+        {
+            "adapter_dir": str(src.path.resolve()),
+            "model": model_name,
+            "scope": args.scope,
+            "evaluate": args.evaluate,
+            "split": args.split if args.evaluate else None,
+            "results": rows,
+        },
+        out / "summary.json",
+    )
     return rows
 
 

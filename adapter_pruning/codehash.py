@@ -68,7 +68,7 @@ def _imported(tree: ast.AST, package: str | None) -> set[str]:
     return {n for n in expanded if _module_file(n) is not None}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_closure(script: str | Path) -> tuple[Path, ...]:
     """Every package source file that ``script`` can import, transitively, sorted.
 
@@ -89,7 +89,7 @@ def import_closure(script: str | Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in seen if _ROOT in p.parents))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def script_code_hash(script: str | Path) -> str:
     """Short sha256 over the package modules in :func:`import_closure` of ``script`` (names and bytes)."""
     h = hashlib.sha256()

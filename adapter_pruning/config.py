@@ -161,8 +161,12 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             f"folder, or a Hugging Face model id ('name' or 'org/name'): {why}"
         )
     if config.get("adapters"):
-        problems += adapter_problems(config, basedir, model=str(resolve_path(model, basedir)) if local else model,
-                                     model_ok=len(problems) == n_before)
+        problems += adapter_problems(
+            config,
+            basedir,
+            model=str(resolve_path(model, basedir)) if local else model,
+            model_ok=len(problems) == n_before,
+        )
     if problems:
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
 

@@ -60,9 +60,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import polars as pl
@@ -225,7 +225,9 @@ def _trec_keys(rows: pl.DataFrame, split: str, source: str) -> list[str]:
     if len(positions) != n:
         log.warning(
             "%s: %d rows, not the %d of the documented TREC carve-out; ids use row positions instead",
-            source, n, len(positions),
+            source,
+            n,
+            len(positions),
         )
         return [str(i) for i in range(n)]
     return [str(int(p)) for p in positions]
@@ -607,8 +609,9 @@ def _check_labels(labels: pl.Series, task_spec: TaskSpec, source: str, column: s
         )
 
 
-def _normalise(raw: pl.DataFrame, task_spec: TaskSpec, split: str, source: str, origin: str, *,
-               imdb_validation_size: int) -> pl.DataFrame:
+def _normalise(
+    raw: pl.DataFrame, task_spec: TaskSpec, split: str, source: str, origin: str, *, imdb_validation_size: int
+) -> pl.DataFrame:
     """Turn the raw rows of ``split`` read from ``origin`` (``"mirror"`` or ``"hub"``) into the
     normalised table, following the task's registry entry."""
     _check_columns(raw, task_spec, source)

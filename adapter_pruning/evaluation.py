@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -80,8 +81,14 @@ def encode(tokenizer, df: pl.DataFrame, max_length: int) -> dict[str, list[list[
     return {k: enc[k] for k in tokenizer.model_input_names if k in enc}
 
 
-def collate(encodings: Mapping[str, Sequence[Sequence[int]]], idx, pad_id: int, *, pad_to: int | None = None,
-            padding_side: str = "right") -> dict[str, torch.Tensor]:
+def collate(
+    encodings: Mapping[str, Sequence[Sequence[int]]],
+    idx,
+    pad_id: int,
+    *,
+    pad_to: int | None = None,
+    padding_side: str = "right",
+) -> dict[str, torch.Tensor]:
     """Pad the rows ``idx`` of ``encodings`` to their longest length (or ``pad_to``) as tensors."""
     idx = list(idx)
     lengths = [len(encodings["input_ids"][i]) for i in idx]
@@ -93,16 +100,24 @@ def collate(encodings: Mapping[str, Sequence[Sequence[int]]], idx, pad_id: int, 
         for r, i in enumerate(idx):
             seq = rows[i]
             if padding_side == "left":
-                arr[r, width - len(seq):] = seq
+                arr[r, width - len(seq) :] = seq
             else:
                 arr[r, : len(seq)] = seq
         batch[key] = torch.from_numpy(arr)
     return batch
 
 
-def predict_logits(model, tokenizer, df: pl.DataFrame, *, batch_size: int = 128, max_length: int = 128,
-                   device: str | torch.device = "cpu", dynamic_padding: bool = True,
-                   progress: bool = False) -> np.ndarray:
+def predict_logits(
+    model,
+    tokenizer,
+    df: pl.DataFrame,
+    *,
+    batch_size: int = 128,
+    max_length: int = 128,
+    device: str | torch.device = "cpu",
+    dynamic_padding: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
     """Logits ``(len(df), num_labels)`` (float32) in the original row order."""
     if batch_size < 1 or max_length < 2:
         raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size}, {max_length}")
@@ -142,11 +157,28 @@ def predict_logits(model, tokenizer, df: pl.DataFrame, *, batch_size: int = 128,
     return out
 
 
-def predict(model, tokenizer, df: pl.DataFrame, *, batch_size: int = 128, max_length: int = 128,
-            device: str | torch.device = "cpu", dynamic_padding: bool = True, progress: bool = False) -> np.ndarray:
+def predict(
+    model,
+    tokenizer,
+    df: pl.DataFrame,
+    *,
+    batch_size: int = 128,
+    max_length: int = 128,
+    device: str | torch.device = "cpu",
+    dynamic_padding: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
     """Predicted class indices (int64) for every row of ``df``, in the original order."""
-    logits = predict_logits(model, tokenizer, df, batch_size=batch_size, max_length=max_length, device=device,
-                            dynamic_padding=dynamic_padding, progress=progress)
+    logits = predict_logits(
+        model,
+        tokenizer,
+        df,
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        dynamic_padding=dynamic_padding,
+        progress=progress,
+    )
     return logits.argmax(axis=1).astype(np.int64)
 
 
@@ -163,4 +195,3 @@ def evaluate(model, tokenizer, df: pl.DataFrame, task: str, **kw: Any) -> dict[s
     scores = compute_metrics(preds, df["label"].to_numpy(), TASKS[task].num_labels)
     log.debug("evaluated %d %s examples in %.1f s: %s", df.height, task, time.perf_counter() - t0, scores)
     return scores
-

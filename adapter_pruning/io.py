@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 __all__ = [
     "atomic_path",
@@ -139,9 +140,7 @@ def read_parquet(path: str | os.PathLike, required_columns: Mapping[str, Any] | 
         if isinstance(required_columns, Mapping):
             for name, dtype in required_columns.items():
                 if dtype is not None and df.schema[name] != dtype:
-                    raise CorruptFileError(
-                        f"{path}: column {name!r} has type {df.schema[name]}, expected {dtype}"
-                    )
+                    raise CorruptFileError(f"{path}: column {name!r} has type {df.schema[name]}, expected {dtype}")
     return df
 
 

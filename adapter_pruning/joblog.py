@@ -12,8 +12,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["logged", "log", "exit_now"]
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import math
 import re
-from fractions import Fraction
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from numbers import Real
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -145,8 +145,11 @@ def extract_layers(source: nn.Module | Mapping[str, Tensor], adapter_name: str) 
     if not isinstance(adapter_name, str) or not adapter_name:
         raise ValueError(f"adapter_name must be a non-empty string, got {adapter_name!r}")
     pat = re.compile(
-        r"^(?P<prefix>(?:.*\.)?adapters\." + re.escape(adapter_name) + r")\.(?P<part>"
-        + "|".join(re.escape(p) for p in _PARTS) + r")$"
+        r"^(?P<prefix>(?:.*\.)?adapters\."
+        + re.escape(adapter_name)
+        + r")\.(?P<part>"
+        + "|".join(re.escape(p) for p in _PARTS)
+        + r")$"
     )
     found: dict[str, dict[str, Tensor]] = {}
     for key, value in tensors.items():
@@ -331,9 +334,7 @@ def pruning_masks(
             start = stop
     else:  # CN: rows of A, rows of [B | up_bias]
         for layer, (A_hat, B_hat) in zip(layers, opt):
-            a_trop, a_std = _group_masks(
-                layer.A.to(torch.float64).abs(), A_hat.to(torch.float64).abs(), p
-            )
+            a_trop, a_std = _group_masks(layer.A.to(torch.float64).abs(), A_hat.to(torch.float64).abs(), p)
             ub = layer.up_bias[:, None].to(torch.float64)
             b_trop, b_std = _group_masks(
                 torch.cat([layer.B.to(torch.float64), ub], 1).abs(),
@@ -385,7 +386,8 @@ def apply_masks(
             m, t = getattr(mask, name), getattr(layer, name)
             if m.shape != t.shape or m.dtype != torch.bool:
                 raise ValueError(
-                    f"mask of layer {layer.prefix!r}: {name} must be bool {tuple(t.shape)}, got {m.dtype} {tuple(m.shape)}"
+                    f"mask of layer {layer.prefix!r}: {name} must be bool {tuple(t.shape)}, "
+                    f"got {m.dtype} {tuple(m.shape)}"
                 )
         A, B = layer.A, layer.B
         if values == "optimized":

@@ -187,7 +187,8 @@ def build_adapter_model(
     model = _load_adapter_model(model_name)
     if model.config.hidden_size % reduction_factor:
         raise ModelError(
-            f"reduction_factor {reduction_factor} does not divide hidden size {model.config.hidden_size} of {model_name!r}"
+            f"reduction_factor {reduction_factor} does not divide hidden size {model.config.hidden_size} "
+            f"of {model_name!r}"
         )
     id2label = {i: (label_names[i] if label_names else f"LABEL_{i}") for i in range(num_labels)}
     torch.manual_seed(seed)
@@ -215,7 +216,9 @@ def load_trained(model_name: str, adapter_dir: str | os.PathLike, *, device: str
         name = model.load_adapter(str(adapter_dir), with_head=False, use_safetensors=True)
         loaded = model.load_head(str(adapter_dir), use_safetensors=True)
     except Exception as exc:
-        raise ModelError(f"{adapter_dir}: cannot load adapter into {model_name!r} ({type(exc).__name__}: {exc})") from exc
+        raise ModelError(
+            f"{adapter_dir}: cannot load adapter into {model_name!r} ({type(exc).__name__}: {exc})"
+        ) from exc
     # adapters 1.3 returns (directory, head name) despite its `-> str` annotation.
     head = loaded[1] if isinstance(loaded, tuple) else loaded
     if not head:

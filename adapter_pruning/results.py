@@ -18,18 +18,32 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import polars as pl
 
 __all__ = ["SCHEMA", "COLUMNS", "KEY", "score_frame", "runtime_provenance"]
 
 SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.String, "task": pl.String, "seed": pl.Int64, "scope": pl.String, "method": pl.String,
-    "p": pl.Float64, "retained": pl.Float64, "n_params": pl.Int64, "n_pruned": pl.Int64,
-    "split": pl.String, "metric": pl.String, "score": pl.Float64, "primary": pl.Boolean,
-    "jaccard_standard": pl.Float64, "pruned_outside_standard": pl.Float64,
-    "device": pl.String, "torch": pl.String, "transformers": pl.String, "adapters": pl.String,
+    "model": pl.String,
+    "task": pl.String,
+    "seed": pl.Int64,
+    "scope": pl.String,
+    "method": pl.String,
+    "p": pl.Float64,
+    "retained": pl.Float64,
+    "n_params": pl.Int64,
+    "n_pruned": pl.Int64,
+    "split": pl.String,
+    "metric": pl.String,
+    "score": pl.Float64,
+    "primary": pl.Boolean,
+    "jaccard_standard": pl.Float64,
+    "pruned_outside_standard": pl.Float64,
+    "device": pl.String,
+    "torch": pl.String,
+    "transformers": pl.String,
+    "adapters": pl.String,
 }
 #: Column order of every results file.
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
@@ -46,20 +60,45 @@ def runtime_provenance(device) -> dict[str, str]:
     dev = str(device)
     if dev.startswith("cuda"):
         dev = f"cuda:{torch.cuda.get_device_name(torch.device(dev))}"
-    return {"device": dev, "torch": torch.__version__, "transformers": transformers.__version__,
-            "adapters": adapters.__version__}
+    return {
+        "device": dev,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "adapters": adapters.__version__,
+    }
 
 
-def score_frame(ids: Mapping, scores: Mapping[str, Mapping[str, float]], *, scope, method, p, n_params: int,
-                n_pruned: int, primary_metric: str, provenance: Mapping[str, str],
-                jaccard_standard: float | None = None, pruned_outside_standard: float | None = None) -> pl.DataFrame:
+def score_frame(
+    ids: Mapping,
+    scores: Mapping[str, Mapping[str, float]],
+    *,
+    scope,
+    method,
+    p,
+    n_params: int,
+    n_pruned: int,
+    primary_metric: str,
+    provenance: Mapping[str, str],
+    jaccard_standard: float | None = None,
+    pruned_outside_standard: float | None = None,
+) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``)."""
     rows = [
         {
-            "model": ids["model"], "task": ids["task"], "seed": int(ids["seed"]), "scope": scope,
-            "method": method, "p": float(p), "retained": 1.0 - n_pruned / n_params, "n_params": int(n_params),
-            "n_pruned": int(n_pruned), "split": split, "metric": metric, "score": float(value),
-            "primary": metric == primary_metric, "jaccard_standard": jaccard_standard,
+            "model": ids["model"],
+            "task": ids["task"],
+            "seed": int(ids["seed"]),
+            "scope": scope,
+            "method": method,
+            "p": float(p),
+            "retained": 1.0 - n_pruned / n_params,
+            "n_params": int(n_params),
+            "n_pruned": int(n_pruned),
+            "split": split,
+            "metric": metric,
+            "score": float(value),
+            "primary": metric == primary_metric,
+            "jaccard_standard": jaccard_standard,
             "pruned_outside_standard": pruned_outside_standard,
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},
         }

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Default architecture (hidden 32 -> adapter bottleneck 2 at reduction factor 16).
-TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=512)
+TINY_BERT = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512
+)
 
 
 def make_tiny_bert(path: str | Path, seed: int = 0, **overrides) -> Path:

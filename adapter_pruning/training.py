@@ -27,9 +27,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -160,8 +161,13 @@ def _build_model(model_name: str, task_spec: TaskSpec, cfg: TrainConfig, device:
     ``device``; return ``(model, tokenizer)``."""
     _seed_everything(cfg.seed)
     model = build_adapter_model(
-        model_name, task_spec.name, task_spec.num_labels, reduction_factor=cfg.reduction_factor,
-        non_linearity=cfg.non_linearity, seed=cfg.seed, label_names=task_spec.label_names,
+        model_name,
+        task_spec.name,
+        task_spec.num_labels,
+        reduction_factor=cfg.reduction_factor,
+        non_linearity=cfg.non_linearity,
+        seed=cfg.seed,
+        label_names=task_spec.label_names,
     )
     tokenizer = load_tokenizer(model_name)
     model.to(device)
@@ -178,20 +184,34 @@ def _make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig):
     return optimizer, scheduler
 
 
-def _training_batches(tokenizer, train_df: pl.DataFrame, cfg: TrainConfig,
-                      device: torch.device) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+def _training_batches(
+    tokenizer, train_df: pl.DataFrame, cfg: TrainConfig, device: torch.device
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Endless ``(model inputs, target labels)`` batches on ``device``: rows drawn by :func:`_batch_stream`,
     tokenized and padded to the batch's longest sequence."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     labels = train_df["label"].to_numpy()
     for rows in _batch_stream(train_df.height, cfg.batch_size, cfg.seed):
-        inputs = collate(encode(tokenizer, train_df[rows], cfg.max_length), range(len(rows)), pad_id,
-                         padding_side=tokenizer.padding_side)
+        inputs = collate(
+            encode(tokenizer, train_df[rows], cfg.max_length),
+            range(len(rows)),
+            pad_id,
+            padding_side=tokenizer.padding_side,
+        )
         yield {k: v.to(device) for k, v in inputs.items()}, torch.as_tensor(labels[rows], device=device)
 
 
-def _train_step(model, inputs: dict[str, torch.Tensor], target: torch.Tensor, params: list[torch.nn.Parameter],
-                optimizer, scheduler, cfg: TrainConfig, task: str, step: int) -> float:
+def _train_step(
+    model,
+    inputs: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    params: list[torch.nn.Parameter],
+    optimizer,
+    scheduler,
+    cfg: TrainConfig,
+    task: str,
+    step: int,
+) -> float:
     """One optimisation step on one batch (cross-entropy, optional gradient clipping); return its loss."""
     model.train()
     logits = model(**inputs).logits
@@ -207,17 +227,26 @@ def _train_step(model, inputs: dict[str, torch.Tensor], target: torch.Tensor, pa
     return float(loss.item())
 
 
-def _validate(model, tokenizer, val_df: pl.DataFrame, task: str, cfg: TrainConfig,
-              device: torch.device) -> tuple[dict[str, float], float]:
+def _validate(
+    model, tokenizer, val_df: pl.DataFrame, task: str, cfg: TrainConfig, device: torch.device
+) -> tuple[dict[str, float], float]:
     """Score ``model`` on the validation table; return ``(scores, wall seconds)``."""
     t0 = time.perf_counter()
-    scores = evaluate(model, tokenizer, val_df, task, batch_size=cfg.eval_batch_size, max_length=cfg.max_length,
-                      device=device)
+    scores = evaluate(
+        model, tokenizer, val_df, task, batch_size=cfg.eval_batch_size, max_length=cfg.max_length, device=device
+    )
     return scores, time.perf_counter() - t0
 
 
-def _train_loop(model, tokenizer, task_spec: TaskSpec, train_df: pl.DataFrame, val_df: pl.DataFrame,
-                cfg: TrainConfig, device: torch.device) -> tuple[_History, _BestCheckpoint]:
+def _train_loop(
+    model,
+    tokenizer,
+    task_spec: TaskSpec,
+    train_df: pl.DataFrame,
+    val_df: pl.DataFrame,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[_History, _BestCheckpoint]:
     """Run ``cfg.steps`` training steps, validating every ``cfg.eval_every`` steps and after the last
     one; return the recorded history and the best validation step with its weights."""
     from tqdm.auto import tqdm
@@ -228,8 +257,7 @@ def _train_loop(model, tokenizer, task_spec: TaskSpec, train_df: pl.DataFrame, v
     batches = _training_batches(tokenizer, train_df, cfg, device)
     history = _History()
     best = _BestCheckpoint(task_spec.metric)
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {task}", unit="step", disable=not cfg.progress,
-               mininterval=5.0)
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {task}", unit="step", disable=not cfg.progress, mininterval=5.0)
     for step in bar:
         t0 = time.perf_counter()
         inputs, target = next(batches)
@@ -242,11 +270,19 @@ def _train_loop(model, tokenizer, task_spec: TaskSpec, train_df: pl.DataFrame, v
             history.eval_seconds += seconds
             history.val_curve.append({"step": step, **scores, "seconds": seconds})
             improved = best.offer(model, step, scores)
-            recent = float(np.mean(history.loss_curve[-cfg.eval_every:]))
+            recent = float(np.mean(history.loss_curve[-cfg.eval_every :]))
             log.info(
                 "%s step %d/%d: train loss %.4f (mean of last %d), validation %s %.4f%s (best %.4f at step %d)",
-                task, step, cfg.steps, recent, min(cfg.eval_every, len(history.loss_curve)), task_spec.metric,
-                scores[task_spec.metric], " *" if improved else "", best.score, best.step,
+                task,
+                step,
+                cfg.steps,
+                recent,
+                min(cfg.eval_every, len(history.loss_curve)),
+                task_spec.metric,
+                scores[task_spec.metric],
+                " *" if improved else "",
+                best.score,
+                best.step,
             )
     bar.close()
     return history, best
@@ -295,8 +331,17 @@ def train_adapter(
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "training %s adapter on %s: %d train / %d validation rows, %d steps of %d, lr %g, %d trainable "
-        "parameters, device %s, %d threads", task, model_name, train_df.height, val_df.height, cfg.steps,
-        cfg.batch_size, cfg.lr, n_trainable, device, torch.get_num_threads(),
+        "parameters, device %s, %d threads",
+        task,
+        model_name,
+        train_df.height,
+        val_df.height,
+        cfg.steps,
+        cfg.batch_size,
+        cfg.lr,
+        n_trainable,
+        device,
+        torch.get_num_threads(),
     )
     history, best = _train_loop(model, tokenizer, task_spec, train_df, val_df, cfg, device)
     best.restore(model)
@@ -324,10 +369,20 @@ def train_adapter(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "config": dataclasses.asdict(cfg),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "adapters": adapters.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "adapters": adapters.__version__,
+        },
     }
     _save_best(model, task, metrics, out_dir)
-    log.info("%s: saved best adapter (step %d, %s %.4f) to %s in %.0f s", task, best.step, task_spec.metric,
-             best.score, out_dir, metrics["total_seconds"])
+    log.info(
+        "%s: saved best adapter (step %d, %s %.4f) to %s in %.0f s",
+        task,
+        best.step,
+        task_spec.metric,
+        best.score,
+        out_dir,
+        metrics["total_seconds"],
+    )
     return metrics

@@ -36,7 +36,8 @@ uses the G1 term with ``λ1`` when ``t`` is even and the G2 term with ``λ2`` wh
 a step it loops over the output nodes ``i`` (rows of ``B``, ``d`` of them; the paper's loop header
 says ``r`` but its index is the node ``i`` of ``b^i``), computes that node's loss
 ``ℓ_i = ½‖Ĝ^i − G^i‖²_F + λ‖Ĝ^i‖_{1,1}`` and immediately takes a gradient step of size
-``η = algorithm1_step_size(A, B, lr)`` (``lr`` relative to the layer's curvature) on ``Â`` and ``B̂`` (autograd; the subgradients of ``max(·, 0)`` and ``|·|`` at 0 are 0, as in
+``η = algorithm1_step_size(A, B, lr)`` (``lr`` relative to the layer's curvature) on ``Â`` and
+``B̂`` (autograd; the subgradients of ``max(·, 0)`` and ``|·|`` at 0 are 0, as in
 PyTorch). After each step the combined objective ``L`` is recorded and the relative change checked
 against ``tol``. Slow (O(d² r) Python-level work per step): the reference.
 
@@ -68,7 +69,8 @@ end. A unit whose row or column has no surviving entry is dead (``â_j = 0``, ``
 and stays dead. ``lr`` sets Algorithm 1's step (``algorithm1_step_size``); the fast method
 minimises each block exactly, has no step size, and ignores ``lr``. Measured: it reaches a lower
 objective than Algorithm 1 at every equal ``T`` tried (tests), and converges (``tol = 1e-6``) in 2
-to 7 steps on real adapters (docs/benchmarks.md). Both solvers compute in float64 on one intra-op CPU thread and return ``A``'s /
+to 7 steps on real adapters (docs/benchmarks.md). Both solvers compute in float64 on one intra-op
+CPU thread and return ``A``'s /
 ``B``'s dtype. The fast trace comes from the same prefix sums; it agrees with
 ``objective_per_layer`` of the returned ``Â, B̂`` to about 1e-12 relative, worse (seen: 1e-8) only
 for units whose few surviving entries lie within ~1e-4 relative of their threshold.
@@ -103,9 +105,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -191,7 +193,9 @@ def _lam(lam: float | Tensor, name: str, lead: torch.Size, dtype: torch.dtype, d
         try:
             torch.broadcast_shapes(t.shape, lead)
         except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the layer dims {tuple(lead)}") from None
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} does not broadcast to the layer dims {tuple(lead)}"
+            ) from None
         if torch.broadcast_shapes(t.shape, lead) != lead:
             raise ValueError(f"{name} of shape {tuple(t.shape)} does not broadcast to the layer dims {tuple(lead)}")
         t = t[..., None, None]
@@ -253,9 +257,7 @@ def objective_per_layer(
     return (0.5 * fit + pen).sum((-2, -1))
 
 
-def objective(
-    A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor, lam1: float | Tensor, lam2: float | Tensor
-) -> Tensor:
+def objective(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor, lam1: float | Tensor, lam2: float | Tensor) -> Tensor:
     """Eq. 2 summed over output nodes and over all layers (0-dim tensor), O(d r) per layer."""
     return objective_per_layer(A, B, A_hat, B_hat, lam1, lam2).sum()
 
@@ -570,8 +572,7 @@ def algorithm1_step_size(A: Tensor, B: Tensor, lr: float = DEFAULT_LR) -> Tensor
     return lr / curv.clamp(min=torch.finfo(curv.dtype).tiny)
 
 
-def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int, eta: float, tol: float,
-                      name: str):
+def _algorithm1_layer(A: Tensor, B: Tensor, lam1: float, lam2: float, steps: int, eta: float, tol: float, name: str):
     """Paper's Algorithm 1 on one layer (``A (r, d+1)``, ``B (d, r)``), per-node autograd steps of size
     ``eta`` (absolute); ``name`` is used in errors."""
     d = B.shape[0]
@@ -676,8 +677,9 @@ def solve(
         else:
             eta = algorithm1_step_size(A64, B64, float(lr))
             outs = [
-                _algorithm1_layer(A64[k], B64[k], float(l1[k]), float(l2[k]), steps, float(eta[k]), float(tol),
-                                  names[k])
+                _algorithm1_layer(
+                    A64[k], B64[k], float(l1[k]), float(l2[k]), steps, float(eta[k]), float(tol), names[k]
+                )
                 for k in range(Lf)
             ]
             A_hat = torch.stack([o[0] for o in outs])
@@ -686,9 +688,7 @@ def solve(
             conv = all(o[4] for o in outs)
             n = int(layer_steps.max()) if Lf else 0
             # pad early-stopped layers with their final value
-            trace = torch.stack(
-                [torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1
-            )
+            trace = torch.stack([torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1)
         if gauge:
             A_hat, B_hat = conserved_gauge(A64, B64, A_hat, B_hat)
     n = trace.shape[0] - 1

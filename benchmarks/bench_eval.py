@@ -43,8 +43,13 @@ def parse_args(argv=None):
     p.add_argument("--model", default="minilm")
     p.add_argument("--tasks", nargs="+", default=["rotten_tomatoes", "trec"])
     p.add_argument("--mirror", default=str(REPO.parent / "shared" / "data"))
-    p.add_argument("--adapter-dir", action="append", default=[], metavar="TASK=DIR",
-                   help="use this trained adapter for TASK instead of training a short one")
+    p.add_argument(
+        "--adapter-dir",
+        action="append",
+        default=[],
+        metavar="TASK=DIR",
+        help="use this trained adapter for TASK instead of training a short one",
+    )
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
@@ -83,8 +88,14 @@ def main(argv=None) -> int:
             if adapter_dir is None:
                 train = load_split(task, "train", mirror=args.mirror)
                 val = load_split(task, "validation", mirror=args.mirror, caps=100)
-                cfg = TrainConfig(steps=args.train_steps, eval_every=args.train_steps, max_length=args.max_length,
-                                  threads=args.threads, device=str(device), progress=False)
+                cfg = TrainConfig(
+                    steps=args.train_steps,
+                    eval_every=args.train_steps,
+                    max_length=args.max_length,
+                    threads=args.threads,
+                    device=str(device),
+                    progress=False,
+                )
                 adapter_dir = Path(tmp) / task
                 metrics = train_adapter(args.model, task, train, val, adapter_dir, cfg)
                 train_s_per_step = metrics["seconds_per_step"]
@@ -96,31 +107,46 @@ def main(argv=None) -> int:
             t_fix, p_fix = timed_predict(model, tok, test, repeats=args.repeats, dynamic_padding=False, **kw)
             encoded = tok(test["text"].to_list(), truncation=True, max_length=args.max_length)
             lengths = [len(x) for x in encoded["input_ids"]]
-            rows.append({
-                "task": task,
-                "n": test.height,
-                "mean_tokens": float(np.mean(lengths)),
-                "dynamic_ex_per_s": test.height / t_dyn,
-                "fixed_ex_per_s": test.height / t_fix,
-                "speedup": t_fix / t_dyn,
-                "prediction_mismatches": int((p_dyn != p_fix).sum()),
-                "accuracy": float((p_dyn == test["label"].to_numpy()).mean()),
-                "train_s_per_step": train_s_per_step,
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "n": test.height,
+                    "mean_tokens": float(np.mean(lengths)),
+                    "dynamic_ex_per_s": test.height / t_dyn,
+                    "fixed_ex_per_s": test.height / t_fix,
+                    "speedup": t_fix / t_dyn,
+                    "prediction_mismatches": int((p_dyn != p_fix).sum()),
+                    "accuracy": float((p_dyn == test["label"].to_numpy()).mean()),
+                    "train_s_per_step": train_s_per_step,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
 
-    env = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-           "max_length": args.max_length, "eval_batch_size": args.batch_size, "train_steps": args.train_steps}
-    print(f"\n{args.model}, {env['device']}, {env['threads']} threads, eval batch {args.batch_size}, "
-          f"fixed padding to {args.max_length}\n")
-    print(f"| task | test rows | mean tokens | dynamic ex/s | fixed-{args.max_length} ex/s | speed-up | mismatches "
-          "| train s/step (batch 32) |")
+    env = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "max_length": args.max_length,
+        "eval_batch_size": args.batch_size,
+        "train_steps": args.train_steps,
+    }
+    print(
+        f"\n{args.model}, {env['device']}, {env['threads']} threads, eval batch {args.batch_size}, "
+        f"fixed padding to {args.max_length}\n"
+    )
+    print(
+        f"| task | test rows | mean tokens | dynamic ex/s | fixed-{args.max_length} ex/s | speed-up | mismatches "
+        "| train s/step (batch 32) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ts = f"{r['train_s_per_step']:.2f}" if r["train_s_per_step"] is not None else "-"
-        print(f"| {r['task']} | {r['n']} | {r['mean_tokens']:.1f} | {r['dynamic_ex_per_s']:.0f} | "
-              f"{r['fixed_ex_per_s']:.0f} | {r['speedup']:.1f}x | {r['prediction_mismatches']} | {ts} |")
+        print(
+            f"| {r['task']} | {r['n']} | {r['mean_tokens']:.1f} | {r['dynamic_ex_per_s']:.0f} | "
+            f"{r['fixed_ex_per_s']:.0f} | {r['speedup']:.1f}x | {r['prediction_mismatches']} | {ts} |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")

@@ -65,10 +65,15 @@ def sweep(adapter_dir: Path, lams, algo1_steps: int | None, algo1_lams=None) -> 
         H1, H2 = tropical.generators(res_A, res_B)
         move = ((H1 - G1).pow(2).sum((-3, -2, -1)) + (H2 - G2).pow(2).sum((-3, -2, -1))) / g_norm
         row = {
-            "adapter": str(adapter_dir), "lam_rel": lam_rel, "steps": res.steps, "fast_s": round(fast_s, 3),
-            "zeros_A": float(zA.mean()), "zeros_B": float(zB.mean()),
+            "adapter": str(adapter_dir),
+            "lam_rel": lam_rel,
+            "steps": res.steps,
+            "fast_s": round(fast_s, 3),
+            "zeros_A": float(zA.mean()),
+            "zeros_B": float(zB.mean()),
             "zeros_max": float(torch.maximum(zA, zB).max()),
-            "obj": float((res.trace[-1] / res.trace[0]).mean()), "move": float(move.mean()),
+            "obj": float((res.trace[-1] / res.trace[0]).mean()),
+            "move": float(move.mean()),
             "J_std": _mean_jaccard(layers, opt, None, P_STD, method_b="standard"),
         }
         for p in P_SMALL:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-_CHILD = r'''
+_CHILD = r"""
 import json, os, sys, time
 t_start = float(os.environ["BENCH_T0"])
 t0 = time.time()
@@ -53,12 +53,22 @@ print(json.dumps({"start_to_main": t0 - t_start, "imports": t_import - t0, "load
 if a["exit_now"]:
     from adapter_pruning.joblog import exit_now
     exit_now()
-'''
+"""
 
 
 def _snakemake(out: Path, cores: int, *args: str) -> float:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(out),
-           "--cores", str(cores), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(out),
+        "--cores",
+        str(cores),
+        *args,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if proc.returncode:
@@ -79,15 +89,23 @@ def _job_seconds(out: Path, task: str, per_state: bool) -> list[float]:
 
 def _breakdown(args, run_dir: Path, model: str, exit_now: bool) -> dict:
     payload = {
-        "model": model, "adapter": str(run_dir / "adapter"),
+        "model": model,
+        "adapter": str(run_dir / "adapter"),
         "optimized": str(run_dir / "tropical/optimized.safetensors"),
-        "ids": {"model": "minilm", "task": args.task, "seed": 0, "scope": "CU", "method": "tropical"}, "p": 90.0,
-        "out": str(args.out / f"breakdown_{int(exit_now)}"), "max_length": args.max_length, "exit_now": exit_now,
+        "ids": {"model": "minilm", "task": args.task, "seed": 0, "scope": "CU", "method": "tropical"},
+        "p": 90.0,
+        "out": str(args.out / f"breakdown_{int(exit_now)}"),
+        "max_length": args.max_length,
+        "exit_now": exit_now,
         "splits": {s: str(args.out / f"results/data/{args.task}/{s}.parquet") for s in ("validation", "test")},
     }
     t_start = time.time()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(payload)], capture_output=True, text=True,
-                          env={**os.environ, "BENCH_T0": repr(t_start), "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_T0": repr(t_start), "HF_HUB_OFFLINE": "1"},
+    )
     t_exit = time.time()
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -112,8 +130,7 @@ def main() -> None:
     first = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_state}")
     per_state = _job_seconds(args.out, args.task, per_state=True)
     run_dir = args.out / "results" / "minilm" / args.task / "seed0"
-    sweep_wall = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_sweep}", "--forcerun",
-                            "prune_evaluate")
+    sweep_wall = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_sweep}", "--forcerun", "prune_evaluate")
     per_sweep = _job_seconds(args.out, args.task, per_state=False)
 
     t_import = time.perf_counter()
@@ -137,16 +154,31 @@ def main() -> None:
             dirs = [args.out / "inproc" / scope / method / f"p{apc.fmt_p(p)}" for p in percentages]
             splits = {s: args.out / f"results/data/{args.task}/{s}.parquet" for s in ("validation", "test")}
             optimized = run_dir / "tropical/optimized.safetensors"
-            prune_evaluate_sweep(ids, percentages, spec, run_dir / "adapter", optimized, splits, dirs,
-                                 [f"{d}.parquet" for d in dirs], device="cpu")
+            prune_evaluate_sweep(
+                ids,
+                percentages,
+                spec,
+                run_dir / "adapter",
+                optimized,
+                splits,
+                dirs,
+                [f"{d}.parquet" for d in dirs],
+                device="cpu",
+            )
             n_states += len(percentages)
     in_process = time.perf_counter() - t0
     summary = {
-        "task": args.task, "states": n_states, "machine_load_1min": os.getloadavg()[0],
-        "first_run_wall_s": round(first, 1), "sweep_run_wall_s": round(sweep_wall, 1),
-        "per_state_jobs": len(per_state), "per_state_s": round(sum(per_state), 1),
-        "per_sweep_jobs": len(per_sweep), "per_sweep_s": round(sum(per_sweep), 1),
-        "in_process_s": round(in_process, 1), "in_process_imports_s": round(t0 - t_import, 1),
+        "task": args.task,
+        "states": n_states,
+        "machine_load_1min": os.getloadavg()[0],
+        "first_run_wall_s": round(first, 1),
+        "sweep_run_wall_s": round(sweep_wall, 1),
+        "per_state_jobs": len(per_state),
+        "per_state_s": round(sum(per_state), 1),
+        "per_sweep_jobs": len(per_sweep),
+        "per_sweep_s": round(sum(per_sweep), 1),
+        "in_process_s": round(in_process, 1),
+        "in_process_imports_s": round(t0 - t_import, 1),
         "ratio_per_state": round(sum(per_state) / in_process, 2),
         "ratio_per_sweep": round(sum(per_sweep) / in_process, 2) if per_sweep else None,
         "breakdown_without_exit_now": _breakdown(args, run_dir, base["model"], False),

@@ -9,7 +9,8 @@ init scale (``init_weights="bert"``: ``N(0, 0.02²)`` weights, zero biases). λ1
 * algorithm1: ``--algo1-steps`` steps on the first ``--algo1-layers`` of those layers, extrapolated
   linearly to all layers and ``T`` steps (it solves layer after layer, each step costs the same).
 
-Usage: ``.venv/bin/python benchmarks/bench_solve.py [--steps 1000] [--algo1-steps 2] [--device cpu|cuda] [--json out.json]``
+Usage: ``.venv/bin/python benchmarks/bench_solve.py [--steps 1000] [--algo1-steps 2] [--device cpu|cuda]
+[--json out.json]``
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def main() -> None:
     La = min(args.algo1_layers, args.layers)
     _sync()
     t0 = time.perf_counter()
-    ref = solve(A[:La], B[:La], lam1=lam[:La], lam2=lam[:La], steps=args.algo1_steps, tol=0.0, method="algorithm1", **a1)
+    ref = solve(
+        A[:La], B[:La], lam1=lam[:La], lam2=lam[:La], steps=args.algo1_steps, tol=0.0, method="algorithm1", **a1
+    )
     _sync()
     t_a1 = time.perf_counter() - t0
     t_a1_T = t_a1 / args.algo1_steps * args.steps * args.layers / La
@@ -104,7 +107,9 @@ def main() -> None:
         f"objective_after_{args.algo1_steps}_steps_fast": float(fast_at.trace[-1].sum()),
         f"objective_after_{args.algo1_steps}_steps_algorithm1": float(ref.trace[-1].sum()),
     }
-    print(f"shape: {args.layers} layers, d={args.d}, r={args.r}; device {fig['device']}; torch threads: {fig['threads']}")
+    print(
+        f"shape: {args.layers} layers, d={args.d}, r={args.r}; device {fig['device']}; torch threads: {fig['threads']}"
+    )
     print(f"fast, T={args.steps} forced (tol=0):      {t_fast:8.3f} s   objective {fig['fast_objective_T']:.6g}")
     print(f"fast, default tol={DEFAULT_TOL:g}:            {t_tol:8.3f} s   ({res_tol.steps} steps)")
     print(
@@ -113,7 +118,8 @@ def main() -> None:
     )
     print(f"ratio algorithm1 / fast at T={args.steps}:  {fig['ratio_algorithm1_over_fast']:8.0f} x")
     print(
-        f"objective of those {La} layers after {args.algo1_steps} steps: fast {fig[f'objective_after_{args.algo1_steps}_steps_fast']:.6g}, "
+        f"objective of those {La} layers after {args.algo1_steps} steps: "
+        f"fast {fig[f'objective_after_{args.algo1_steps}_steps_fast']:.6g}, "
         f"algorithm1 {fig[f'objective_after_{args.algo1_steps}_steps_algorithm1']:.6g} "
         f"(initial {fig[f'objective_initial_first_{La}_layers']:.6g})"
     )

@@ -9,7 +9,6 @@ sys.path.insert(0, workflow.basedir)  # the package, also inside conda envs and 
 from adapter_pruning import config as apc
 from adapter_pruning.codehash import script_code_hash
 
-
 # 1. Readable schema errors (every bad key with its value) before anything else happens.
 apc.check_config(config)
 # 2. Defaults from the schema (snakemake.utils.validate fills them in), then the solver defaults.
@@ -25,9 +24,7 @@ SEEDS = [int(s) for s in config["seeds"]]
 METHODS = list(config["pruning"]["methods"])
 PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
 MIRROR = (
-    str(apc.resolve_path(config["data"]["mirror"], workflow.basedir))
-    if config["data"]["mirror"] is not None
-    else None
+    str(apc.resolve_path(config["data"]["mirror"], workflow.basedir)) if config["data"]["mirror"] is not None else None
 )
 SPLITS = ["train", "validation", "test"]
 # Tasks whose adapter comes from `adapters` (imported by import_adapter, not trained by train_adapter),

@@ -6,18 +6,18 @@ rule prepare_data:
         train=f"{R}/data/{{task}}/train.parquet",
         validation=f"{R}/data/{{task}}/validation.parquet",
         test=f"{R}/data/{{task}}/test.parquet",
-    params:
-        spec=data_params,
-        code=code_hash("prepare_data.py"),
     log:
         "logs/prepare_data/{task}.log",
     benchmark:
         "logs/benchmarks/prepare_data/{task}.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=data_params,
+        code=code_hash("prepare_data.py"),
     script:
         "../scripts/prepare_data.py"

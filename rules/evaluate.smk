@@ -6,18 +6,18 @@ rule evaluate_full:
         test=data_file("test"),
     output:
         f"{SEED_DIR}/scores/full.parquet",
-    params:
-        spec=eval_params,
-        code=code_hash("evaluate_full.py"),
     log:
         "logs/evaluate_full/{model}/{task}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/evaluate_full/{model}/{task}/seed{seed}.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=eval_params,
+        code=code_hash("evaluate_full.py"),
     script:
         "../scripts/evaluate_full.py"

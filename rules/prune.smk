@@ -11,21 +11,21 @@ if config["evaluation"]["mode"] == "per_state":
         output:
             pruned=directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{{p}}"),
             scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
-        params:
-            spec=prune_params,
-            code=code_hash("prune_evaluate.py"),
         log:
             "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
         benchmark:
             "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.tsv"
         group:
             "prune_eval"
+        conda:
+            "../envs/pipeline.yaml"
         threads: 1
         resources:
             mem_mb=4000,
             runtime=30,
-        conda:
-            "../envs/pipeline.yaml"
+        params:
+            spec=prune_params,
+            code=code_hash("prune_evaluate.py"),
         script:
             "../scripts/prune_evaluate.py"
 
@@ -42,21 +42,21 @@ else:
         output:
             pruned=[directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{p}") for p in PCTS],
             scores=[f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
-        params:
-            percentages=PCTS,
-            spec=prune_params,
-            code=code_hash("prune_evaluate_sweep.py"),
         log:
             "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.log",
         benchmark:
             "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.tsv"
         group:
             "prune_eval"
+        conda:
+            "../envs/pipeline.yaml"
         threads: 1
         resources:
             mem_mb=4000,
             runtime=lambda wc: 30 + 5 * len(PCTS),
-        conda:
-            "../envs/pipeline.yaml"
+        params:
+            percentages=PCTS,
+            spec=prune_params,
+            code=code_hash("prune_evaluate_sweep.py"),
         script:
             "../scripts/prune_evaluate_sweep.py"

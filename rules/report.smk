@@ -10,19 +10,19 @@ rule aggregate:
             caption="../report/results.rst",
             category="Results",
         ),
-    params:
-        allow_mixed_devices=config["report"]["allow_mixed_devices"],
-        code=code_hash("aggregate.py"),
     log:
         "logs/aggregate.log",
     benchmark:
         "logs/benchmarks/aggregate.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        allow_mixed_devices=config["report"]["allow_mixed_devices"],
+        code=code_hash("aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
@@ -42,19 +42,19 @@ rule report_tables:
             for name in ("table1", "table2")
             for ext in ("md", "csv", "tex")
         },
-    params:
-        spec=lambda wc: apc.canonical(config["report"]),
-        code=code_hash("report_tables.py"),
     log:
         "logs/report_tables.log",
     benchmark:
         "logs/benchmarks/report_tables.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=lambda wc: apc.canonical(config["report"]),
+        code=code_hash("report_tables.py"),
     script:
         "../scripts/report_tables.py"
 
@@ -77,18 +77,18 @@ rule report_figures:
             for name in ("objective", "zonotope", "score_vs_retained")
             for ext in ("png", "svg")
         },
-    params:
-        spec=lambda wc: apc.canonical(config["report"]),
-        code=code_hash("report_figures.py"),
     log:
         "logs/report_figures.log",
     benchmark:
         "logs/benchmarks/report_figures.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=lambda wc: apc.canonical(config["report"]),
+        code=code_hash("report_figures.py"),
     script:
         "../scripts/report_figures.py"

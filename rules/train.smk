@@ -2,26 +2,26 @@ rule train_adapter:
     """Train a ReLU bottleneck adapter + classification head on a frozen backbone; keep the best
     validation checkpoint (AdapterHub format, safetensors, plus metrics.json). Tasks given an
     adapter under `adapters` are not trained: import_adapter writes their adapter folder."""
-    wildcard_constraints:
-        task=TRAINED_TASKS,
     input:
         train=data_file("train"),
         validation=data_file("validation"),
     output:
         directory(f"{SEED_DIR}/adapter"),
-    params:
-        spec=train_params,
-        code=code_hash("train_adapter.py"),
     log:
         "logs/train_adapter/{model}/{task}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/train_adapter/{model}/{task}/seed{seed}.tsv"
+    wildcard_constraints:
+        task=TRAINED_TASKS,
+    conda:
+        "../envs/pipeline.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=train_params,
+        code=code_hash("train_adapter.py"),
     script:
         "../scripts/train_adapter.py"
 
@@ -31,24 +31,24 @@ rule import_adapter:
     save_adapter(..., with_head=True)) into the folder train_adapter would write: checked as
     adapter_pruning.stages.import_adapter.check_adapter says, weights as safetensors, plus a
     metrics.json recording the source folder and the sha256 of each source file."""
-    wildcard_constraints:
-        task=IMPORTED_TASKS,
     input:
         imported_adapter_files,
     output:
         directory(f"{SEED_DIR}/adapter"),
-    params:
-        spec=import_params,
-        code=code_hash("import_adapter.py"),
     log:
         "logs/import_adapter/{model}/{task}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/import_adapter/{model}/{task}/seed{seed}.tsv"
+    wildcard_constraints:
+        task=IMPORTED_TASKS,
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=import_params,
+        code=code_hash("import_adapter.py"),
     script:
         "../scripts/import_adapter.py"

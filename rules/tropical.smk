@@ -9,18 +9,18 @@ rule tropical_solve:
         optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
         trace=f"{SEED_DIR}/tropical/trace.parquet",
         info=f"{SEED_DIR}/tropical/solve.json",
-    params:
-        spec=tropical_params,
-        code=code_hash("tropical_solve.py"),
     log:
         "logs/tropical_solve/{model}/{task}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/tropical_solve/{model}/{task}/seed{seed}.tsv"
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/pipeline.yaml"
+    params:
+        spec=tropical_params,
+        code=code_hash("tropical_solve.py"),
     script:
         "../scripts/tropical_solve.py"

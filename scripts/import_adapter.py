@@ -1,4 +1,5 @@
 """Snakemake entry point of rule import_adapter (logic: adapter_pruning.stages.import_adapter.import_adapter)."""
+
 import json
 import sys
 

@@ -1,5 +1,7 @@
 """Snakemake entry point of rule prune_evaluate (logic: adapter_pruning.stages.prune.prune_evaluate)."""
-import json, sys  # noqa: E401
+
+import json  # noqa: E401
+import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
 from adapter_pruning.joblog import exit_now, logged  # noqa: E402

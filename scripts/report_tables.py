@@ -1,5 +1,7 @@
 """Snakemake entry point of rule report_tables (logic: adapter_pruning.aggregate)."""
-import json, sys  # noqa: E401
+
+import json  # noqa: E401
+import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
 from adapter_pruning import aggregate  # noqa: E402

@@ -28,6 +28,7 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Unit tests run on one intra-op thread (fast and reproducible on a small shared machine)."""
@@ -89,8 +90,9 @@ def real_rt_adapter(shared_data, minilm_path, tmp_path_factory):
 
     train = load_split("rotten_tomatoes", "train", mirror=shared_data, caps=1280)
     val = load_split("rotten_tomatoes", "validation", mirror=shared_data, caps=200)
-    cfg = TrainConfig(steps=40, eval_every=20, max_length=40, eval_batch_size=100, threads=1, device="cpu",
-                      progress=False)
+    cfg = TrainConfig(
+        steps=40, eval_every=20, max_length=40, eval_batch_size=100, threads=1, device="cpu", progress=False
+    )
     out = tmp_path_factory.mktemp("real-rt") / "adapter"
     metrics = train_adapter("minilm", "rotten_tomatoes", train, val, out, cfg)
     return out, train, val, metrics

@@ -16,13 +16,26 @@ def _rows(task, seed, scope, method, p, retained, val, test, n=1000):
     out = []
     for split, score in (("validation", val), ("test", test)):
         for metric, primary in (("accuracy", True), ("macro_f1", False)):
-            out.append({"model": "m", "task": task, "seed": seed, "scope": scope, "method": method, "p": float(p),
-                        "retained": retained, "n_params": n, "n_pruned": round(n * (1 - retained)),
-                        "split": split, "metric": metric, "score": score if primary else score / 2,
-                        "primary": primary,
-                        "jaccard_standard": None if method == "full" else (1.0 if method == "standard" else 0.9),
-                        "pruned_outside_standard": None if method == "full" else (0.0 if method == "standard" else 0.1),
-                        **PROV})
+            out.append(
+                {
+                    "model": "m",
+                    "task": task,
+                    "seed": seed,
+                    "scope": scope,
+                    "method": method,
+                    "p": float(p),
+                    "retained": retained,
+                    "n_params": n,
+                    "n_pruned": round(n * (1 - retained)),
+                    "split": split,
+                    "metric": metric,
+                    "score": score if primary else score / 2,
+                    "primary": primary,
+                    "jaccard_standard": None if method == "full" else (1.0 if method == "standard" else 0.9),
+                    "pruned_outside_standard": None if method == "full" else (0.0 if method == "standard" else 0.1),
+                    **PROV,
+                }
+            )
     return out
 
 
@@ -38,7 +51,7 @@ def results():
         rows += _rows("rt", seed, "CU", "standard", 90, 0.12, sv, st)
         rows += _rows("rt", seed, "CU", "tropical", 90, 0.12, tv, tt)
         rows += _rows("rt", seed, "CU", "standard", 50, 0.55, 0.8, 0.8)
-        rows += _rows("rt", seed, "CU", "tropical", 50, 0.55, 0.8, 0.7)   # tie on validation
+        rows += _rows("rt", seed, "CU", "tropical", 50, 0.55, 0.8, 0.7)  # tie on validation
         rows += _rows("rt", seed, "CB", "tropical", 90, 0.15, 0.5, 0.4)
     return _frame(rows)
 
@@ -118,8 +131,11 @@ def test_states_from_different_devices_are_refused_unless_allowed(tmp_path, resu
     for i, part in enumerate(mixed.partition_by(["seed", "method"])):
         paths.append(tmp_path / f"{i}.parquet")
         write_parquet(part, paths[-1])
-    with pytest.raises(aggregate.MixedDevicesError, match=r"(?s)allow_mixed_devices.*cpu: 6 state.*rt/seed0.*"
-                                                          r"cuda:NVIDIA H100 80GB HBM3: 6 state.*rt/seed1"):
+    with pytest.raises(
+        aggregate.MixedDevicesError,
+        match=r"(?s)allow_mixed_devices.*cpu: 6 state.*rt/seed0.*"
+        r"cuda:NVIDIA H100 80GB HBM3: 6 state.*rt/seed1",
+    ):
         aggregate.collect(paths, tmp_path / "results.parquet")
     assert not (tmp_path / "results.parquet").exists()
     out = aggregate.collect(paths, tmp_path / "results.parquet", allow_mixed_devices=True)

@@ -35,8 +35,21 @@ def _config(kind: str, **kw):
     }[kind](**kw)
 
 
-def train_and_save(model_dir, out: Path, kind: str, *, name: str = "mine", steps: int = 3, with_head: bool = True,
-                   safetensors: bool = True, texts=None, labels=None, lr: float = 1e-3, seed: int = 0, **config):
+def train_and_save(
+    model_dir,
+    out: Path,
+    kind: str,
+    *,
+    name: str = "mine",
+    steps: int = 3,
+    with_head: bool = True,
+    safetensors: bool = True,
+    texts=None,
+    labels=None,
+    lr: float = 1e-3,
+    seed: int = 0,
+    **config,
+):
     """Plain ``adapters`` code: add an adapter (+ 2-class head), train ``steps`` Adam steps, save it."""
     from adapters import AutoAdapterModel
     from transformers import AutoTokenizer
@@ -98,8 +111,10 @@ def check_round_trip(model_dir, src: Path, out: Path, method: str, p: float, *, 
         assert torch.equal(value[~m.bool()], orig[key][~m.bool()]), f"{key}: survivors changed"
         zeros += int((value == 0).sum())
     assert zeros == info["n_pruned"] == info["n_zero"]
-    per_layer = [int(sum(int((params[k] == 0).sum()) for k in mask if k.startswith(layer["layer"] + ".")))
-                 for layer in info["layers"]]
+    per_layer = [
+        int(sum(int((params[k] == 0).sum()) for k in mask if k.startswith(layer["layer"] + ".")))
+        for layer in info["layers"]
+    ]
     assert per_layer == [layer["n_pruned"] for layer in info["layers"]]
     layers = masks.extract_layers(model, name)
     assert [layer.prefix for layer in layers] == [layer["layer"] for layer in info["layers"]]
@@ -137,7 +152,11 @@ def test_adapter_types_round_trip(case, tiny3, tmp_path):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [(r["method"], r["p"]) for r in summary["results"]] == [
-        ("tropical", 30.0), ("standard", 30.0), ("tropical", 90.0), ("standard", 90.0)]
+        ("tropical", 30.0),
+        ("standard", 30.0),
+        ("tropical", 90.0),
+        ("standard", 90.0),
+    ]
     for p in (30.0, 90.0):
         trop = check_round_trip(tiny3, src, out, "tropical", p, n_layers=n_layers)
         std = check_round_trip(tiny3, src, out, "standard", p, n_layers=n_layers)
@@ -172,8 +191,27 @@ def test_scopes_solver_values(tiny_model_dir, tmp_path):
         assert run_cli(src, "--model", tiny_model_dir, "--scope", scope, "--p", 50, "--out", out) == 0
         check_round_trip(tiny_model_dir, src, out, "tropical", 50.0, n_layers=2)
     out = tmp_path / "alg1"
-    rc = run_cli(src, "--model", tiny_model_dir, "--solver", "algorithm1", "--steps", 4, "--tol", 0, "--lam", 0.5,
-                 "--lam2", 0.1, "--values", "optimized", "--p", 50, "--out", out)
+    rc = run_cli(
+        src,
+        "--model",
+        tiny_model_dir,
+        "--solver",
+        "algorithm1",
+        "--steps",
+        4,
+        "--tol",
+        0,
+        "--lam",
+        0.5,
+        "--lam2",
+        0.1,
+        "--values",
+        "optimized",
+        "--p",
+        50,
+        "--out",
+        out,
+    )
     assert rc == 0
     info = json.loads((out / "tropical" / "p50" / "prune.json").read_text())
     assert info["solver"]["method"] == "algorithm1" and info["solver"]["groups"][0]["steps"] == 4
@@ -187,8 +225,23 @@ def test_scopes_solver_values(tiny_model_dir, tmp_path):
 def test_evaluate_tiny(tiny_model_dir, tmp_path, shared_data, capsys):
     src = train_and_save(tiny_model_dir, tmp_path / "a", "seq_bn")
     out = tmp_path / "out"
-    rc = run_cli(src, "--model", tiny_model_dir, "--p", 50, "--out", out, "--evaluate", "rotten_tomatoes",
-                 "--split", "test", "--max-examples", 40, "--data-mirror", shared_data)
+    rc = run_cli(
+        src,
+        "--model",
+        tiny_model_dir,
+        "--p",
+        50,
+        "--out",
+        out,
+        "--evaluate",
+        "rotten_tomatoes",
+        "--split",
+        "test",
+        "--max-examples",
+        40,
+        "--data-mirror",
+        shared_data,
+    )
     assert rc == 0
     ev = json.loads((out / "tropical" / "p50" / "prune.json").read_text())["evaluation"]
     assert ev["task"] == "rotten_tomatoes" and ev["split"] == "test" and ev["n_examples"] == 40
@@ -226,17 +279,21 @@ def test_error_missing_inputs(tiny_model_dir, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kind,config,needles", [
-    ("double_seq_bn", {}, ("non_linearity=swish", "piecewise-linear")),  # Houlsby's default activation
-    ("seq_bn", {"non_linearity": "gelu"}, ("non_linearity=gelu",)),
-    ("lora", {}, ("architecture='lora'",)),
-    ("prefix_tuning", {}, ("architecture='prefix_tuning'",)),
-    ("seq_bn", {"use_gating": True}, ("use_gating=True",)),
-])
+@pytest.mark.parametrize(
+    "kind,config,needles",
+    [
+        ("double_seq_bn", {}, ("non_linearity=swish", "piecewise-linear")),  # Houlsby's default activation
+        ("seq_bn", {"non_linearity": "gelu"}, ("non_linearity=gelu",)),
+        ("lora", {}, ("architecture='lora'",)),
+        ("prefix_tuning", {}, ("architecture='prefix_tuning'",)),
+        ("seq_bn", {"use_gating": True}, ("use_gating=True",)),
+    ],
+)
 def test_error_unsupported_adapter(kind, config, needles, tiny_model_dir, tmp_path, capsys):
     # prefix tuning shares tensors between layers, which safetensors refuses to save
-    src = train_and_save(tiny_model_dir, tmp_path / "a", kind, steps=0, with_head=False,
-                         safetensors=kind != "prefix_tuning", **config)
+    src = train_and_save(
+        tiny_model_dir, tmp_path / "a", kind, steps=0, with_head=False, safetensors=kind != "prefix_tuning", **config
+    )
     expect_error(capsys, [src, "--out", tmp_path / "out"], str(src / "adapter_config.json"), *needles)
     assert not (tmp_path / "out").exists()
 
@@ -259,14 +316,17 @@ def test_error_model_and_output(tiny_model_dir, tiny_model_factory, tmp_path, ca
     expect_error(capsys, [headed, "--out", tmp_path / "out3", "--evaluate", "trec"], "num_labels=2", "6 labels")
 
 
-@pytest.mark.parametrize("argv", [
-    ["x", "--out", "o", "--p", "100"],
-    ["x", "--out", "o", "--p", "0"],
-    ["x", "--out", "o", "--scope", "XX"],
-    ["x", "--out", "o", "--method", "random"],
-    ["x", "--out", "o", "--steps", "-1"],
-    ["x"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["x", "--out", "o", "--p", "100"],
+        ["x", "--out", "o", "--p", "0"],
+        ["x", "--out", "o", "--scope", "XX"],
+        ["x", "--out", "o", "--method", "random"],
+        ["x", "--out", "o", "--steps", "-1"],
+        ["x"],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -281,8 +341,21 @@ def test_installed_console_script_help():
         pytest.skip(f"{exe} not installed (run: .venv/bin/pip install -e . --no-deps)")
     res = subprocess.run([str(exe), "--help"], check=False, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    for opt in ("--model", "--method", "--p", "--scope", "--lam", "--solver", "--steps", "--tol", "--values",
-                "--evaluate", "--split", "--data-mirror", "OUT_DIR/<method>/p<p>"):
+    for opt in (
+        "--model",
+        "--method",
+        "--p",
+        "--scope",
+        "--lam",
+        "--solver",
+        "--steps",
+        "--tol",
+        "--values",
+        "--evaluate",
+        "--split",
+        "--data-mirror",
+        "OUT_DIR/<method>/p<p>",
+    ):
         assert opt in res.stdout
 
 
@@ -296,11 +369,35 @@ def test_real_minilm_rotten_tomatoes(minilm_path, shared_data, tmp_path):
     from adapter_pruning.data import load_split
 
     train = load_split("rotten_tomatoes", "train", mirror=shared_data, caps=64)
-    src = train_and_save(minilm_path, tmp_path / "rt", "seq_bn", steps=8, texts=train["text"].to_list(),
-                         labels=train["label"].to_list(), name="rt")
+    src = train_and_save(
+        minilm_path,
+        tmp_path / "rt",
+        "seq_bn",
+        steps=8,
+        texts=train["text"].to_list(),
+        labels=train["label"].to_list(),
+        name="rt",
+    )
     out = tmp_path / "out"
-    rc = run_cli(src, "--model", "minilm", "--method", "tropical", "standard", "--p", 50, 90, "--out", out,
-                 "--evaluate", "rotten_tomatoes", "--max-examples", 100, "--data-mirror", shared_data)
+    rc = run_cli(
+        src,
+        "--model",
+        "minilm",
+        "--method",
+        "tropical",
+        "standard",
+        "--p",
+        50,
+        90,
+        "--out",
+        out,
+        "--evaluate",
+        "rotten_tomatoes",
+        "--max-examples",
+        100,
+        "--data-mirror",
+        shared_data,
+    )
     assert rc == 0
     for method in ("tropical", "standard"):
         info = check_round_trip(minilm_path, src, out, method, 90.0, n_layers=6)

@@ -17,8 +17,17 @@ def _names(script) -> set[str]:
 
 def test_closures_of_the_workflow_scripts():
     solve = _names(REPO / "scripts" / "tropical_solve.py")
-    assert {"stages/solve.py", "tropical.py", "defaults.py", "masks.py", "artifacts.py", "io.py", "joblog.py",
-            "__init__.py", "stages/__init__.py"} == solve  # no models/transformers, no training, no data
+    assert {
+        "stages/solve.py",
+        "tropical.py",
+        "defaults.py",
+        "masks.py",
+        "artifacts.py",
+        "io.py",
+        "joblog.py",
+        "__init__.py",
+        "stages/__init__.py",
+    } == solve  # no models/transformers, no training, no data
     train = _names(REPO / "scripts" / "train_adapter.py")
     assert {"training.py", "data.py", "models.py", "evaluation.py"} <= train
     assert not {"tropical.py", "masks.py", "figures.py", "aggregate.py"} & train
@@ -35,7 +44,9 @@ def test_relative_absolute_and_function_level_imports_are_followed(tmp_path):
     (pkg / "leaf.py").write_text("x = 1\n")
     (pkg / "mid.py").write_text("import adapter_pruning.leaf\n")
     script = tmp_path / "script.py"
-    script.write_text("def main():\n    from adapter_pruning.stages import extra\n    from adapter_pruning import mid\n")
+    script.write_text(
+        "def main():\n    from adapter_pruning.stages import extra\n    from adapter_pruning import mid\n"
+    )
     # codehash resolves modules next to its own file: use the copy's codehash
     import importlib.util
 

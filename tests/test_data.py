@@ -50,7 +50,12 @@ def test_registry():
     assert set(TASKS) == {"meld", "snli", "rotten_tomatoes", "imdb", "trec"}
     assert SPLITS == ("train", "validation", "test")
     assert {t: s.num_labels for t, s in TASKS.items()} == {
-        "meld": 7, "snli": 3, "rotten_tomatoes": 2, "imdb": 2, "trec": 6}
+        "meld": 7,
+        "snli": 3,
+        "rotten_tomatoes": 2,
+        "imdb": 2,
+        "trec": 6,
+    }
     assert {t for t, s in TASKS.items() if s.metric == "macro_f1"} == {"meld"}
     assert {t for t, s in TASKS.items() if s.pair} == {"meld", "snli"}
     for task_spec in TASKS.values():
@@ -68,7 +73,12 @@ def test_a_new_task_is_one_registry_entry(shared_data, tmp_path, monkeypatch):
     """A task described only by its registry entry loads like the built-in ones."""
     src = raw(shared_data, "snli", "test").head(30).rename({"premise": "question", "hypothesis": "answer"})
     entry = TaskSpec(
-        name="qa", num_labels=3, metric="macro_f1", pair=True, hf_id="example/qa", label_names=("a", "b", "c"),
+        name="qa",
+        num_labels=3,
+        metric="macro_f1",
+        pair=True,
+        hf_id="example/qa",
+        label_names=("a", "b", "c"),
         columns=(("question", "str"), ("answer", "str"), ("label", "int")),
         inputs=lambda rows: (rows["question"], rows["answer"]),
         keys=lambda rows, split, source: [f"{split}{i}" for i in range(rows.height)],
@@ -155,10 +165,12 @@ def test_meld_context_on_known_dialogue(shared_data):
     rows = {r["id"]: r for r in df.filter(pl.col("id").str.starts_with("meld-validation-1-")).to_dicts()}
     assert rows["meld-validation-1-0"]["text_pair"] == ""  # first utterance: no context
     assert rows["meld-validation-1-0"]["text"] == (
-        "Or! Or, we could go to the bank, close our accounts and cut them off at the source.")
+        "Or! Or, we could go to the bank, close our accounts and cut them off at the source."
+    )
     assert rows["meld-validation-1-3"]["text_pair"] == MELD_CONTEXT_SEPARATOR.join([utt[2], utt[1], utt[0]])
     assert rows["meld-validation-1-3"]["text_pair"].startswith(
-        "Aww, man, now we won’t be bank buddies! | You’re a genius!")
+        "Aww, man, now we won’t be bank buddies! | You’re a genius!"
+    )
     # Utterance 12: exactly the 7 previous ones (11 down to 5), most recent first.
     assert rows["meld-validation-1-12"]["text_pair"] == MELD_CONTEXT_SEPARATOR.join(utt[k] for k in range(11, 4, -1))
     assert rows["meld-validation-1-12"]["text"] == utt[12]
@@ -315,7 +327,8 @@ def test_missing_column_names_file_and_column(shared_data, tmp_path):
 
 def test_label_out_of_range_names_file(shared_data, tmp_path):
     src = raw(shared_data, "meld", "test").with_columns(
-        emotion_label=pl.when(pl.int_range(pl.len()) == 5).then(7).otherwise(pl.col("emotion_label")))
+        emotion_label=pl.when(pl.int_range(pl.len()) == 5).then(7).otherwise(pl.col("emotion_label"))
+    )
     mirror = make_mirror(tmp_path, {"meld/test": src})
     with pytest.raises(DataError, match=r"1 label\(s\) outside 0\.\.6") as err:
         load_split("meld", "test", mirror=mirror)
@@ -323,8 +336,9 @@ def test_label_out_of_range_names_file(shared_data, tmp_path):
 
 
 def test_unreadable_and_missing_files(shared_data, tmp_path):
-    mirror = make_mirror(tmp_path, {"rotten_tomatoes/train": raw(shared_data, "rotten_tomatoes", "train").head(5)},
-                         sums=False)
+    mirror = make_mirror(
+        tmp_path, {"rotten_tomatoes/train": raw(shared_data, "rotten_tomatoes", "train").head(5)}, sums=False
+    )
     (mirror / "rotten_tomatoes" / "test.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(CorruptDataError) as err:
         load_split("rotten_tomatoes", "test", mirror=mirror)
@@ -343,7 +357,8 @@ def test_unreadable_and_missing_files(shared_data, tmp_path):
 
 def test_null_text_is_rejected(shared_data, tmp_path):
     src = raw(shared_data, "rotten_tomatoes", "test").with_columns(
-        text=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("text")))
+        text=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("text"))
+    )
     mirror = make_mirror(tmp_path, {"rotten_tomatoes/test": src}, sums=False)
     with pytest.raises(DataError, match=r"column 'text' has 1 null"):
         load_split("rotten_tomatoes", "test", mirror=mirror)

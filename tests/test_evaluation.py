@@ -23,7 +23,8 @@ def test_metrics_match_sklearn(seed):
     got = compute_metrics(preds, labels, num_labels)
     assert got["accuracy"] == pytest.approx(accuracy_score(labels, preds), abs=1e-12)
     assert got["macro_f1"] == pytest.approx(
-        f1_score(labels, preds, average="macro", labels=list(range(num_labels)), zero_division=0), abs=1e-12)
+        f1_score(labels, preds, average="macro", labels=list(range(num_labels)), zero_division=0), abs=1e-12
+    )
     # The documented choice: absent classes count as F1 = 0, unlike scikit-learn's default.
     assert got["macro_f1"] < f1_score(labels, preds, average="macro", zero_division=0)
 
@@ -89,4 +90,3 @@ def test_predict_restores_mode_and_needs_no_grad(shared_data, tiny_classifier):
     mixed = df.with_columns(text_pair=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("x")).otherwise(None))
     with pytest.raises(ValueError, match="text_pair is set for 3 of 10 rows"):
         predict(model, tok, mixed, batch_size=4, max_length=32)
-

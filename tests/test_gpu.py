@@ -21,7 +21,9 @@ pytestmark = [
 def adapter_like(L=6, d=384, r=24, seed=0):
     """Trained-adapter-like weights: heavy-tailed, no exact ties (float64)."""
     g = torch.Generator().manual_seed(seed)
-    A = torch.randn(L, r, d + 1, generator=g, dtype=torch.float64) * torch.rand(L, r, 1, generator=g, dtype=torch.float64)
+    A = torch.randn(L, r, d + 1, generator=g, dtype=torch.float64) * torch.rand(
+        L, r, 1, generator=g, dtype=torch.float64
+    )
     B = torch.randn(L, d, r, generator=g, dtype=torch.float64) ** 3 * 0.05
     return A, B
 

@@ -10,7 +10,6 @@ import torch.nn.utils.prune as prune
 from torch import nn
 
 from adapter_pruning.masks import (
-    n_to_prune,
     SCOPES,
     AdapterLayer,
     LayerMask,
@@ -20,6 +19,7 @@ from adapter_pruning.masks import (
     load_into_model,
     mask_agreement,
     mask_report,
+    n_to_prune,
     pruning_masks,
     stack_layers,
 )
@@ -288,7 +288,12 @@ def test_rounding_never_exceeds_p_and_tie_breaking_by_index():
     assert m.B[:, 0].tolist() == [True] * 4 and not m.up_bias.any()  # rows [B | b]: 2 -> 1, B first
     # exact decimal arithmetic: p·n/100 an integer in decimal is never rounded down by binary error
     assert [n_to_prune(p, n) for p, n in [(0.7, 1000), (57.99, 100), (29, 100), (1.1, 1000), (94, 25)]] == [
-        7, 57, 29, 11, 23]
+        7,
+        57,
+        29,
+        11,
+        23,
+    ]
 
 
 @pytest.mark.parametrize("scope", SCOPES)
@@ -300,8 +305,9 @@ def test_no_group_pruned_beyond_p(scope, p):
     opt = optimize(layers, rel=1.0)
     masks = pruning_masks(layers, opt, p, scope)
     for method in ("tropical", "standard"):
-        for mag_S, _, trop, std in groups(layers, opt, {"tropical": masks["tropical"], "standard": masks[method]},
-                                          scope):
+        for mag_S, _, trop, std in groups(
+            layers, opt, {"tropical": masks["tropical"], "standard": masks[method]}, scope
+        ):
             assert int(std.sum()) * 100 <= p * mag_S.numel()
         total = sum(m.n_pruned for m in masks[method])
         assert total * 100 <= p * sum(l.n_params for l in layers)
@@ -381,8 +387,15 @@ def test_mask_report_counts():
 
 @pytest.mark.parametrize(
     "p,scope,match",
-    [(0, "CU", "p must"), (100, "CU", "p must"), (-5, "CU", "p must"), (True, "CU", "p must"),
-     (float("nan"), "CU", "p must"), (50, "cu", "scope"), (50, "XX", "scope")],
+    [
+        (0, "CU", "p must"),
+        (100, "CU", "p must"),
+        (-5, "CU", "p must"),
+        (True, "CU", "p must"),
+        (float("nan"), "CU", "p must"),
+        (50, "cu", "scope"),
+        (50, "XX", "scope"),
+    ],
 )
 def test_pruning_masks_validation(p, scope, match):
     layers = make_layers(L=2, d=4, r=2)
@@ -493,10 +506,12 @@ def test_mask_agreement_counts_by_hand():
     layers = make_layers(L=1, d=2, r=1)  # A (1, 3), B (2, 1), up_bias (2,): 7 parameters
     layer = layers[0]
     f = torch.zeros
-    a = LayerMask(layer.prefix, torch.tensor([[True, True, False]]), torch.tensor([[False], [True]]),
-                  f(2, dtype=torch.bool))  # pruned: 3
-    b = LayerMask(layer.prefix, torch.tensor([[True, False, False]]), torch.tensor([[True], [True]]),
-                  f(2, dtype=torch.bool))  # pruned: 3, shares 2 with a
+    a = LayerMask(
+        layer.prefix, torch.tensor([[True, True, False]]), torch.tensor([[False], [True]]), f(2, dtype=torch.bool)
+    )  # pruned: 3
+    b = LayerMask(
+        layer.prefix, torch.tensor([[True, False, False]]), torch.tensor([[True], [True]]), f(2, dtype=torch.bool)
+    )  # pruned: 3, shares 2 with a
     got = mask_agreement([a], [b])
     # retained: a keeps 4 {A2, B0, ub0, ub1}, b keeps 4 {A1, A2, ub0, ub1}: 3 shared of 5
     assert got == {"jaccard_retained": pytest.approx(3 / 5), "pruned_outside": pytest.approx(1 / 3)}

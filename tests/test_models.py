@@ -57,8 +57,12 @@ def test_build_freezes_backbone_and_names_adapter(tiny_model_dir):
         assert trainable.pop(f"{prefix}.adapter_down.0.bias") == (2,)
         assert trainable.pop(f"{prefix}.adapter_up.weight") == (32, 2)
         assert trainable.pop(f"{prefix}.adapter_up.bias") == (32,)
-    assert trainable == {"heads.trec.1.weight": (32, 32), "heads.trec.1.bias": (32,),
-                         "heads.trec.4.weight": (6, 32), "heads.trec.4.bias": (6,)}
+    assert trainable == {
+        "heads.trec.1.weight": (32, 32),
+        "heads.trec.1.bias": (32,),
+        "heads.trec.4.weight": (6, 32),
+        "heads.trec.4.bias": (6,),
+    }
     assert model.active_head == "trec"
     assert model.config.prediction_heads["trec"]["label2id"] == {c: i for i, c in enumerate("abcdef")}
     # Same seed, same initialisation; another seed, another one.

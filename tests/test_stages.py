@@ -22,13 +22,19 @@ def trained(tiny_model_dir, shared_data, tmp_path_factory):
     for split, cap in (("train", 64), ("validation", 24), ("test", 24)):
         paths[split] = root / f"{split}.parquet"
         write_prepared(load_split("trec", split, mirror=shared_data, caps=cap), paths[split], "trec")
-    cfg = TrainConfig(steps=4, eval_every=2, batch_size=8, max_length=32, eval_batch_size=24, threads=1,
-                      device="cpu", progress=False)
-    train_adapter(str(tiny_model_dir), "trec", load_split("trec", "train", mirror=shared_data, caps=64),
-                  load_split("trec", "validation", mirror=shared_data, caps=24), root / "adapter", cfg)
+    cfg = TrainConfig(
+        steps=4, eval_every=2, batch_size=8, max_length=32, eval_batch_size=24, threads=1, device="cpu", progress=False
+    )
+    train_adapter(
+        str(tiny_model_dir),
+        "trec",
+        load_split("trec", "train", mirror=shared_data, caps=64),
+        load_split("trec", "validation", mirror=shared_data, caps=24),
+        root / "adapter",
+        cfg,
+    )
     spec = config.fill_tropical_defaults({"tropical": {}})["tropical"]
-    tropical_solve(spec, root / "adapter", root / "optimized.safetensors", root / "trace.parquet",
-                   root / "solve.json")
+    tropical_solve(spec, root / "adapter", root / "optimized.safetensors", root / "trace.parquet", root / "solve.json")
     return root, paths
 
 
@@ -38,8 +44,16 @@ def test_solve_json_records_each_layer(trained):
     layers = artifacts.read_adapter_layers(root / "adapter")
     assert info["gauge"] == "conserved" and [rec["layer"] for rec in info["layers"]] == [la.prefix for la in layers]
     for rec in info["layers"]:
-        assert set(rec) >= {"lam1", "lam2", "lambda_scale", "steps", "objective_start", "objective_end",
-                            "zeros_A_hat", "zeros_B_hat"}
+        assert set(rec) >= {
+            "lam1",
+            "lam2",
+            "lambda_scale",
+            "steps",
+            "objective_start",
+            "objective_end",
+            "zeros_A_hat",
+            "zeros_B_hat",
+        }
         assert rec["lam1"] == pytest.approx(0.5 * rec["lambda_scale"])
 
 
@@ -50,11 +64,30 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
     splits = {"validation": paths["validation"], "test": paths["test"]}
     ps = [90.0, 50.0, 10.0]
     for p in ps:
-        prune_evaluate(ids, p, spec, root / "adapter", root / "optimized.safetensors", splits,
-                       root / "one" / f"p{p:g}", root / "one" / f"p{p:g}.parquet", device="cpu", batch_size=24)
-    infos = prune_evaluate_sweep(ids, ps, spec, root / "adapter", root / "optimized.safetensors", splits,
-                                 [root / "sweep" / f"p{p:g}" for p in ps],
-                                 [root / "sweep" / f"p{p:g}.parquet" for p in ps], device="cpu", batch_size=24)
+        prune_evaluate(
+            ids,
+            p,
+            spec,
+            root / "adapter",
+            root / "optimized.safetensors",
+            splits,
+            root / "one" / f"p{p:g}",
+            root / "one" / f"p{p:g}.parquet",
+            device="cpu",
+            batch_size=24,
+        )
+    infos = prune_evaluate_sweep(
+        ids,
+        ps,
+        spec,
+        root / "adapter",
+        root / "optimized.safetensors",
+        splits,
+        [root / "sweep" / f"p{p:g}" for p in ps],
+        [root / "sweep" / f"p{p:g}.parquet" for p in ps],
+        device="cpu",
+        batch_size=24,
+    )
     for p, info in zip(ps, infos):
         a, b = root / "one" / f"p{p:g}", root / "sweep" / f"p{p:g}"
         assert (a / "adapter.safetensors").read_bytes() == (b / "adapter.safetensors").read_bytes()
@@ -65,5 +98,13 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
     frame = pl.read_parquet(root / "sweep" / "p90.parquet")
     assert frame["device"].unique().to_list() == ["cpu"] and frame["torch"].null_count() == 0
     with pytest.raises(ValueError, match="3 percentages but 2 output folders"):
-        prune_evaluate_sweep(ids, ps, spec, root / "adapter", root / "optimized.safetensors", splits,
-                             [root / "x1", root / "x2"], [root / "x1.parquet"] * 3)
+        prune_evaluate_sweep(
+            ids,
+            ps,
+            spec,
+            root / "adapter",
+            root / "optimized.safetensors",
+            splits,
+            [root / "x1", root / "x2"],
+            [root / "x1.parquet"] * 3,
+        )

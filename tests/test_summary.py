@@ -84,8 +84,8 @@ def test_report_command_repeats_what_selects_the_run(tmp_path):
         base=tmp_path,
     )
     assert (
-        cmd
-        == ".venv/bin/snakemake --configfile config/test.yaml --config 'tasks=['\"'\"'trec'\"'\"']' --report report.html"
+        cmd == ".venv/bin/snakemake --configfile config/test.yaml --config "
+        "'tasks=['\"'\"'trec'\"'\"']' --report report.html"
     )
     cmd = report_command("snakemake", snakefile="/repo/Snakefile", directory="/runs/a b")
     assert cmd == "snakemake --snakefile /repo/Snakefile --directory '/runs/a b' --report report.html"

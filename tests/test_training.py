@@ -25,14 +25,30 @@ def _threads():
 
 
 def tiny_cfg(**kw) -> TrainConfig:
-    return TrainConfig(**{**dict(steps=6, eval_every=3, batch_size=8, max_length=32, eval_batch_size=16,
-                                 threads=1, device="cpu", progress=False, lr=5e-3), **kw})
+    return TrainConfig(
+        **{
+            **dict(
+                steps=6,
+                eval_every=3,
+                batch_size=8,
+                max_length=32,
+                eval_batch_size=16,
+                threads=1,
+                device="cpu",
+                progress=False,
+                lr=5e-3,
+            ),
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def trec_small(shared_data):
-    return (load_split("trec", "train", mirror=shared_data, caps=64),
-            load_split("trec", "validation", mirror=shared_data, caps=40))
+    return (
+        load_split("trec", "train", mirror=shared_data, caps=64),
+        load_split("trec", "validation", mirror=shared_data, caps=40),
+    )
 
 
 def test_train_writes_best_checkpoint_and_metrics(tiny_model_dir, trec_small, tmp_path):
@@ -51,8 +67,9 @@ def test_train_writes_best_checkpoint_and_metrics(tiny_model_dir, trec_small, tm
     assert metrics["best_step"] == curve[scores.index(max(scores))]["step"]  # earliest best on ties
     assert metrics["n_train"] == 64 and metrics["n_val"] == 40 and metrics["threads"] == 1
     assert metrics["seconds_per_step"] > 0 and metrics["config"]["steps"] == 7
-    assert metrics["num_trainable_params"] == sum(t.numel() for f in ("adapter.safetensors", "model_head.safetensors")
-                                                  for t in load_file(out / f).values())
+    assert metrics["num_trainable_params"] == sum(
+        t.numel() for f in ("adapter.safetensors", "model_head.safetensors") for t in load_file(out / f).values()
+    )
     # The saved directory holds the best step's weights: reloading reproduces its validation scores.
     model, tok, name = load_trained(str(tiny_model_dir), out)
     assert name == "trec"

@@ -78,12 +78,12 @@ def test_objective_per_layer_lambda_tensor_and_manual_formula():
         H1, H2 = generators(A_hat[k], B_hat[k])
         manual = 0.0
         for i in range(6):  # Eq. 2 node by node
-            manual += 0.5 * torch.linalg.matrix_norm(H1[i] - G1[i]) ** 2 + 0.5 * torch.linalg.matrix_norm(H2[i] - G2[i]) ** 2
+            manual += (
+                0.5 * torch.linalg.matrix_norm(H1[i] - G1[i]) ** 2 + 0.5 * torch.linalg.matrix_norm(H2[i] - G2[i]) ** 2
+            )
             manual += lam1[k] * H1[i].abs().sum() + lam2[k] * H2[i].abs().sum()
         torch.testing.assert_close(per[k], manual, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(
-        materialized_objective(A, B, A_hat, B_hat, lam1, lam2), per.sum(), rtol=1e-12, atol=0
-    )
+    torch.testing.assert_close(materialized_objective(A, B, A_hat, B_hat, lam1, lam2), per.sum(), rtol=1e-12, atol=0)
 
 
 def test_objective_at_start_is_the_penalty():
@@ -91,7 +91,7 @@ def test_objective_at_start_is_the_penalty():
     assert objective(A, B, A, B, 0.0, 0.0).item() == 0.0
     val = objective(A, B, A, B, 0.3, 0.9)
     s = A.abs().sum(-1)  # ‖a_j‖_1
-    expect = (0.3 * (B.clamp(min=0) * s[..., None, :]).sum() + 0.9 * ((-B).clamp(min=0) * s[..., None, :]).sum())
+    expect = 0.3 * (B.clamp(min=0) * s[..., None, :]).sum() + 0.9 * ((-B).clamp(min=0) * s[..., None, :]).sum()
     torch.testing.assert_close(val, expect, rtol=1e-13, atol=0)
 
 
@@ -114,7 +114,9 @@ def test_zero_steps_returns_inputs(method):
     assert torch.equal(res.A_hat, A) and torch.equal(res.B_hat, B)
     assert res.A_hat.dtype == torch.float32 and res.steps == 0 and not res.converged
     assert res.trace.shape == (1, 2) and res.trace.dtype == F64
-    torch.testing.assert_close(res.trace[0], objective_per_layer(A.double(), B.double(), A.double(), B.double(), 0.4, 0.2))
+    torch.testing.assert_close(
+        res.trace[0], objective_per_layer(A.double(), B.double(), A.double(), B.double(), 0.4, 0.2)
+    )
     single = solve(A[0], B[0], steps=0, method=method)
     assert single.trace.shape == (1,)
 
@@ -375,8 +377,9 @@ def test_conserved_gauge_keeps_objective_and_balance(method):
     err = (T.unit_balance(Ag, Bg) - T.unit_balance(A, B)).abs() / scale
     assert (err <= 1e-10).all(), err
     # a pure rescaling per unit: the products B̂[i, j] â_j are those of the raw solution
-    torch.testing.assert_close(Bg[..., None] * Ag[..., None, :, :], raw.B_hat[..., None] * raw.A_hat[..., None, :, :],
-                               rtol=1e-12, atol=1e-18)
+    torch.testing.assert_close(
+        Bg[..., None] * Ag[..., None, :, :], raw.B_hat[..., None] * raw.A_hat[..., None, :, :], rtol=1e-12, atol=1e-18
+    )
     # solve's default returns exactly the gauged raw solution, and gauging twice changes nothing
     res = solve(A, B, lam1=lam, lam2=lam, method=method, steps=30)
     torch.testing.assert_close(res.A_hat, Ag, rtol=1e-12, atol=0)

@@ -25,11 +25,13 @@ def _spec(**kw) -> dict:
 
 def _solve(adapter_dir, out, **kw):
     out.mkdir(parents=True, exist_ok=True)
-    tropical_solve(_spec(**kw), adapter_dir, out / "optimized.safetensors", out / "trace.parquet",
-                          out / "solve.json")
+    tropical_solve(_spec(**kw), adapter_dir, out / "optimized.safetensors", out / "trace.parquet", out / "solve.json")
     layers = artifacts.read_adapter_layers(adapter_dir)
-    return layers, artifacts.read_optimized(out / "optimized.safetensors", layers), json.loads(
-        (out / "solve.json").read_text())
+    return (
+        layers,
+        artifacts.read_optimized(out / "optimized.safetensors", layers),
+        json.loads((out / "solve.json").read_text()),
+    )
 
 
 def test_fast_and_algorithm1_masks_agree_on_a_real_adapter(real_rt_adapter, tmp_path):

@@ -35,4 +35,5 @@ def tiny_run(tmp_path_factory, tiny_model, shared_data):
     proc = run_snakemake(workdir, cfg, "--cores", "2", timeout=900)
     return workdir, cfg, proc.stdout + proc.stderr
 
+
 from conftest_slurm import slurm_cluster  # noqa: E402,F401  (session fixture: a real local SLURM cluster)

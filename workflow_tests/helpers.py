@@ -23,15 +23,25 @@ def snakemake_cmd(workdir: Path, configfile: Path | None, *args: str, snakefile:
     return cmd + list(args)
 
 
-def run_snakemake(workdir: Path, configfile: Path | None, *args: str, timeout: float = 900,
-                  check: bool = True, env: dict | None = None,
-                  snakefile: Path = SNAKEFILE) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path,
+    configfile: Path | None,
+    *args: str,
+    timeout: float = 900,
+    check: bool = True,
+    env: dict | None = None,
+    snakefile: Path = SNAKEFILE,
+) -> subprocess.CompletedProcess:
     """Run Snakemake (bounded by ``timeout``; ``snakefile`` of this repository unless given); on failure
     raise with its output."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0",
-                **(env or {})}
-    proc = subprocess.run(snakemake_cmd(workdir, configfile, *args, snakefile=snakefile), capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONHASHSEED": "0", **(env or {})}
+    proc = subprocess.run(
+        snakemake_cmd(workdir, configfile, *args, snakefile=snakefile),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -50,15 +50,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 #: The Debian packages providing everything used here.
 APT_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 #: Binaries the cluster needs (daemons and the client commands Snakemake's plugin calls).
-REQUIRED_BINARIES = ("slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol",
-                     "scancel", "srun", "munged")
+REQUIRED_BINARIES = ("slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "scancel", "srun", "munged")
 #: Client commands wrapped so that they find this cluster's slurm.conf even without SLURM_CONF.
 WRAPPED_CLIENTS = ("srun", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "sacct")
 PARTITION = "debug"
@@ -84,9 +83,13 @@ def slurm_unavailable_reason() -> str | None:
         return "a local SLURM cluster needs Linux"
     missing = [b for b in REQUIRED_BINARIES if _which(b) is None]
     if missing:
-        return ("SLURM/munge binaries missing: " + ", ".join(missing)
-                + " (install: apt-get install -y --no-install-recommends "
-                + " ".join(APT_PACKAGES) + ")")
+        return (
+            "SLURM/munge binaries missing: "
+            + ", ".join(missing)
+            + " (install: apt-get install -y --no-install-recommends "
+            + " ".join(APT_PACKAGES)
+            + ")"
+        )
     if os.geteuid() != 0:
         return "starting a local SLURM cluster needs root (SlurmUser=root, munged as munge)"
     try:
@@ -102,15 +105,18 @@ def ensure_slurm_installed(*, apt_timeout: float = 600) -> bool:
     reason = slurm_unavailable_reason()
     if reason is None:
         return True
-    if (reason.startswith("SLURM/munge binaries missing") and os.environ.get("CI")
-            and os.geteuid() == 0 and shutil.which("apt-get")):
+    if (
+        reason.startswith("SLURM/munge binaries missing")
+        and os.environ.get("CI")
+        and os.geteuid() == 0
+        and shutil.which("apt-get")
+    ):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES]
         try:
             r = subprocess.run(cmd, env=env, capture_output=True, timeout=apt_timeout)
             if r.returncode != 0:  # stale package lists: update once and retry
-                subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True,
-                               timeout=apt_timeout)
+                subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=apt_timeout)
                 subprocess.run(cmd, env=env, capture_output=True, timeout=apt_timeout)
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -123,24 +129,24 @@ class SlurmClusterError(RuntimeError):
 
 @dataclass
 class SlurmClusterInfo:
-    root: Path                  # everything of this cluster lives here
-    conf: Path                  # slurm.conf (SLURM_CONF)
-    log_dir: Path               # slurmctld.log, slurmd.log, munged.log, *.out
+    root: Path  # everything of this cluster lives here
+    conf: Path  # slurm.conf (SLURM_CONF)
+    log_dir: Path  # slurmctld.log, slurmd.log, munged.log, *.out
     munge_socket: Path
     cpus: int
-    mem_mb: int                 # RealMemory of the node
+    mem_mb: int  # RealMemory of the node
     ctld_port: int
     slurmd_port: int
     partition: str = PARTITION
     node: str = NODE
     startup_seconds: float = 0.0
-    env: dict = field(default_factory=dict)   # os.environ + SLURM_CONF (+ sbin on PATH)
+    env: dict = field(default_factory=dict)  # os.environ + SLURM_CONF (+ sbin on PATH)
 
-    def run(self, *cmd: str, timeout: float = 30, check: bool = False, **kw
-            ) -> subprocess.CompletedProcess:
+    def run(self, *cmd: str, timeout: float = 30, check: bool = False, **kw) -> subprocess.CompletedProcess:
         """Run a SLURM client command against this cluster (text output, bounded)."""
-        return subprocess.run(list(cmd), env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=check, **kw)
+        return subprocess.run(
+            list(cmd), env=self.env, capture_output=True, text=True, timeout=timeout, check=check, **kw
+        )
 
     def queue(self) -> list[tuple[str, str, str]]:
         """(job id, state, name) of every job slurmctld still remembers (MinJobAge=300 s)."""
@@ -149,8 +155,7 @@ class SlurmClusterInfo:
 
     def logs_tail(self, n: int = 30) -> str:
         out = []
-        for name in ("slurmctld.log", "slurmd.log", "munged.log", "slurmctld.out",
-                     "slurmd.out", "munged.out"):
+        for name in ("slurmctld.log", "slurmd.log", "munged.log", "slurmctld.out", "slurmd.out", "munged.out"):
             p = self.log_dir / name
             if p.exists() and p.stat().st_size:
                 lines = p.read_text(errors="replace").splitlines()[-n:]
@@ -280,10 +285,15 @@ def _pids_of_cluster(root: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def slurm_cluster(workdir: str | os.PathLike, *, cpus: int | None = None,
-                  mem_mb: int | None = None, start_timeout: float = 60,
-                  stop_timeout: float = 20, set_environ: bool = True
-                  ) -> Iterator[SlurmClusterInfo]:
+def slurm_cluster(
+    workdir: str | os.PathLike,
+    *,
+    cpus: int | None = None,
+    mem_mb: int | None = None,
+    start_timeout: float = 60,
+    stop_timeout: float = 20,
+    set_environ: bool = True,
+) -> Iterator[SlurmClusterInfo]:
     """Start a single-node SLURM cluster whose files live in a new folder below ``workdir``;
     yield a :class:`SlurmClusterInfo`; stop it (even on failure) on exit.
 
@@ -312,14 +322,13 @@ def slurm_cluster(workdir: str | os.PathLike, *, cpus: int | None = None,
     def _popen(name, cmd, **kw):
         f = open(log_dir / f"{name}.out", "ab")
         logs.append(f)
-        procs[name] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f,
-                                       stderr=subprocess.STDOUT, env=env,
-                                       start_new_session=True, **kw)
+        procs[name] = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw
+        )
         return procs[name]
 
     def _fail(msg):
-        raise SlurmClusterError(f"{msg} (after {time.monotonic() - t0:.1f} s)\n"
-                                + (info.logs_tail() if info else ""))
+        raise SlurmClusterError(f"{msg} (after {time.monotonic() - t0:.1f} s)\n" + (info.logs_tail() if info else ""))
 
     try:
         munge = pwd.getpwnam("munge")
@@ -339,10 +348,20 @@ def slurm_cluster(workdir: str | os.PathLike, *, cpus: int | None = None,
         mem = mem_mb or max(MIN_NODE_MEM_MB, int(0.8 * hw.get("RealMemory", 4096)))
         ctld_port, slurmd_port = _free_ports(2)
         conf = root / "slurm.conf"
-        conf.write_text(SLURM_CONF_TEMPLATE.format(
-            cluster_name=f"t{ctld_port}", ctld_port=ctld_port, slurmd_port=slurmd_port,
-            munge_socket=munge_socket, root=root, log_dir=log_dir, node=NODE, cpus=ncpu,
-            mem_mb=mem, partition=PARTITION))
+        conf.write_text(
+            SLURM_CONF_TEMPLATE.format(
+                cluster_name=f"t{ctld_port}",
+                ctld_port=ctld_port,
+                slurmd_port=slurmd_port,
+                munge_socket=munge_socket,
+                root=root,
+                log_dir=log_dir,
+                node=NODE,
+                cpus=ncpu,
+                mem_mb=mem,
+                partition=PARTITION,
+            )
+        )
 
         # Snakemake's slurm-jobstep plugin strips every SLURM_* variable except the job identity
         # (SLURM_CONF included) before it calls `srun` inside the batch job, and srun then looks
@@ -355,8 +374,9 @@ def slurm_cluster(workdir: str | os.PathLike, *, cpus: int | None = None,
             if real is None:
                 continue
             w = bin_dir / tool
-            w.write_text(f"#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))}\nexport SLURM_CONF\n"
-                         f"exec {shlex.quote(real)} \"$@\"\n")
+            w.write_text(
+                f'#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))}\nexport SLURM_CONF\nexec {shlex.quote(real)} "$@"\n'
+            )
             w.chmod(0o755)
         env = dict(os.environ)
         env["SLURM_CONF"] = str(conf)
@@ -366,17 +386,37 @@ def slurm_cluster(workdir: str | os.PathLike, *, cpus: int | None = None,
             if var != "SLURM_CONF":  # a stray job context must not leak into the test cluster
                 del env[var]
 
-        info = SlurmClusterInfo(root=root, conf=conf, log_dir=log_dir, munge_socket=munge_socket,
-                                cpus=ncpu, mem_mb=mem, ctld_port=ctld_port,
-                                slurmd_port=slurmd_port, env=env)
+        info = SlurmClusterInfo(
+            root=root,
+            conf=conf,
+            log_dir=log_dir,
+            munge_socket=munge_socket,
+            cpus=ncpu,
+            mem_mb=mem,
+            ctld_port=ctld_port,
+            slurmd_port=slurmd_port,
+            env=env,
+        )
 
-        _popen("munged", [_which("munged"), "--foreground", f"--socket={munge_socket}",
-                          f"--key-file={key}", f"--pid-file={munge_dir / 'munged.pid'}",
-                          f"--seed-file={munge_dir / 'munged.seed'}",
-                          f"--log-file={munge_dir / 'munged.log'}"],
-               user=munge.pw_uid, group=munge.pw_gid, extra_groups=[])
-        if not _wait(lambda: munge_socket.exists() or procs["munged"].poll() is not None,
-                     min(15, start_timeout)) or procs["munged"].poll() is not None:
+        _popen(
+            "munged",
+            [
+                _which("munged"),
+                "--foreground",
+                f"--socket={munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={munge_dir / 'munged.pid'}",
+                f"--seed-file={munge_dir / 'munged.seed'}",
+                f"--log-file={munge_dir / 'munged.log'}",
+            ],
+            user=munge.pw_uid,
+            group=munge.pw_gid,
+            extra_groups=[],
+        )
+        if (
+            not _wait(lambda: munge_socket.exists() or procs["munged"].poll() is not None, min(15, start_timeout))
+            or procs["munged"].poll() is not None
+        ):
             with contextlib.suppress(OSError):
                 shutil.copy(munge_dir / "munged.log", log_dir / "munged.log")
             _fail("munged did not start")
@@ -428,8 +468,7 @@ def _shutdown(info: SlurmClusterInfo, procs: dict, timeout: float) -> None:
     if alive and ctld is not None and ctld.poll() is None:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             info.run("scancel", "--full", "--user", str(os.getuid()), timeout=10)
-            _wait(lambda: not [j for j in info.queue() if j[1] in ("RUNNING", "COMPLETING",
-                                                                   "PENDING")], 10, 0.5)
+            _wait(lambda: not [j for j in info.queue() if j[1] in ("RUNNING", "COMPLETING", "PENDING")], 10, 0.5)
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             info.run("scontrol", "shutdown", timeout=10)
         _wait(lambda: all(p.poll() is not None for p in alive), timeout, 0.2)
@@ -458,11 +497,11 @@ RUN_ID_RE = re.compile(r"^SLURM run ID: (\S+)", re.M)
 class SnakemakeRun:
     cmd: list
     returncode: int
-    output: str                 # stdout + stderr
+    output: str  # stdout + stderr
     seconds: float
 
     @property
-    def timed_out(self) -> bool:   # killed by `timeout` (124) or its -k SIGKILL (137)
+    def timed_out(self) -> bool:  # killed by `timeout` (124) or its -k SIGKILL (137)
         return self.returncode in (124, 137, -9)
 
     @property
@@ -479,8 +518,10 @@ class SnakemakeRun:
         return m.group(1) if m else None
 
     def __str__(self) -> str:
-        return (f"$ {shlex.join(map(str, self.cmd))}\n-> rc={self.returncode} after "
-                f"{self.seconds:.1f} s\n{self.output[-6000:]}")
+        return (
+            f"$ {shlex.join(map(str, self.cmd))}\n-> rc={self.returncode} after "
+            f"{self.seconds:.1f} s\n{self.output[-6000:]}"
+        )
 
 
 def snakemake_command(*args: str, timeout: int = 300) -> list[str]:
@@ -490,21 +531,26 @@ def snakemake_command(*args: str, timeout: int = 300) -> list[str]:
     return ["timeout", "-k", "10", str(int(timeout)), sys.executable, "-m", "snakemake", *args]
 
 
-def run_snakemake(*args: str, cwd: str | os.PathLike, timeout: int = 300,
-                  env: dict | None = None) -> SnakemakeRun:
+def run_snakemake(*args: str, cwd: str | os.PathLike, timeout: int = 300, env: dict | None = None) -> SnakemakeRun:
     """Run Snakemake (bounded by ``timeout``) in ``cwd``; ``env`` defaults to os.environ, which
     holds SLURM_CONF while inside :func:`slurm_cluster`."""
     cmd = snakemake_command(*args, timeout=timeout)
     t0 = time.monotonic()
     try:
-        r = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout + 30)
+        r = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout + 30,
+        )
         rc, out = r.returncode, r.stdout
-    except subprocess.TimeoutExpired as e:   # `timeout` itself did not end it: belt and braces
+    except subprocess.TimeoutExpired as e:  # `timeout` itself did not end it: belt and braces
         rc = 124
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
-            else (e.stdout or "")
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
     return SnakemakeRun(cmd=cmd, returncode=rc, output=out, seconds=time.monotonic() - t0)
 
 
@@ -520,17 +566,21 @@ def main(argv: list[str] | None = None) -> int:
     if not ensure_slurm_installed():
         print(f"cannot start: {slurm_unavailable_reason()}", file=sys.stderr)
         return 2
+
     def _interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` also stops the cluster cleanly
     with slurm_cluster(args.dir, set_environ=False) as info:
-        print(f"# cluster up after {info.startup_seconds:.1f} s ({info.cpus} CPUs, partition "
-              f"{info.partition}); in another shell:\n"
-              f"export SLURM_CONF={info.conf} PATH={info.root / 'bin'}:$PATH\n"
-              f"timeout -k 10 600 .venv/bin/snakemake --executor slurm "
-              f"--workflow-profile profiles/slurm-test ...\n"
-              f"# Ctrl-C (or {args.minutes:g} min) stops it", flush=True)
+        print(
+            f"# cluster up after {info.startup_seconds:.1f} s ({info.cpus} CPUs, partition "
+            f"{info.partition}); in another shell:\n"
+            f"export SLURM_CONF={info.conf} PATH={info.root / 'bin'}:$PATH\n"
+            f"timeout -k 10 600 .venv/bin/snakemake --executor slurm "
+            f"--workflow-profile profiles/slurm-test ...\n"
+            f"# Ctrl-C (or {args.minutes:g} min) stops it",
+            flush=True,
+        )
         try:
             time.sleep(args.minutes * 60)
         except KeyboardInterrupt:

@@ -16,8 +16,16 @@ from helpers import REPO, job_counts, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-ALL = {"prepare_data", "train_adapter", "evaluate_full", "tropical_solve", "prune_evaluate", "aggregate",
-       "report_tables", "report_figures"}
+ALL = {
+    "prepare_data",
+    "train_adapter",
+    "evaluate_full",
+    "tropical_solve",
+    "prune_evaluate",
+    "aggregate",
+    "report_tables",
+    "report_figures",
+}
 REPORTS = {"aggregate", "report_tables", "report_figures"}
 AFTER_TRAINING = ALL - {"prepare_data"}
 SOLVE = {"tropical_solve", "prune_evaluate"} | REPORTS

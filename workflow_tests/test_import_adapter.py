@@ -54,8 +54,11 @@ def imported_run(tmp_path_factory, tiny_model, shared_data):
     percentage and CU only, to keep it short."""
     workdir = tmp_path_factory.mktemp("imported_run")
     adapter = save_adapter(tiny_model, workdir / "external" / "rt_adapter", safetensors=False)
-    cfg = tiny_config(tiny_model, adapters={TASK: str(adapter)},
-                      pruning={"percentages": [50], "scopes": {"default": ["CU"], TASK: ["CU"]}})
+    cfg = tiny_config(
+        tiny_model,
+        adapters={TASK: str(adapter)},
+        pruning={"percentages": [50], "scopes": {"default": ["CU"], TASK: ["CU"]}},
+    )
     cfg_path = write_config(workdir / "config.yaml", cfg)
     proc = run_snakemake(workdir, cfg_path, "--cores", "2", timeout=600)
     return workdir, cfg_path, adapter, proc.stdout + proc.stderr
@@ -86,13 +89,19 @@ def test_imported_adapter_is_converted_and_recorded(imported_run):
     workdir, _, adapter, _ = imported_run
     out = workdir / "results" / "tiny" / TASK / "seed0" / "adapter"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "adapter.safetensors", "adapter_config.json", "head_config.json", "metrics.json", "model_head.safetensors"
+        "adapter.safetensors",
+        "adapter_config.json",
+        "head_config.json",
+        "metrics.json",
+        "model_head.safetensors",
     ]
     info = json.loads((out / "metrics.json").read_text())
     assert info["imported"] is True and info["source"]["dir"] == str(adapter.resolve())
     assert info["source"]["sha256"]["pytorch_adapter.bin"] == sha256_file(adapter / "pytorch_adapter.bin")
-    assert info["converted"] == {"pytorch_adapter.bin": "adapter.safetensors",
-                                 "pytorch_model_head.bin": "model_head.safetensors"}
+    assert info["converted"] == {
+        "pytorch_adapter.bin": "adapter.safetensors",
+        "pytorch_model_head.bin": "model_head.safetensors",
+    }
     assert info["adapter_sha256"] == sha256_file(out / "adapter.safetensors")
     assert info["adapter_name"] == "external" and info["d"] == 64
 
@@ -125,8 +134,9 @@ def test_mismatched_adapters_are_refused_before_any_job(tmp_path, tiny_model, sh
     """A 32-wide adapter for the 64-wide tiny model, and a 2-label head for 6-class trec: both named, at once."""
     narrow = save_adapter(make_tiny_bert(tmp_path / "narrow-bert"), tmp_path / "narrow", steps=1)  # hidden 32
     two_labels = save_adapter(tiny_model, tmp_path / "two_labels", steps=1)
-    cfg = write_config(tmp_path / "config.yaml",
-                       tiny_config(tiny_model, adapters={TASK: str(narrow), "trec": str(two_labels)}))
+    cfg = write_config(
+        tmp_path / "config.yaml", tiny_config(tiny_model, adapters={TASK: str(narrow), "trec": str(two_labels)})
+    )
     proc = run_snakemake(tmp_path, cfg, "--cores", "1", timeout=120, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0

@@ -42,7 +42,7 @@ def _mtimes(paths) -> dict[Path, int]:
     """mtime of every file among ``paths`` (the files inside directories)."""
     out = {}
     for p in paths:
-        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
+        for f in [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()):
             out[f] = f.stat().st_mtime_ns
     return out
 
@@ -67,8 +67,13 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
     cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(snakemake_cmd(tmp_path, cfg, "--cores", "2"), stdout=log, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(tmp_path, cfg, "--cores", "2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and len(_scores(tmp_path)) < 4:

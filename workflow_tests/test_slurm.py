@@ -18,9 +18,18 @@ def test_tiny_workflow_under_slurm_equals_local_run(slurm_cluster, tiny_run, tin
     local_dir, _, _ = tiny_run
     cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
     run = run_snakemake(
-        "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path), "--configfile", str(cfg),
-        "--executor", "slurm", "--workflow-profile", str(REPO / "profiles" / "slurm-test"),
-        cwd=tmp_path, timeout=900,
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(cfg),
+        "--executor",
+        "slurm",
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm-test"),
+        cwd=tmp_path,
+        timeout=900,
     )
     assert not run.timed_out, f"Snakemake hung under SLURM:\n{run.output[-4000:]}"
     assert run.returncode == 0, run.output[-6000:]

@@ -33,8 +33,7 @@ RUN_TIMEOUT = 180
 
 
 def toy_args(*extra: str) -> list[str]:
-    return ["-s", str(TOY), "--executor", "slurm", "--workflow-profile", str(TEST_PROFILE),
-            *extra]
+    return ["-s", str(TOY), "--executor", "slurm", "--workflow-profile", str(TEST_PROFILE), *extra]
 
 
 def job_id_in(path: Path) -> str:
@@ -59,16 +58,25 @@ def squeue_cpus(cluster, job_id: str) -> int:
 def toy_runs(slurm_cluster, tmp_path_factory):  # noqa: F811
     wd = tmp_path_factory.mktemp("toy")
     failed = run_snakemake(*toy_args("--config", "fail=True"), cwd=wd, timeout=RUN_TIMEOUT)
-    failed_log = (wd / "logs" / "summarize.log")
+    failed_log = wd / "logs" / "summarize.log"
     failed_log = failed_log.read_text() if failed_log.exists() else None
     mtimes = {p: p.stat().st_mtime_ns for p in sorted((wd / "results").rglob("*.txt"))}
     queue_after_failure = {j: s for j, s, _ in slurm_cluster.queue()}
     fixed = run_snakemake(*toy_args("--config", "fail=False"), cwd=wd, timeout=RUN_TIMEOUT)
     again = run_snakemake(*toy_args("--config", "fail=False"), cwd=wd, timeout=60)
-    print(f"\n[toy] failing run {failed.seconds:.1f} s, fixed rerun {fixed.seconds:.1f} s, "
-          f"no-op run {again.seconds:.1f} s")
-    return dict(wd=wd, failed=failed, failed_log=failed_log, mtimes=mtimes,
-                queue_after_failure=queue_after_failure, fixed=fixed, again=again)
+    print(
+        f"\n[toy] failing run {failed.seconds:.1f} s, fixed rerun {fixed.seconds:.1f} s, "
+        f"no-op run {again.seconds:.1f} s"
+    )
+    return dict(
+        wd=wd,
+        failed=failed,
+        failed_log=failed_log,
+        mtimes=mtimes,
+        queue_after_failure=queue_after_failure,
+        fixed=fixed,
+        again=again,
+    )
 
 
 @pytest.mark.slurm
@@ -77,7 +85,7 @@ def test_failing_job_fails_the_run_and_names_its_log(toy_runs):
     assert not failed.timed_out, f"Snakemake hung instead of failing\n{failed}"
     assert failed.returncode != 0, str(failed)
     assert "Error in rule summarize" in failed.output, str(failed)
-    assert "logs/summarize.log" in failed.output, str(failed)       # the rule's log: the cause
+    assert "logs/summarize.log" in failed.output, str(failed)  # the rule's log: the cause
     assert "deliberate failure" in (toy_runs["failed_log"] or ""), toy_runs["failed_log"]
     # squeue mode: SLURM gives only the state; Snakemake names the SLURM log as well.
     assert "SLURM status is: 'FAILED'" in failed.output, str(failed)
@@ -85,18 +93,18 @@ def test_failing_job_fails_the_run_and_names_its_log(toy_runs):
     ids = failed.slurm_job_ids
     assert len(ids) == 3, f"expected make_input, the group, summarize\n{failed}"
     assert toy_runs["queue_after_failure"].get(ids[-1]) == "FAILED", toy_runs["queue_after_failure"]
-    assert sorted(p.name for p in toy_runs["mtimes"]) == ["0.txt", "1.txt", "2.txt", "3.txt",
-                                                          "input.txt"]
+    assert sorted(p.name for p in toy_runs["mtimes"]) == ["0.txt", "1.txt", "2.txt", "3.txt", "input.txt"]
 
 
 @pytest.mark.slurm
 def test_rerun_after_fix_completes_without_redoing_finished_jobs(toy_runs):
     wd, fixed, again = toy_runs["wd"], toy_runs["fixed"], toy_runs["again"]
     assert not fixed.timed_out and fixed.returncode == 0, str(fixed)
-    assert len(fixed.slurm_job_ids) == 1, str(fixed)       # only summarize was resubmitted
+    assert len(fixed.slurm_job_ids) == 1, str(fixed)  # only summarize was resubmitted
     assert "/rule_summarize/" in fixed.slurm_logs[0], fixed.slurm_logs
-    assert re.search(r"summarize\s+1\n", fixed.output) and not re.search(
-        r"(square|make_input)\s+\d", fixed.output), str(fixed)   # Snakemake's job stats table
+    assert re.search(r"summarize\s+1\n", fixed.output) and not re.search(r"(square|make_input)\s+\d", fixed.output), (
+        str(fixed)
+    )  # Snakemake's job stats table
     for path, mtime in toy_runs["mtimes"].items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rebuilt"
     assert "sum_of_squares=14" in (wd / "results" / "summary.txt").read_text()  # 0+1+4+9
@@ -151,8 +159,17 @@ def test_grouped_jobs_share_one_submission_sized_for_the_node(slurm_cluster, toy
 def test_profile_parses_in_a_dry_run(profile, tmp_path):
     """Unknown keys and invalid plugin settings fail here (argparse / plugin validation);
     set-resources for rules the toy lacks are ignored."""
-    run = run_snakemake("-s", str(TOY), "-n", "--executor", "slurm",
-                        "--workflow-profile", str(PROFILES / profile), cwd=tmp_path, timeout=120)
+    run = run_snakemake(
+        "-s",
+        str(TOY),
+        "-n",
+        "--executor",
+        "slurm",
+        "--workflow-profile",
+        str(PROFILES / profile),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert run.returncode == 0, str(run)
     assert f"Using workflow specific profile {PROFILES / profile}" in run.output
     assert re.search(r"total\s+7", run.output), str(run)
@@ -185,16 +202,26 @@ def fake_slurm(tmp_path):
     for name, text in scripts.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "SBATCH_", "TAP_SLURM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "TAP_SLURM_"))}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
 
     def sbatch(*args: str, cwd: Path, extra_env: dict | None = None) -> list[str]:
         calls.unlink(missing_ok=True)
         # (init seconds 1: Snakemake's exit otherwise waits for the next status-check cycle)
-        run = run_snakemake("-s", str(TOY), "--executor", "slurm", "--retries", "0",
-                            "--slurm-init-seconds-before-status-checks", "1", *args,
-                            cwd=cwd, timeout=120, env={**env, **(extra_env or {})})
+        run = run_snakemake(
+            "-s",
+            str(TOY),
+            "--executor",
+            "slurm",
+            "--retries",
+            "0",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            *args,
+            cwd=cwd,
+            timeout=120,
+            env={**env, **(extra_env or {})},
+        )
         assert not run.timed_out, str(run)
         assert calls.exists(), f"sbatch was never called\n{run}"
         return calls.read_text().splitlines()
@@ -225,9 +252,10 @@ def test_generic_profile_partition_and_account_placeholders(fake_slurm, tmp_path
     assert "--cpus-per-task=4" in call and "--mem 400" in call and " -t 5 " in call, call
     assert "--gpus" not in call and "--gres" not in call, call
     # Set through the environment.
-    call = one_call(fake_slurm(*args, cwd=wd, extra_env={"TAP_SLURM_PARTITION": "gpuq",
-                                                         "TAP_SLURM_ACCOUNT": "proj"}),
-                    "group_toy_group")
+    call = one_call(
+        fake_slurm(*args, cwd=wd, extra_env={"TAP_SLURM_PARTITION": "gpuq", "TAP_SLURM_ACCOUNT": "proj"}),
+        "group_toy_group",
+    )
     assert " -p gpuq " in call and " -A proj " in call, call
 
 
@@ -245,18 +273,27 @@ def test_paper_profile_gpu_requests(fake_slurm, tmp_path):
     base = ("--workflow-profile", str(PROFILES / "slurm-paper"))
 
     # The toy's `square` jobs stand in for prune_evaluate: 6 of them in one group submission.
-    calls = fake_slurm(*base, "--config", "squares=6", "--group-components", "toy_group=6",
-                       "--set-resources", *_paper_resources("prune_evaluate", "square"), cwd=wd)
+    calls = fake_slurm(
+        *base,
+        "--config",
+        "squares=6",
+        "--group-components",
+        "toy_group=6",
+        "--set-resources",
+        *_paper_resources("prune_evaluate", "square"),
+        cwd=wd,
+    )
     call = one_call(calls, "group_toy_group")
-    assert "--gres=gpu:1" in call and "--gpus" not in call, call   # ONE GPU for the group
+    assert "--gres=gpu:1" in call and "--gpus" not in call, call  # ONE GPU for the group
     assert f"--cpus-per-task={cores}" in call, call
     layers = math.ceil(6 / cores)
     assert f" -t {layers * pe['runtime']} " in call, call
     assert f"--mem {min(6, cores) * pe['mem_mb']} " in call, call
 
     # `make_input` stands in for train_adapter: --gpus=1 with --cpus-per-gpu.
-    calls = fake_slurm(*base, "--set-resources", *_paper_resources("train_adapter", "make_input"),
-                       "--forcerun", "make_input", cwd=wd)
+    calls = fake_slurm(
+        *base, "--set-resources", *_paper_resources("train_adapter", "make_input"), "--forcerun", "make_input", cwd=wd
+    )
     call = one_call(calls, "rule_make_input")
     assert "--gpus=1" in call and f"--cpus-per-gpu={tr['cpus_per_gpu']}" in call, call
     assert f"--mem {tr['mem_mb']} " in call and f" -t {tr['runtime']} " in call, call
@@ -267,8 +304,18 @@ def test_paper_profile_scope_caps_gpu_numbers_per_group(fake_slurm, tmp_path):
     """The safety net: even with `gpu: 1` (a number) on the grouped rule, a group asks for one
     GPU (gpu is a per-submission resource there), its jobs as consecutive layers."""
     wd = toy_with_input(tmp_path)
-    calls = fake_slurm("--workflow-profile", str(PROFILES / "slurm-paper"), "--config", "squares=3",
-                       "--group-components", "toy_group=3", "--set-resources", "square:gpu=1",
-                       "square:cpus_per_gpu=2", "square:runtime=10", cwd=wd)
+    calls = fake_slurm(
+        "--workflow-profile",
+        str(PROFILES / "slurm-paper"),
+        "--config",
+        "squares=3",
+        "--group-components",
+        "toy_group=3",
+        "--set-resources",
+        "square:gpu=1",
+        "square:cpus_per_gpu=2",
+        "square:runtime=10",
+        cwd=wd,
+    )
     call = one_call(calls, "group_toy_group")
     assert "--gpus=1 " in call + " " and "--cpus-per-gpu=2" in call and " -t 30 " in call, call

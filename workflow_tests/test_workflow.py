@@ -23,8 +23,15 @@ def test_dry_run_default_config(tmp_path, shared_data):
     counts = job_counts(proc.stdout + proc.stderr)
     # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 6 percentages.
     assert counts == {
-        "all": 1, "prepare_data": 5, "train_adapter": 5, "evaluate_full": 5, "tropical_solve": 5,
-        "prune_evaluate": 7 * 2 * 6, "aggregate": 1, "report_tables": 1, "report_figures": 1,
+        "all": 1,
+        "prepare_data": 5,
+        "train_adapter": 5,
+        "evaluate_full": 5,
+        "tropical_solve": 5,
+        "prune_evaluate": 7 * 2 * 6,
+        "aggregate": 1,
+        "report_tables": 1,
+        "report_figures": 1,
     }
 
 
@@ -48,8 +55,20 @@ def _results(workdir: Path) -> pl.DataFrame:
 def test_tiny_run_outputs(tiny_run):
     workdir, _, _ = tiny_run
     res = _results(workdir)
-    expected_cols = ["model", "task", "seed", "scope", "method", "p", "retained", "n_params", "n_pruned",
-                     "split", "metric", "score"]
+    expected_cols = [
+        "model",
+        "task",
+        "seed",
+        "scope",
+        "method",
+        "p",
+        "retained",
+        "n_params",
+        "n_pruned",
+        "split",
+        "metric",
+        "score",
+    ]
     assert res.columns[: len(expected_cols)] == expected_cols
     assert res["score"].is_between(0, 1).all() and res["retained"].is_between(0, 1).all()
     # every state: 2 splits x 2 metrics; full + rt (3 scopes) + trec (1 scope), 2 methods, 2 p
@@ -75,8 +94,10 @@ def test_standard_prunes_as_many_as_tropical(tiny_run):
     assert (wide["tropical"] > 0).all()
     # per scope group too: prune.json holds the per-layer counts; CU groups are the layers
     base = workdir / "results" / "tiny" / "rotten_tomatoes" / "seed0" / "pruned" / "CU"
-    per = {m: [l["n_pruned"] for l in json.loads((base / m / "p90" / "prune.json").read_text())["layers"]]
-           for m in ("standard", "tropical")}
+    per = {
+        m: [l["n_pruned"] for l in json.loads((base / m / "p90" / "prune.json").read_text())["layers"]]
+        for m in ("standard", "tropical")
+    }
     assert per["standard"] == per["tropical"]
 
 
@@ -84,7 +105,17 @@ def test_retained_matches_zeros_in_saved_adapter(tiny_run):
     workdir, _, _ = tiny_run
     res = _results(workdir).filter(pl.col("method") != "full").unique(["task", "seed", "scope", "method", "p"])
     for row in res.iter_rows(named=True):
-        d = workdir / "results" / row["model"] / row["task"] / f"seed{row['seed']}" / "pruned" / row["scope"] / row["method"] / f"p{row['p']:g}"
+        d = (
+            workdir
+            / "results"
+            / row["model"]
+            / row["task"]
+            / f"seed{row['seed']}"
+            / "pruned"
+            / row["scope"]
+            / row["method"]
+            / f"p{row['p']:g}"
+        )
         state = load_file(d / "adapter.safetensors")
         layers = masks.extract_layers(state, row["task"])
         n = sum(t.numel() for l in layers for t in (l.A, l.B, l.up_bias))

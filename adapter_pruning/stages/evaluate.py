@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..models import set_threads
 
@@ -27,8 +27,17 @@ def score_splits(model, tokenizer, task, splits: Mapping, *, max_length, batch_s
     return out
 
 
-def evaluate_full(ids: Mapping, spec: Mapping, adapter_dir, split_paths: Mapping, out_path, *,
-                  device: str = "auto", batch_size: int = 128, threads: int | None = None) -> None:
+def evaluate_full(
+    ids: Mapping,
+    spec: Mapping,
+    adapter_dir,
+    split_paths: Mapping,
+    out_path,
+    *,
+    device: str = "auto",
+    batch_size: int = 128,
+    threads: int | None = None,
+) -> None:
     """Score the unpruned model (method ``full``, p = 0, retained = 1) on each split."""
     from .. import data, masks, models, results
     from ..io import write_parquet
@@ -37,9 +46,18 @@ def evaluate_full(ids: Mapping, spec: Mapping, adapter_dir, split_paths: Mapping
     dev = models.resolve_device(device)
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     n_params = sum(layer.n_params for layer in masks.extract_layers(model, name))
-    scores = score_splits(model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"],
-                           batch_size=batch_size, device=dev)
-    frame = results.score_frame(ids, scores, scope=None, method="full", p=0.0, n_params=n_params, n_pruned=0,
-                                primary_metric=data.TASKS[ids["task"]].metric,
-                                provenance=results.runtime_provenance(dev))
+    scores = score_splits(
+        model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"], batch_size=batch_size, device=dev
+    )
+    frame = results.score_frame(
+        ids,
+        scores,
+        scope=None,
+        method="full",
+        p=0.0,
+        n_params=n_params,
+        n_pruned=0,
+        primary_metric=data.TASKS[ids["task"]].metric,
+        provenance=results.runtime_provenance(dev),
+    )
     write_parquet(frame, out_path)

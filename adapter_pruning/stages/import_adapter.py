@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 log = logging.getLogger("adapter_pruning")
 
@@ -162,7 +162,15 @@ def import_adapter(task: str, spec: Mapping, out_dir, *, threads: int | None = N
             "adapter_sha256": sha256_file(tmp / ADAPTER_WEIGHTS),
         }
         write_json(info, tmp / "metrics.json")
-    log.info("%s: imported %s adapter %r (%d layers, d=%d, r=%d) from %s%s", task, src.adapter_type, src.name,
-             info["n_layers"], info["d"], info["r"], source,
-             f"; converted {converted}" if converted else "")
+    log.info(
+        "%s: imported %s adapter %r (%d layers, d=%d, r=%d) from %s%s",
+        task,
+        src.adapter_type,
+        src.name,
+        info["n_layers"],
+        info["d"],
+        info["r"],
+        source,
+        f"; converted {converted}" if converted else "",
+    )
     return info

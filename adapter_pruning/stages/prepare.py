@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 log = logging.getLogger("adapter_pruning")
 
@@ -23,7 +23,11 @@ def prepare_data(spec: Mapping, outputs: Mapping[str, str | Path]) -> None:
     frames = {}
     for split in outputs:
         frames[split] = data.load_split(
-            task, split, mirror=mirror, caps=spec.get("caps"), seed=spec.get("seed", 0),
+            task,
+            split,
+            mirror=mirror,
+            caps=spec.get("caps"),
+            seed=spec.get("seed", 0),
             imdb_validation_size=spec.get("imdb_validation_size"),
         )
         log.info("%s/%s: %d examples", task, split, frames[split].height)

@@ -11,7 +11,7 @@ Two entry points with identical outputs per state (one pruned adapter folder and
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..models import set_threads
 from .evaluate import score_splits
@@ -41,8 +41,11 @@ def _prune_one(model, name, layers, optimized, ids: Mapping, p: float, values: s
             if not torch.all(t[mk] == 0):
                 raise RuntimeError(f"{lay.prefix}: pruned entries are not zero after applying the mask")
     return {
-        **{k: ids[k] for k in ("model", "task", "seed", "scope", "method")}, "p": float(p),
-        "values": values, "n_params": n_params, "n_pruned": n_pruned,
+        **{k: ids[k] for k in ("model", "task", "seed", "scope", "method")},
+        "p": float(p),
+        "values": values,
+        "n_params": n_params,
+        "n_pruned": n_pruned,
         "retained": 1.0 - n_pruned / n_params,
         "jaccard_standard": agreement["jaccard_retained"],
         "pruned_outside_standard": agreement["pruned_outside"],
@@ -50,9 +53,20 @@ def _prune_one(model, name, layers, optimized, ids: Mapping, p: float, values: s
     }
 
 
-def prune_evaluate_sweep(ids: Mapping, ps: Sequence[float], spec: Mapping, adapter_dir, optimized_path,
-                         split_paths: Mapping, out_dirs: Sequence, out_scores: Sequence, *, device: str = "auto",
-                         batch_size: int = 128, threads: int | None = None) -> list[dict]:
+def prune_evaluate_sweep(
+    ids: Mapping,
+    ps: Sequence[float],
+    spec: Mapping,
+    adapter_dir,
+    optimized_path,
+    split_paths: Mapping,
+    out_dirs: Sequence,
+    out_scores: Sequence,
+    *,
+    device: str = "auto",
+    batch_size: int = 128,
+    threads: int | None = None,
+) -> list[dict]:
     """Prune, save and score every ``p`` of ``ps`` for one (scope, method) in one process.
 
     ``out_dirs[k]``, ``out_scores[k]`` receive state ``ps[k]``, exactly as :func:`prune_evaluate` would
@@ -74,27 +88,66 @@ def prune_evaluate_sweep(ids: Mapping, ps: Sequence[float], spec: Mapping, adapt
     infos = []
     for p, out_dir, out_score in zip(ps, out_dirs, out_scores):
         info = _prune_one(model, name, layers, optimized, ids, p, spec["values"])
-        info = artifacts.write_pruned(out_dir, lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True),
-                                      info)
-        log.info("%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
-                 ids["scope"], ids["method"], p, info["n_pruned"], info["n_params"], info["retained"],
-                 info["jaccard_standard"])
-        scores = score_splits(model, tokenizer, ids["task"], frames, max_length=spec["max_length"],
-                              batch_size=batch_size, device=dev)
-        frame = results.score_frame(ids, scores, scope=ids["scope"], method=ids["method"], p=p,
-                                    n_params=info["n_params"], n_pruned=info["n_pruned"],
-                                    primary_metric=data.TASKS[ids["task"]].metric, provenance=provenance,
-                                    jaccard_standard=info["jaccard_standard"],
-                                    pruned_outside_standard=info["pruned_outside_standard"])
+        info = artifacts.write_pruned(
+            out_dir, lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True), info
+        )
+        log.info(
+            "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
+            ids["scope"],
+            ids["method"],
+            p,
+            info["n_pruned"],
+            info["n_params"],
+            info["retained"],
+            info["jaccard_standard"],
+        )
+        scores = score_splits(
+            model, tokenizer, ids["task"], frames, max_length=spec["max_length"], batch_size=batch_size, device=dev
+        )
+        frame = results.score_frame(
+            ids,
+            scores,
+            scope=ids["scope"],
+            method=ids["method"],
+            p=p,
+            n_params=info["n_params"],
+            n_pruned=info["n_pruned"],
+            primary_metric=data.TASKS[ids["task"]].metric,
+            provenance=provenance,
+            jaccard_standard=info["jaccard_standard"],
+            pruned_outside_standard=info["pruned_outside_standard"],
+        )
         write_parquet(frame, out_score)
         infos.append(info)
     return infos
 
 
-def prune_evaluate(ids: Mapping, p: float, spec: Mapping, adapter_dir, optimized_path, split_paths: Mapping,
-                   out_dir, out_scores, *, device: str = "auto", batch_size: int = 128,
-                   threads: int | None = None) -> dict:
+def prune_evaluate(
+    ids: Mapping,
+    p: float,
+    spec: Mapping,
+    adapter_dir,
+    optimized_path,
+    split_paths: Mapping,
+    out_dir,
+    out_scores,
+    *,
+    device: str = "auto",
+    batch_size: int = 128,
+    threads: int | None = None,
+) -> dict:
     """Prune one (scope, method, p) state with real zeros, save it (AdapterHub format), score it
     (:func:`prune_evaluate_sweep` with one ``p``)."""
-    return prune_evaluate_sweep(ids, [p], spec, adapter_dir, optimized_path, split_paths, [out_dir], [out_scores],
-                                device=device, batch_size=batch_size, threads=threads)[0]
+    return prune_evaluate_sweep(
+        ids,
+        [p],
+        spec,
+        adapter_dir,
+        optimized_path,
+        split_paths,
+        [out_dir],
+        [out_scores],
+        device=device,
+        batch_size=batch_size,
+        threads=threads,
+    )[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 log = logging.getLogger("adapter_pruning")
 
@@ -21,8 +21,9 @@ def solve_lambdas(spec: Mapping, A, B):
     return spec["lam1"] * scale, spec["lam2"] * scale
 
 
-def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_info, *, device: str = "cpu",
-                   threads: int | None = None) -> None:
+def tropical_solve(
+    spec: Mapping, adapter_dir, out_optimized, out_trace, out_info, *, device: str = "cpu", threads: int | None = None
+) -> None:
     """Solve Eq. 2 for all adapter layers at once (float64), put the result in the conserved gauge,
     check it did not collapse, and save Â, B̂, the trace and a per-layer summary (``solve.json``).
 
@@ -45,13 +46,29 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
     A, B = A.to(dev, torch.float64), B.to(dev, torch.float64)
     lam1, lam2 = solve_lambdas(spec, A, B)
     t0 = time.perf_counter()
-    res = tropical.solve(A, B, lam1=lam1, lam2=lam2, method=spec["method"], steps=spec["steps"], lr=spec["lr"],
-                         tol=spec["tol"], layer_names=prefixes)
+    res = tropical.solve(
+        A,
+        B,
+        lam1=lam1,
+        lam2=lam2,
+        method=spec["method"],
+        steps=spec["steps"],
+        lr=spec["lr"],
+        tol=spec["tol"],
+        layer_names=prefixes,
+    )
     seconds = time.perf_counter() - t0
     trace = res.trace.detach().cpu().double()  # (n+1, L)
     zA, zB = (z.cpu() for z in tropical.zero_shares(res.A_hat, res.B_hat))
-    log.info("solved %d layers in %.2f s, %d steps, converged=%s; zeros in A_hat %s, B_hat %s", len(layers),
-             seconds, res.steps, res.converged, [f"{z:.3f}" for z in zA.tolist()], [f"{z:.3f}" for z in zB.tolist()])
+    log.info(
+        "solved %d layers in %.2f s, %d steps, converged=%s; zeros in A_hat %s, B_hat %s",
+        len(layers),
+        seconds,
+        res.steps,
+        res.converged,
+        [f"{z:.3f}" for z in zA.tolist()],
+        [f"{z:.3f}" for z in zB.tolist()],
+    )
     if not spec.get("allow_collapse", False):
         if spec["method"] == "fast":
             tropical.check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, prefixes)
@@ -60,24 +77,40 @@ def tropical_solve(spec: Mapping, adapter_dir, out_optimized, out_trace, out_inf
     artifacts.write_optimized(out_optimized, res.A_hat, res.B_hat, prefixes)
     n, L = trace.shape
     write_parquet(
-        pl.DataFrame({
-            "step": [s for s in range(n) for _ in range(L)],
-            "layer": [k for _ in range(n) for k in range(L)],
-            "prefix": [prefixes[k] for _ in range(n) for k in range(L)],
-            "objective": trace.reshape(-1).tolist(),
-        }),
+        pl.DataFrame(
+            {
+                "step": [s for s in range(n) for _ in range(L)],
+                "layer": [k for _ in range(n) for k in range(L)],
+                "prefix": [prefixes[k] for _ in range(n) for k in range(L)],
+                "objective": trace.reshape(-1).tolist(),
+            }
+        ),
         out_trace,
     )
     per_layer = [
         {
-            "layer": prefixes[k], "lam1": float(lam1[k]), "lam2": float(lam2[k]),
-            "lambda_scale": float(tropical.lambda_scale(A[k], B[k])), "steps": int(res.layer_steps[k]),
-            "objective_start": float(trace[0, k]), "objective_end": float(trace[-1, k]),
-            "zeros_A_hat": float(zA[k]), "zeros_B_hat": float(zB[k]),
+            "layer": prefixes[k],
+            "lam1": float(lam1[k]),
+            "lam2": float(lam2[k]),
+            "lambda_scale": float(tropical.lambda_scale(A[k], B[k])),
+            "steps": int(res.layer_steps[k]),
+            "objective_start": float(trace[0, k]),
+            "objective_end": float(trace[-1, k]),
+            "zeros_A_hat": float(zA[k]),
+            "zeros_B_hat": float(zB[k]),
         }
         for k in range(L)
     ]
-    write_json({
-        "adapter": name, "method": spec["method"], "gauge": "conserved", "steps": res.steps,
-        "converged": bool(res.converged), "seconds": seconds, "layers": per_layer, "spec": dict(spec),
-    }, out_info)
+    write_json(
+        {
+            "adapter": name,
+            "method": spec["method"],
+            "gauge": "conserved",
+            "steps": res.steps,
+            "converged": bool(res.converged),
+            "seconds": seconds,
+            "layers": per_layer,
+            "spec": dict(spec),
+        },
+        out_info,
+    )

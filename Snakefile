@@ -28,7 +28,9 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        rules.aggregate.output,
+        rules.report_tables.output,
+        rules.report_figures.output,
 
 
 onsuccess:

@@ -87,38 +87,49 @@ def data_file(split):
     return f"{R}/data/{{task}}/{split}.parquet"
 
 
-def prune_scores(model, task, seed):
+# Targets are built from the rules' own output templates (rules.<name>.output), so each path is
+# written once, in its rule. These functions run when report.smk defines aggregate and the report
+# rules, after every rule they name is defined.
+def states(template, task, seed):
+    """`template` (one output template or a list of them) expanded over one task's and seed's pruned
+    states: its scopes, the methods and the percentages (keys a template lacks are ignored)."""
+    files = expand(
+        template,
+        model=MODEL,
+        task=task,
+        seed=seed,
+        scope=scopes_for(task),
+        method=METHODS,
+        p=PCTS,
+    )
+    return list(dict.fromkeys(files))
+
+
+def per_seed(template):
+    """`template` expanded over every configured (task, seed)."""
     return [
-        f"{R}/{model}/{task}/seed{seed}/scores/{scope}/{method}/p{p}.parquet"
-        for scope in scopes_for(task)
-        for method in METHODS
-        for p in PCTS
+        f for task in TASKS for seed in seeds_for(task) for f in expand(template, model=MODEL, task=task, seed=seed)
     ]
 
 
 def all_scores():
-    files = []
+    """The score file of every evaluated state: the full model and every pruned state."""
+    files = per_seed(rules.evaluate_full.output[0])
     for task in TASKS:
         for seed in seeds_for(task):
-            files.append(f"{R}/{MODEL}/{task}/seed{seed}/scores/full.parquet")
-            files += prune_scores(MODEL, task, seed)
+            files += states(rules.prune_evaluate.output.scores, task, seed)
     return files
 
 
 def all_pruned():
     """Every saved pruned adapter; aggregate verifies each against its prune.json."""
     return [
-        f"{R}/{MODEL}/{task}/seed{seed}/pruned/{scope}/{method}/p{p}"
-        for task in TASKS
-        for seed in seeds_for(task)
-        for scope in scopes_for(task)
-        for method in METHODS
-        for p in PCTS
+        f for task in TASKS for seed in seeds_for(task) for f in states(rules.prune_evaluate.output.pruned, task, seed)
     ]
 
 
 def all_traces():
-    return [f"{R}/{MODEL}/{task}/seed{seed}/tropical/trace.parquet" for task in TASKS for seed in seeds_for(task)]
+    return per_seed(rules.tropical_solve.output.trace)
 
 
 def zonotope_task():
@@ -127,16 +138,10 @@ def zonotope_task():
     return task if task in TASKS else TASKS[0]
 
 
-TABLES = [f"{R}/summary/{name}.{ext}" for name in ("table1", "table2") for ext in ("md", "csv", "tex")]
-FIGURES = [
-    f"{R}/summary/figures/{name}.{ext}"
-    for name in ("objective", "zonotope", "score_vs_retained")
-    for ext in ("png", "svg")
-]
-
-
-def all_outputs():
-    return [f"{R}/summary/results.parquet"] + TABLES + FIGURES
+def zonotope_run(template):
+    """`template` for the run Fig. 2 draws: zonotope_task() and its first seed."""
+    task = zonotope_task()
+    return expand(template, model=MODEL, task=task, seed=seeds_for(task)[0])[0]
 
 
 # Canonical params: what defines a job, as sorted JSON, so that --rerun-triggers params reruns

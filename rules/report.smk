@@ -31,7 +31,7 @@ rule report_tables:
     """Paper Table 1 (per task: retained % vs Standard / Tropical / Combined + FM) and Table 2
     (Table 2 task: S/T x CN/CU/CB), as Markdown, CSV and LaTeX."""
     input:
-        f"{R}/summary/results.parquet",
+        rules.aggregate.output[0],
     output:
         **{
             f"{name}_{ext}": report(
@@ -53,7 +53,7 @@ rule report_tables:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=lambda wc: apc.canonical(config["report"]),
+        spec=lambda wc: apc.canonical({k: config["report"][k] for k in ("table_scope", "table2_task")}),
         code=code_hash("report_tables.py"),
     script:
         "../scripts/report_tables.py"
@@ -63,10 +63,10 @@ rule report_figures:
     """Fig. 1 (objective vs iteration), Fig. 2 (zonotope before/after, 2-D projection) and
     score vs retained % per task; PNG and SVG."""
     input:
-        results=f"{R}/summary/results.parquet",
+        results=rules.aggregate.output[0],
         traces=all_traces(),
-        adapter=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/adapter",
-        optimized=f"{R}/{MODEL}/{zonotope_task()}/seed{SEEDS[0]}/tropical/optimized.safetensors",
+        adapter=zonotope_run(rules.tropical_solve.input.adapter),
+        optimized=zonotope_run(rules.tropical_solve.output.optimized),
     output:
         **{
             f"{name}_{ext}": report(
@@ -88,7 +88,7 @@ rule report_figures:
         mem_mb=2000,
         runtime=10,
     params:
-        spec=lambda wc: apc.canonical(config["report"]),
+        spec=lambda wc: apc.canonical({k: config["report"][k] for k in ("table_scope", "zonotope_layer")}),
         code=code_hash("report_figures.py"),
     script:
         "../scripts/report_figures.py"

@@ -235,7 +235,11 @@ def check_model(model: str | None, src: AdapterSource) -> tuple[str, str]:
     d = layers[0].B.shape[0]
     hidden = getattr(mcfg, "hidden_size", None)
     if hidden is not None and hidden != d:
-        raise AdapterError(f"model {name!r} has hidden_size {hidden} but the adapter in {src.path} has width d={d}")
+        where = Path(resolved, "config.json") if Path(resolved).is_dir() else f"the config.json of {resolved}"
+        raise AdapterError(
+            f"model {name!r} has hidden_size {hidden} (hidden_size={hidden} in {where}) but "
+            f"{src.path / src.weights_file} has adapter width d={d}"
+        )
     n_layers = getattr(mcfg, "num_hidden_layers", None)
     idx = [int(m.group(1)) for layer in layers if (m := _LAYER_INDEX.search(layer.prefix))]
     if n_layers is not None and idx and max(idx) >= n_layers:

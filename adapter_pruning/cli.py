@@ -354,33 +354,37 @@ def solve_layers(
     for idx in maybe_tqdm(list(groups.values()), progress, desc="solve", unit="group"):
         A = torch.stack([layers[k].A for k in idx]).to(torch.float64)
         B = torch.stack([layers[k].B for k in idx]).to(torch.float64)
-        scale = tropical.lambda_scale(A, B)  # (G,)
-        t0 = time.perf_counter()
-        res = tropical.solve(
-            A, B, lam1=lam_rel * scale, lam2=lam2_rel * scale, method=solver, steps=steps, lr=lr, tol=tol
-        )
-        seconds = time.perf_counter() - t0
+        lam1, lam2, scale = tropical.layer_lambdas(A, B, lam_rel, lam2_rel)  # (G,) each
         names = [layers[k].prefix for k in idx]
-        if not allow_collapse:
-            try:
-                if solver == "fast":
-                    tropical.check_not_collapsed(res.A_hat, res.B_hat, lam_rel * scale, lam2_rel * scale, names)
-                else:  # Algorithm 1 leaves no exact zeros: check λ on the fast optimum of the same objective
-                    tropical.check_lambda(A, B, lam_rel * scale, lam2_rel * scale, names)
-            except tropical.CollapsedLayerError as exc:
-                first = str(exc).split("\n")[1].strip()
-                raise CliError(
-                    f"--lam {lam_rel:g} / --lam2 {lam2_rel:g} is so large that the tropical solve collapsed ({first}); "
-                    "P_T would be meaningless: lower --lam/--lam2 or pass --allow-collapse"
-                ) from exc
+        t0 = time.perf_counter()
+        try:
+            res = tropical.solve(
+                A,
+                B,
+                lam1=lam1,
+                lam2=lam2,
+                method=solver,
+                steps=steps,
+                lr=lr,
+                tol=tol,
+                layer_names=names,
+                max_zero_share=None if allow_collapse else tropical.MAX_ZERO_SHARE,
+            )
+        except tropical.CollapsedLayerError as exc:
+            first = str(exc).split("\n")[1].strip()
+            raise CliError(
+                f"--lam {lam_rel:g} / --lam2 {lam2_rel:g} is so large that the tropical solve collapsed ({first}); "
+                "P_T would be meaningless: lower --lam/--lam2 or pass --allow-collapse"
+            ) from exc
+        seconds = time.perf_counter() - t0
         zA, zB = tropical.zero_shares(res.A_hat, res.B_hat)
         trace = res.trace.reshape(res.trace.shape[0], len(idx)).double()
         for g, k in enumerate(idx):
             optimized[k] = (res.A_hat[g].to(torch.float64), res.B_hat[g].to(torch.float64))
             per_layer[k] = {
                 "lambda_scale": float(scale[g]),
-                "lam1": float(lam_rel * scale[g]),
-                "lam2": float(lam2_rel * scale[g]),
+                "lam1": float(lam1[g]),
+                "lam2": float(lam2[g]),
                 "objective_initial": float(trace[0, g]),
                 "objective_final": float(trace[-1, g]),
                 "steps": int(res.layer_steps.reshape(-1)[g]),

@@ -157,8 +157,8 @@ def zonotope_figure(
     summary: dict = {"layer": layer, "node": node}
     for ax, G, Gh, title in ((axes[0], G1, H1, "G1 (H, B+)"), (axes[1], G2, H2, "G2 (Q, B-)")):
         g, gh = G[node].numpy(), Gh[node].numpy()  # (r, d+1)
-        summary[title[:2]] = "empty" if np.abs(g).sum() == 0 else zonotope_degeneracy(gh)
         if np.abs(g).sum() == 0:
+            summary[title[:2]] = "empty"
             ax.set_title(f"{title}: empty for node {node}")
             ax.text(0.5, 0.5, "no generators: B±[i] = 0", ha="center", va="center", transform=ax.transAxes)
             continue
@@ -168,6 +168,7 @@ def zonotope_figure(
         for gens, color, lab in ((g, "black", "before (A, B)"), (gh, "red", "after (Â, B̂)")):
             v = zonotope_vertices_2d(gens @ proj)
             kind = zonotope_degeneracy(gens)
+            summary[title[:2]] = kind  # the optimized one (drawn last) is what is returned
             poly = np.vstack([v, v[:1]])
             if kind is None:
                 ax.fill(poly[:, 0], poly[:, 1], alpha=0.15, color=color)

@@ -129,6 +129,7 @@ __all__ = [
     "conserved_gauge",
     "generators",
     "lambda_scale",
+    "layer_lambdas",
     "materialized_objective",
     "objective",
     "objective_per_layer",
@@ -298,6 +299,14 @@ def lambda_scale(A: Tensor, B: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- gauge
+
+
+def layer_lambdas(A: Tensor, B: Tensor, lam1: float, lam2: float, *, relative: bool = True):
+    """Per-layer ``(λ1, λ2, scale)``, each of the leading dims: ``scale = lambda_scale(A, B)`` and
+    ``λ = lam · scale`` when ``relative`` (the workflow's and the CLI's default), else ``λ = lam``."""
+    scale = lambda_scale(A, B)
+    factor = scale if relative else torch.ones_like(scale)
+    return lam1 * factor, lam2 * factor, scale
 
 
 def unit_balance(A: Tensor, B: Tensor) -> Tensor:
@@ -626,6 +635,7 @@ def solve(
     tol: float = DEFAULT_TOL,
     gauge: bool = True,
     layer_names: Sequence[str] | None = None,
+    max_zero_share: float | None = None,
 ) -> SolveResult:
     """Minimise Eq. 2 over ``(Â, B̂)`` starting from ``Â = A``, ``B̂ = B``.
 
@@ -643,12 +653,16 @@ def solve(
         gauge: return ``(Â, B̂)`` in the conserved gauge (``conserved_gauge``; METHOD.md), which
             makes ``P_T`` independent of the solver. ``False`` returns the solver's raw split.
         layer_names: names of the layers (flattened leading dims) for error messages.
+        max_zero_share: if given, refuse a λ that collapses a layer (:func:`check_not_collapsed`
+            with this share). The check reads the fast solver's optimum, whichever ``method`` ran:
+            Algorithm 1's gradient steps leave no exact zeros (:func:`check_lambda`).
 
     Returns:
         ``SolveResult`` (see there; ``A_hat``/``B_hat`` on ``A``'s device and dtype).
 
     Raises:
         FloatingPointError: Algorithm 1 produced a non-finite value (names the layer and step).
+        CollapsedLayerError: with ``max_zero_share``, a collapsed layer (names λ and the layer).
     """
     d, r = _check_pair(A, B)
     if method not in METHODS:
@@ -691,6 +705,11 @@ def solve(
             trace = torch.stack([torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1)
         if gauge:
             A_hat, B_hat = conserved_gauge(A64, B64, A_hat, B_hat)
+        if max_zero_share is not None:
+            if method == "fast":
+                check_not_collapsed(A_hat, B_hat, l1, l2, names, max_zero_share=max_zero_share)
+            else:
+                check_lambda(A64, B64, l1, l2, names, max_zero_share=max_zero_share)
     n = trace.shape[0] - 1
     return SolveResult(
         A_hat=A_hat.reshape(A.shape).to(A.dtype),

@@ -26,7 +26,6 @@ PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
 MIRROR = (
     str(apc.resolve_path(config["data"]["mirror"], workflow.basedir)) if config["data"]["mirror"] is not None else None
 )
-SPLITS = ["train", "validation", "test"]
 # Tasks whose adapter comes from `adapters` (imported by import_adapter, not trained by train_adapter),
 # with absolute source folders. Such a task runs only the first seed (an imported adapter has no seed).
 ADAPTERS = {task: str(apc.resolve_path(path, workflow.basedir)) for task, path in config["adapters"].items()}

@@ -9,18 +9,6 @@ from collections.abc import Mapping
 log = logging.getLogger("adapter_pruning")
 
 
-def solve_lambdas(spec: Mapping, A, B):
-    """Per-layer ``(λ1, λ2)`` tensors ``(L,)``: ``spec['lam1'] · lambda_scale(A, B)`` when
-    ``spec['lam_relative']`` (the default), else the absolute values."""
-    import torch
-
-    from .. import tropical
-
-    L = A.shape[0]
-    scale = tropical.lambda_scale(A, B) if spec.get("lam_relative", True) else torch.ones(L, dtype=torch.float64)
-    return spec["lam1"] * scale, spec["lam2"] * scale
-
-
 def tropical_solve(
     spec: Mapping, adapter_dir, out_optimized, out_trace, out_info, *, device: str = "cpu", threads: int | None = None
 ) -> None:
@@ -44,7 +32,7 @@ def tropical_solve(
     prefixes = [layer.prefix for layer in layers]
     A, B = masks.stack_layers(layers)
     A, B = A.to(dev, torch.float64), B.to(dev, torch.float64)
-    lam1, lam2 = solve_lambdas(spec, A, B)
+    lam1, lam2, scale = tropical.layer_lambdas(A, B, spec["lam1"], spec["lam2"], relative=spec["lam_relative"])
     t0 = time.perf_counter()
     res = tropical.solve(
         A,
@@ -56,6 +44,7 @@ def tropical_solve(
         lr=spec["lr"],
         tol=spec["tol"],
         layer_names=prefixes,
+        max_zero_share=None if spec.get("allow_collapse", False) else tropical.MAX_ZERO_SHARE,
     )
     seconds = time.perf_counter() - t0
     trace = res.trace.detach().cpu().double()  # (n+1, L)
@@ -69,11 +58,6 @@ def tropical_solve(
         [f"{z:.3f}" for z in zA.tolist()],
         [f"{z:.3f}" for z in zB.tolist()],
     )
-    if not spec.get("allow_collapse", False):
-        if spec["method"] == "fast":
-            tropical.check_not_collapsed(res.A_hat, res.B_hat, lam1, lam2, prefixes)
-        else:  # Algorithm 1 leaves no exact zeros: check λ on the fast solver's optimum of the same objective
-            tropical.check_lambda(A, B, lam1, lam2, prefixes)
     artifacts.write_optimized(out_optimized, res.A_hat, res.B_hat, prefixes)
     n, L = trace.shape
     write_parquet(
@@ -92,7 +76,7 @@ def tropical_solve(
             "layer": prefixes[k],
             "lam1": float(lam1[k]),
             "lam2": float(lam2[k]),
-            "lambda_scale": float(tropical.lambda_scale(A[k], B[k])),
+            "lambda_scale": float(scale[k]),
             "steps": int(res.layer_steps[k]),
             "objective_start": float(trace[0, k]),
             "objective_end": float(trace[-1, k]),

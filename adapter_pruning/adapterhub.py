@@ -237,8 +237,8 @@ def check_model(model: str | None, src: AdapterSource) -> tuple[str, str]:
     if hidden is not None and hidden != d:
         where = Path(resolved, "config.json") if Path(resolved).is_dir() else f"the config.json of {resolved}"
         raise AdapterError(
-            f"model {name!r} has hidden_size {hidden} (hidden_size={hidden} in {where}) but "
-            f"{src.path / src.weights_file} has adapter width d={d}"
+            f"{src.path / src.weights_file}: adapter width d={d}, but model {name!r} has hidden_size {hidden} "
+            f"(hidden_size={hidden} in {where})"
         )
     n_layers = getattr(mcfg, "num_hidden_layers", None)
     idx = [int(m.group(1)) for layer in layers if (m := _LAYER_INDEX.search(layer.prefix))]

@@ -65,9 +65,9 @@ def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
     ``cuda:<GPU name>``): CPU and GPU runs train and score differently (docs/benchmarks.md), so their
     states do not belong in one table or comparison. The message names the kinds and example states;
     ``allow_mixed=True`` (config ``report.allow_mixed_devices``) accepts them."""
-    kinds = df.group_by("device", maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
-    if kinds.height <= 1 or allow_mixed:
+    if allow_mixed or df["device"].n_unique() <= 1:
         return
+    kinds = df.group_by("device", maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
     lines = []
     for device, states in kinds.iter_rows():
         ex = ", ".join(f"{s['task']}/seed{s['seed']}/{s['scope'] or '-'}/{s['method']}/p{s['p']:g}" for s in states[:3])

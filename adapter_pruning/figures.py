@@ -225,3 +225,103 @@ def score_vs_retained_figure(results_path, out: Mapping[str, str | Path], *, sco
         ax.axis("off")
     fig.tight_layout()
     _save(fig, out)
+
+
+_METHOD_COLORS = {"standard": "C0", "tropical": "C3", "random": "C7", "activation": "C2"}
+_LAM_STYLES = ("-", "--", ":", "-.")
+
+
+def _lam_label(lam) -> str:
+    return "λ –" if lam is None else f"λ={lam:g}"
+
+
+def method_comparison_figure(results_path, task: str, out: Mapping[str, str | Path], *, split: str = "test") -> None:
+    """Score (primary metric, split ``split``) vs retained share of adapter parameters for one task,
+    one panel per scope: one line per (pruned method, λ) at the mean over seeds of each pruning
+    percentage p (x = mean retained share), with a band of ± the std over seeds (sample std; none
+    with one seed); λ is told apart by line style when there are several; the full model's mean is
+    a dashed horizontal line."""
+    import polars as pl
+
+    from .aggregate import load_results
+
+    df = load_results(results_path).filter(pl.col("primary"), pl.col("split") == split, pl.col("task") == task)
+    pruned = df.filter(pl.col("method") != "full")
+    scopes = sorted(s for s in pruned["scope"].unique().to_list() if s is not None)
+    lams = sorted(pruned["lam"].unique().to_list(), key=lambda x: (x is not None, x or 0.0))
+    methods = [m for m in _METHOD_COLORS if m in pruned["method"].unique().to_list()]
+    methods += sorted(set(pruned["method"].unique().to_list()) - set(methods))
+    plt = _plt()
+    n = max(len(scopes), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.5), squeeze=False)
+    fm = df.filter(pl.col("method") == "full")
+    metric = df["metric"][0] if df.height else ""
+    for ax, scope in zip(axes.flat, scopes):
+        for i, method in enumerate(methods):
+            for j, lam in enumerate(lams):
+                m = (
+                    pruned.filter(pl.col("scope") == scope, pl.col("method") == method, pl.col("lam").eq_missing(lam))
+                    .group_by("p")
+                    .agg(pl.col("retained").mean(), pl.col("score").mean().alias("mean"), pl.col("score").std())
+                    .sort("retained")
+                )
+                if not m.height:
+                    continue
+                x = 100 * m["retained"].to_numpy()
+                y = 100 * m["mean"].to_numpy()
+                sd = 100 * m["score"].fill_null(0.0).to_numpy()
+                color = _METHOD_COLORS.get(method, f"C{(4 + i) % 10}")
+                label = method if len(lams) == 1 else f"{method}, {_lam_label(lam)}"
+                ax.plot(x, y, ls=_LAM_STYLES[j % len(_LAM_STYLES)], marker="o", ms=3, color=color, label=label)
+                ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.15, lw=0)
+        if fm.height:
+            ax.axhline(100 * fm["score"].mean(), color="gray", ls="--", lw=1, label="full model")
+        ax.set_title(f"{task} ({metric}, {scope}, {split})")
+        ax.set_xlabel("retained adapter parameters (%)")
+        ax.set_ylabel(f"{split} score (%)")
+        ax.legend(fontsize=6)
+    if not scopes:
+        axes[0, 0].text(0.5, 0.5, f"no pruning results for {task}", ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def delta_figure(comparison_csv, task: str, out: Mapping[str, str | Path]) -> None:
+    """Δ = target − reference (points, ×100; the ``diff`` column of
+    :func:`adapter_pruning.comparison.comparison_frame`, read from its CSV) vs the target's mean
+    retained share of adapter parameters, for one task, one panel per scope, one line per λ, with
+    the bootstrap CI (``ci_lo`` .. ``ci_hi``) as a band and a line at 0."""
+    import polars as pl
+
+    df = pl.read_csv(comparison_csv, schema_overrides={"lam": pl.Float64, "scope": pl.String, "task": pl.String})
+    df = df.filter(pl.col("task") == task)
+    scopes = sorted(s for s in df["scope"].unique().to_list() if s is not None)
+    lams = sorted(df["lam"].unique().to_list(), key=lambda x: (x is not None, x or 0.0))
+    target = df["target"][0] if df.height else "tropical"
+    reference = df["reference"][0] if df.height else "standard"
+    plt = _plt()
+    n = max(len(scopes), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.5), squeeze=False)
+    for ax, scope in zip(axes.flat, scopes):
+        for j, lam in enumerate(lams):
+            d = df.filter(pl.col("scope") == scope, pl.col("lam").eq_missing(lam)).sort(f"{target}_retained")
+            if not d.height:
+                continue
+            x = 100 * d[f"{target}_retained"].to_numpy()
+            color = f"C{j % 10}"
+            ax.plot(x, 100 * d["diff"].to_numpy(), marker="o", ms=3, color=color, label=_lam_label(lam))
+            ax.fill_between(x, 100 * d["ci_lo"].to_numpy(), 100 * d["ci_hi"].to_numpy(), color=color, alpha=0.2, lw=0)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(f"{task}, {scope}")
+        ax.set_xlabel(f"retained adapter parameters, {target} (%)")
+        ax.set_ylabel(f"Δ {target} − {reference} (points)")
+        ax.legend(fontsize=7)
+    if not scopes:
+        axes[0, 0].text(0.5, 0.5, f"no comparison rows for {task}", ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+__all__ += ["method_comparison_figure", "delta_figure"]

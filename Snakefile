@@ -21,6 +21,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/tropical.smk"
+include: "rules/calibrate.smk"
 include: "rules/prune.smk"
 include: "rules/report.smk"
 
@@ -30,7 +31,12 @@ rule all:
     input:
         rules.aggregate.output,
         rules.report_tables.output,
-        rules.report_figures.output,
+        rules.report_comparison.output,
+        rules.figure_objective.output,
+        rules.figure_zonotope.output,
+        rules.figure_score_vs_retained.output,
+        expand(rules.figure_methods.output, task=TASKS),
+        expand(rules.figure_delta.output, task=TASKS),
 
 
 onsuccess:

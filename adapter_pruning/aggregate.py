@@ -99,7 +99,9 @@ def collect(
     infos = {}
     for d in pruned_dirs:
         info = verify_pruned(d)
-        infos[(info["model"], info["task"], int(info["seed"]), info["scope"], info["method"], float(info["p"]))] = (
+        lam = None if info.get("lam") is None else float(info["lam"])
+        key = (info["model"], info["task"], int(info["seed"]), lam, info["scope"], info["method"], float(info["p"]))
+        infos[key] = (
             d,
             info,
         )
@@ -114,8 +116,8 @@ def collect(
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
     check_devices(df, allow_mixed=allow_mixed_devices)
-    for row in df.unique(["model", "task", "seed", "scope", "method", "p"]).iter_rows(named=True):
-        key = (row["model"], row["task"], row["seed"], row["scope"], row["method"], row["p"])
+    for row in df.unique(["model", "task", "seed", "lam", "scope", "method", "p"]).iter_rows(named=True):
+        key = (row["model"], row["task"], row["seed"], row["lam"], row["scope"], row["method"], row["p"])
         if key in infos:
             d, info = infos[key]
             if (info["n_params"], info["n_pruned"]) != (row["n_params"], row["n_pruned"]):
@@ -130,6 +132,13 @@ def collect(
 def load_results(path: str | Path) -> pl.DataFrame:
     """Read and check ``results.parquet``."""
     return _check(read_parquet(path, required_columns=SCHEMA), path)
+
+
+def select_lam(results: pl.DataFrame, lam: float | None) -> pl.DataFrame:
+    """The full-model rows and the pruned states of tropical λ ``lam`` (every row when ``lam`` is None)."""
+    if lam is None:
+        return results
+    return results.filter(pl.col("lam").is_null() | (pl.col("lam") == float(lam)))
 
 
 def _agg(df: pl.DataFrame, by: list[str]) -> pl.DataFrame:
@@ -301,9 +310,11 @@ def write_tables(
     *,
     table_scope: str = "CU",
     table2_task: str = "rotten_tomatoes",
+    lam: float | None = None,
 ) -> None:
-    """Write Table 1 and Table 2 as Markdown (``md``), CSV (``csv``, long format) and LaTeX (``tex``)."""
-    results = load_results(results_path)
+    """Write Table 1 and Table 2 as Markdown (``md``), CSV (``csv``, long format) and LaTeX (``tex``),
+    for the pruned states of tropical λ ``lam`` (every state when None; ``report.table_lam``)."""
+    results = select_lam(load_results(results_path), lam)
     t1 = table1_frame(results, scope=table_scope)
     t2 = table2_frame(results, task=table2_task)
 

@@ -8,6 +8,10 @@
 * **optimized tensors** (``.../tropical/optimized.safetensors``): ``A_hat (L, r, d+1)`` and
   ``B_hat (L, d, r)`` in float32, in the conserved gauge, with one metadata key ``prefixes`` (the
   layers' prefixes, comma-joined). :func:`write_optimized` / :func:`read_optimized`.
+* **calibration norms** (``.../calibration/input_rms.safetensors``, baseline ``activation``): per
+  layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
+  calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
+  ``n_examples`` and ``n_tokens``. :func:`write_input_rms` / :func:`read_input_rms`.
 * **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
   of ``adapter.safetensors``). :func:`write_pruned` / :func:`verify_pruned`.
 
@@ -27,6 +31,8 @@ __all__ = [
     "read_adapter_layers",
     "write_optimized",
     "read_optimized",
+    "write_input_rms",
+    "read_input_rms",
     "write_pruned",
     "verify_pruned",
 ]
@@ -88,6 +94,38 @@ def read_optimized(path, layers) -> list:
             f"{path}: optimized weights do not match the adapter's layers {[layer.prefix for layer in layers]}"
         )
     return [(A_hat[k].to(layer.A.dtype), B_hat[k].to(layer.B.dtype)) for k, layer in enumerate(layers)]
+
+
+def write_input_rms(path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int) -> None:
+    """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for prefix, (down_in, up_in) in input_rms.items():
+        tensors[f"{prefix}.down_in"] = down_in.detach().cpu().double().contiguous()
+        tensors[f"{prefix}.up_in"] = up_in.detach().cpu().double().contiguous()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"n": f"{int(n_examples)},{int(n_tokens)}"})
+
+
+def read_input_rms(path, layers) -> list:
+    """Read the calibration norms back as ``[(down_in, up_in)]`` matching ``layers`` (on the CPU)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise CorruptFileError(f"{path}: unreadable calibration norms ({exc}); rerun calibrate") from exc
+    out = []
+    for layer in layers:
+        keys = (f"{layer.prefix}.down_in", f"{layer.prefix}.up_in")
+        if any(k not in state for k in keys):
+            raise CorruptFileError(f"{path}: no calibration norms for layer {layer.prefix!r}; rerun calibrate")
+        down_in, up_in = state[keys[0]], state[keys[1]]
+        if down_in.shape != (layer.A.shape[1] - 1,) or up_in.shape != (layer.A.shape[0],):
+            raise CorruptFileError(f"{path}: norms of layer {layer.prefix!r} do not fit its shapes; rerun calibrate")
+        out.append((down_in, up_in))
+    return out
 
 
 def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:

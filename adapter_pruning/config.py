@@ -121,10 +121,16 @@ def fill_tropical_defaults(config: dict) -> dict:
     from . import defaults
 
     trop = config.setdefault("tropical", {})
+    if "lam" in trop and ({"lam1", "lam2"} & set(trop)):
+        raise ConfigError(
+            f"tropical.lam = {trop['lam']!r} sets lam1 = lam2 for each value; do not also give tropical.lam1/lam2"
+        )
     trop.setdefault("method", "fast")
     trop.setdefault("lam_relative", True)
     trop.setdefault("allow_collapse", False)
     for k in ("lam1", "lam2"):
+        if "lam" in trop:
+            break
         trop.setdefault(
             k, defaults.DEFAULT_LAM_REL if trop["lam_relative"] else getattr(defaults, f"DEFAULT_{k.upper()}")
         )
@@ -266,6 +272,41 @@ def model_label(config: Mapping[str, Any]) -> str:
     name = name.split("/")[-1] if ("/" in name) else name
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
     return label
+
+
+def lambdas(config: Mapping[str, Any]) -> dict[str, float]:
+    """The λ values of the run, ``{path text: value}`` in config order: ``tropical.lam``, or ``lam1``."""
+    trop = config["tropical"]
+    values = trop["lam"] if "lam" in trop else [trop["lam1"]]
+    return {fmt_lam(v): float(v) for v in values}
+
+
+def table_lam(config: Mapping[str, Any]) -> float:
+    """``report.table_lam`` (which must be one of :func:`lambdas`), or the first λ when it is null."""
+    values = list(lambdas(config).values())
+    lam = config.get("report", {}).get("table_lam")
+    if lam is None:
+        return values[0]
+    if float(lam) not in values:
+        raise ConfigError(f"report.table_lam = {lam!r} is not one of the λ values {values} (tropical.lam or lam1)")
+    return float(lam)
+
+
+def solve_spec(config: Mapping[str, Any], lam: float) -> dict:
+    """The tropical settings of the solve for ``lam`` (one of :func:`lambdas`): ``tropical`` itself
+    when it gives lam1/lam2, else ``tropical`` without ``lam`` and with ``lam1 = lam2 = lam``."""
+    trop = dict(config["tropical"])
+    if "lam" not in trop:
+        return trop
+    del trop["lam"]
+    return {**trop, "lam1": float(lam), "lam2": float(lam)}
+
+
+def fmt_lam(lam: float) -> str:
+    """Canonical text of a λ for paths: 0.5 -> '0.5', 2 -> '2', 1e-4 -> '0.0001'."""
+    import numpy as np
+
+    return np.format_float_positional(float(lam), trim="-")
 
 
 def fmt_p(p: float) -> str:

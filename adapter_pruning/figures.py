@@ -190,13 +190,16 @@ def zonotope_figure(
     return summary
 
 
-def score_vs_retained_figure(results_path, out: Mapping[str, str | Path], *, scope: str = "CU") -> None:
-    """Test score (primary metric) vs retained share of adapter parameters, per task."""
+def score_vs_retained_figure(
+    results_path, out: Mapping[str, str | Path], *, scope: str = "CU", lam: float | None = None
+) -> None:
+    """Test score (primary metric) vs retained share of adapter parameters, per task; pruned states
+    of tropical λ ``lam`` only (all when None)."""
     import polars as pl
 
-    from .aggregate import load_results
+    from .aggregate import load_results, select_lam
 
-    df = load_results(results_path).filter(pl.col("primary"), pl.col("split") == "test")
+    df = select_lam(load_results(results_path), lam).filter(pl.col("primary"), pl.col("split") == "test")
     tasks = list(dict.fromkeys(df["task"].to_list()))
     plt = _plt()
     n = max(len(tasks), 1)

@@ -46,8 +46,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "AdapterLayer",
+    "BASELINES",
     "LayerMask",
     "METHODS",
+    "activation_scores",
+    "random_scores",
     "SCOPES",
     "apply_masks",
     "extract_layers",
@@ -62,6 +65,8 @@ __all__ = [
 
 SCOPES = ("CU", "CB", "CN")
 METHODS = ("standard", "tropical")
+#: Baselines beyond the paper, count-matched to Tropical (:func:`random_scores`, :func:`activation_scores`).
+BASELINES = ("random", "activation")
 
 _DOWN_W, _DOWN_B = "adapter_down.0.weight", "adapter_down.0.bias"
 _UP_W, _UP_B = "adapter_up.weight", "adapter_up.bias"
@@ -261,13 +266,18 @@ def _ranks(mag: Tensor, tie: Tensor | None = None) -> Tensor:
     return ranks
 
 
-def _group_masks(mag_S: Tensor, mag_T: Tensor, p: float) -> tuple[Tensor, Tensor]:
-    """Tropical and standard masks for groups given as rows of ``(G, n)`` magnitude matrices."""
+def _group_masks(mag_S: Tensor, mag_T: Tensor, p: float, others: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Masks of every method for groups given as rows of ``(G, n)`` matrices: magnitudes for
+    ``tropical``/``standard``, and for each of ``others`` a score matrix whose ``k_T`` lowest entries
+    per row are pruned (``k_T`` = Tropical's count in that row)."""
     k = n_to_prune(p, mag_S.shape[-1])
     rank_S = _ranks(mag_S)
     tropical = (rank_S < k) & (_ranks(mag_T, tie=mag_S) < k)
-    standard = rank_S < tropical.sum(-1, keepdim=True)
-    return tropical, standard
+    k_T = tropical.sum(-1, keepdim=True)
+    out = {"tropical": tropical, "standard": rank_S < k_T}
+    for name, score in others.items():
+        out[name] = _ranks(score) < k_T
+    return out
 
 
 def _flat(A: Tensor, B: Tensor, ub: Tensor) -> Tensor:
@@ -284,13 +294,68 @@ def _unflat(prefix: str, flat: Tensor, layer: AdapterLayer) -> LayerMask:
     )
 
 
+def random_scores(layers: Sequence[AdapterLayer], seed: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Baseline ``random``: i.i.d. uniform scores per parameter (float64, CPU generator seeded with
+    ``seed``, drawn layer by layer in the flat order ``A``, ``B``, ``up_bias``), on each layer's
+    device. The ``k_T`` lowest of a group are pruned, so the masks are nested in ``p``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    for layer in layers:
+        flat = torch.rand(layer.n_params, generator=gen, dtype=torch.float64).to(layer.A.device)
+        m = _unflat(layer.prefix, flat, layer)
+        out.append((m.A, m.B, m.up_bias))
+    return out
+
+
+def activation_scores(
+    layers: Sequence[AdapterLayer], input_rms: Sequence[tuple[Tensor, Tensor]]
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Baseline ``activation`` (Wanda, Sun et al. 2023): ``|W_ij| · rms(X_j)`` per weight.
+
+    Args:
+        layers: the original adapter layers (``A`` ``(r, d+1)``, ``B`` ``(d, r)``, ``up_bias`` ``(d,)``).
+        input_rms: per layer ``(down_in (d,), up_in (r,))``: the root mean square over calibration
+            tokens of each input feature of ``adapter_down`` (the hidden states) and of
+            ``adapter_up`` (the ReLU bottleneck activations); see ``stages.calibrate``.
+
+    Returns:
+        Per layer ``(score_A (r, d+1), score_B (d, r), score_up_bias (d,))`` (float64): the down
+        weights scored ``|A_ij| · down_in_j``, the up weights ``|B_ij| · up_in_j``, and both biases by
+        magnitude (a bias's input is the constant 1, whose RMS is 1). Wanda's ``‖X_j‖₂`` is
+        ``sqrt(n_tokens) · rms(X_j)``: the common factor changes no ranking among weights, and the
+        RMS puts weights and biases on one scale.
+    """
+    if len(input_rms) != len(layers):
+        raise ValueError(f"activation_scores: {len(layers)} layers but {len(input_rms)} input norms")
+    out = []
+    for layer, (down_in, up_in) in zip(layers, input_rms):
+        r, d1 = layer.A.shape
+        if tuple(down_in.shape) != (d1 - 1,) or tuple(up_in.shape) != (r,):
+            raise ValueError(
+                f"layer {layer.prefix!r}: input norms of shapes {tuple(down_in.shape)}, {tuple(up_in.shape)} do not "
+                f"fit A {tuple(layer.A.shape)} (expected ({d1 - 1},), ({r},))"
+            )
+        dev = layer.A.device
+        x_down = torch.cat([down_in.to(dev, torch.float64), torch.ones(1, dtype=torch.float64, device=dev)])
+        out.append(
+            (
+                layer.A.to(torch.float64).abs() * x_down[None, :],
+                layer.B.to(torch.float64).abs() * up_in.to(dev, torch.float64)[None, :],
+                layer.up_bias.to(torch.float64).abs(),
+            )
+        )
+    return out
+
+
 def pruning_masks(
     layers: Sequence[AdapterLayer],
     optimized: Sequence[tuple[Tensor, Tensor]],
     p: float,
     scope: str,
+    *,
+    scores: Mapping[str, Sequence[tuple[Tensor, Tensor, Tensor]]] | None = None,
 ) -> dict[str, list[LayerMask]]:
-    """Standard and Tropical masks of all layers for pruning percentage ``p`` in ``scope``.
+    """Standard and Tropical masks (and baselines') of all layers for pruning percentage ``p`` in ``scope``.
 
     Args:
         layers: the original adapter layers (``extract_layers``).
@@ -298,10 +363,14 @@ def pruning_masks(
             on any device (moved to each layer's).
         p: pruning percentage in ``(0, 100)``.
         scope: ``"CU"``, ``"CB"`` or ``"CN"`` (module docstring).
+        scores: optional baselines, ``{name: per layer (score_A, score_B, score_up_bias)}``
+            (nonnegative, shapes of ``A``, ``B``, ``up_bias``; e.g. :func:`random_scores`,
+            :func:`activation_scores`): each prunes the lowest scores of every scope group, as many
+            as Tropical prunes there (ties by flat index).
 
     Returns:
-        ``{"tropical": [LayerMask, ...], "standard": [LayerMask, ...]}``, one mask per layer in the
-        order of ``layers``. In every scope group the standard mask prunes exactly as many
+        ``{"tropical": [LayerMask, ...], "standard": [LayerMask, ...], **{name: ...}}``, one mask per
+        layer in the order of ``layers``. In every scope group every method prunes exactly as many
         parameters as the tropical one.
     """
     p = _check_p(p)
@@ -310,39 +379,66 @@ def pruning_masks(
     if len(layers) == 0:
         raise ValueError("pruning_masks: no layers given")
     opt = _check_optimized(layers, optimized)
+    scores = dict(scores or {})
+    for name, per_layer in scores.items():
+        if name in ("tropical", "standard"):
+            raise ValueError(f"scores: {name!r} is a built-in method")
+        if len(per_layer) != len(layers):
+            raise ValueError(f"scores[{name!r}]: {len(layers)} layers but {len(per_layer)} score triples")
+        for layer, sc in zip(layers, per_layer):
+            for part, s, t in zip(("A", "B", "up_bias"), sc, (layer.A, layer.B, layer.up_bias)):
+                if s.shape != t.shape:
+                    raise ValueError(
+                        f"scores[{name!r}] of {layer.prefix!r}: {part} {tuple(s.shape)} != {tuple(t.shape)}"
+                    )
     for layer, (A_hat, B_hat) in zip(layers, opt):
         for name, t in (("A", layer.A), ("B", layer.B), ("up_bias", layer.up_bias), ("A_hat", A_hat), ("B_hat", B_hat)):
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"layer {layer.prefix!r}: {name} contains NaN or inf")
-    out: dict[str, list[LayerMask]] = {"tropical": [], "standard": []}
+    names = ("tropical", "standard", *scores)
+    out: dict[str, list[LayerMask]] = {name: [] for name in names}
+    dev = [layer.A.device for layer in layers]
+    sc_flat = {
+        name: [_flat(*(s.to(dv) for s in sc)) for sc, dv in zip(per_layer, dev)] for name, per_layer in scores.items()
+    }
     if scope == "CU":
-        for layer, (A_hat, B_hat) in zip(layers, opt):
-            trop, std = _group_masks(
-                _flat(layer.A, layer.B, layer.up_bias)[None], _flat(A_hat, B_hat, layer.up_bias)[None], p
+        for k, (layer, (A_hat, B_hat)) in enumerate(zip(layers, opt)):
+            got = _group_masks(
+                _flat(layer.A, layer.B, layer.up_bias)[None],
+                _flat(A_hat, B_hat, layer.up_bias)[None],
+                p,
+                {name: f[k][None] for name, f in sc_flat.items()},
             )
-            out["tropical"].append(_unflat(layer.prefix, trop[0], layer))
-            out["standard"].append(_unflat(layer.prefix, std[0], layer))
+            for name in names:
+                out[name].append(_unflat(layer.prefix, got[name][0], layer))
     elif scope == "CB":
         mag_S = torch.cat([_flat(l.A, l.B, l.up_bias) for l in layers])
         mag_T = torch.cat([_flat(Ah, Bh, l.up_bias) for l, (Ah, Bh) in zip(layers, opt)])
-        trop, std = _group_masks(mag_S[None], mag_T[None], p)
+        got = _group_masks(mag_S[None], mag_T[None], p, {name: torch.cat(f)[None] for name, f in sc_flat.items()})
         start = 0
         for layer in layers:
             stop = start + layer.n_params
-            out["tropical"].append(_unflat(layer.prefix, trop[0, start:stop], layer))
-            out["standard"].append(_unflat(layer.prefix, std[0, start:stop], layer))
+            for name in names:
+                out[name].append(_unflat(layer.prefix, got[name][0, start:stop], layer))
             start = stop
     else:  # CN: rows of A, rows of [B | up_bias]
-        for layer, (A_hat, B_hat) in zip(layers, opt):
-            a_trop, a_std = _group_masks(layer.A.to(torch.float64).abs(), A_hat.to(torch.float64).abs(), p)
+        for k, (layer, (A_hat, B_hat)) in enumerate(zip(layers, opt)):
+            a_others, b_others = {}, {}
+            for name, per_layer in scores.items():
+                sA, sB, sub = (s.to(dev[k], torch.float64) for s in per_layer[k])
+                a_others[name] = sA
+                b_others[name] = torch.cat([sB, sub[:, None]], 1)
+            a_got = _group_masks(layer.A.to(torch.float64).abs(), A_hat.to(torch.float64).abs(), p, a_others)
             ub = layer.up_bias[:, None].to(torch.float64)
-            b_trop, b_std = _group_masks(
+            b_got = _group_masks(
                 torch.cat([layer.B.to(torch.float64), ub], 1).abs(),
                 torch.cat([B_hat.to(torch.float64), ub], 1).abs(),
                 p,
+                b_others,
             )
-            for method, am, bm in (("tropical", a_trop, b_trop), ("standard", a_std, b_std)):
-                out[method].append(
+            for name in names:
+                am, bm = a_got[name], b_got[name]
+                out[name].append(
                     LayerMask(prefix=layer.prefix, A=am, B=bm[:, :-1].contiguous(), up_bias=bm[:, -1].contiguous())
                 )
     return out

@@ -4,8 +4,10 @@ columns, in this order, with these types (polars). Torch-free.
 One row per evaluated state (the full model, or one pruned ``(scope, method, p)`` state of a
 ``(model, task, seed)``), split and metric:
 
-* ``model, task, seed``: what was trained; ``scope`` (null for the full model), ``method``
-  (``full``, ``standard``, ``tropical``), ``p`` (requested pruning percentage; 0 for ``full``);
+* ``model, task, seed``: what was trained; ``lam``: the tropical λ (``tropical.lam``, or ``lam1``)
+  whose Tropical mask this state is count-matched to (null for the full model); ``scope`` (null for
+  the full model), ``method`` (``full``, ``standard``, ``tropical``, ``random``, ``activation``),
+  ``p`` (requested pruning percentage; 0 for ``full``);
 * ``retained = 1 − n_pruned / n_params``; ``n_params`` counts every adapter weight and bias (the
   head is never pruned and not counted); ``n_pruned`` the parameters set to zero;
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
@@ -22,12 +24,13 @@ from collections.abc import Mapping
 
 import polars as pl
 
-__all__ = ["SCHEMA", "COLUMNS", "KEY", "score_frame", "runtime_provenance"]
+__all__ = ["SCHEMA", "COLUMNS", "KEY", "PREDICTIONS_SCHEMA", "score_frame", "predictions_frame", "runtime_provenance"]
 
 SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String,
     "task": pl.String,
     "seed": pl.Int64,
+    "lam": pl.Float64,
     "scope": pl.String,
     "method": pl.String,
     "p": pl.Float64,
@@ -48,7 +51,24 @@ SCHEMA: dict[str, pl.DataType] = {
 #: Column order of every results file.
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 #: Columns that identify a row (unique in results.parquet).
-KEY: list[str] = ["model", "task", "seed", "scope", "method", "p", "split", "metric"]
+KEY: list[str] = ["model", "task", "seed", "lam", "scope", "method", "p", "split", "metric"]
+
+#: Per-example predictions of one evaluated state (one file beside each score file): the state's
+#: identity (as in :data:`SCHEMA`), then one row per example of each split: its ``id`` (the prepared
+#: data's), the predicted class index and the gold label.
+PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "model": pl.String,
+    "task": pl.String,
+    "seed": pl.Int64,
+    "lam": pl.Float64,
+    "scope": pl.String,
+    "method": pl.String,
+    "p": pl.Float64,
+    "split": pl.String,
+    "id": pl.String,
+    "prediction": pl.Int64,
+    "label": pl.Int64,
+}
 
 
 def runtime_provenance(device) -> dict[str, str]:
@@ -81,6 +101,7 @@ def score_frame(
     provenance: Mapping[str, str],
     jaccard_standard: float | None = None,
     pruned_outside_standard: float | None = None,
+    lam: float | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``)."""
     rows = [
@@ -88,6 +109,7 @@ def score_frame(
             "model": ids["model"],
             "task": ids["task"],
             "seed": int(ids["seed"]),
+            "lam": None if lam is None else float(lam),
             "scope": scope,
             "method": method,
             "p": float(p),
@@ -106,3 +128,25 @@ def score_frame(
         for metric, value in sorted(metrics.items())
     ]
     return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def predictions_frame(ids: Mapping, predictions: Mapping[str, pl.DataFrame], *, lam, scope, method, p) -> pl.DataFrame:
+    """The per-example rows of one evaluated state; ``predictions`` maps a split to a frame with
+    columns ``id``, ``prediction``, ``label`` (in the prepared data's row order)."""
+    state = {
+        "model": ids["model"],
+        "task": ids["task"],
+        "seed": int(ids["seed"]),
+        "lam": None if lam is None else float(lam),
+        "scope": scope,
+        "method": method,
+        "p": float(p),
+    }
+    frames = [
+        df.select("id", "prediction", "label").with_columns(
+            *(pl.lit(v, dtype=PREDICTIONS_SCHEMA[k]).alias(k) for k, v in state.items()),
+            pl.lit(split, dtype=pl.String).alias("split"),
+        )
+        for split, df in predictions.items()
+    ]
+    return pl.concat(frames).select(*(pl.col(k).cast(t) for k, t in PREDICTIONS_SCHEMA.items()))

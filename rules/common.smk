@@ -23,6 +23,12 @@ TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 METHODS = list(config["pruning"]["methods"])
 PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
+# The λ values ({path text: value}); with several, the tropical/, pruned/, scores/ and predictions/
+# paths get a lam<λ>/ level (LAM); with one, they keep the one-λ layout and `lam` is not a wildcard.
+LAMS = apc.lambdas(config)
+LAM = "lam{lam}/" if len(LAMS) > 1 else ""
+# The λ of Tables 1 and 2, Fig. 1, Fig. 2 and score_vs_retained (comparison.* shows every λ).
+TABLE_LAM = apc.table_lam(config)
 MIRROR = (
     str(apc.resolve_path(config["data"]["mirror"], workflow.basedir)) if config["data"]["mirror"] is not None else None
 )
@@ -38,7 +44,8 @@ wildcard_constraints:
     task="|".join(TASKS),
     seed=r"\d+",
     scope="CU|CB|CN",
-    method="standard|tropical",
+    method="standard|tropical|random|activation",
+    lam=r"\d+(\.\d+)?",
     p=r"\d+(\.\d+)?",
 
 
@@ -91,12 +98,13 @@ def data_file(split):
 # rules, after every rule they name is defined.
 def states(template, task, seed):
     """`template` (one output template or a list of them) expanded over one task's and seed's pruned
-    states: its scopes, the methods and the percentages (keys a template lacks are ignored)."""
+    states: the λ values, its scopes, the methods and the percentages (keys a template lacks are ignored)."""
     files = expand(
         template,
         model=MODEL,
         task=task,
         seed=seed,
+        lam=list(LAMS),
         scope=scopes_for(task),
         method=METHODS,
         p=PCTS,
@@ -105,30 +113,54 @@ def states(template, task, seed):
 
 
 def per_seed(template):
-    """`template` expanded over every configured (task, seed)."""
-    return [
-        f for task in TASKS for seed in seeds_for(task) for f in expand(template, model=MODEL, task=task, seed=seed)
+    """`template` expanded over every configured (task, seed) (and the λ values, if it has {lam})."""
+    files = [
+        f
+        for task in TASKS
+        for seed in seeds_for(task)
+        for f in expand(template, model=MODEL, task=task, seed=seed, lam=list(LAMS))
     ]
+    return list(dict.fromkeys(files))
 
 
 def all_scores():
     """The score file of every evaluated state: the full model and every pruned state."""
-    files = per_seed(rules.evaluate_full.output[0])
+    files = per_seed(rules.evaluate_full.output.scores)
     for task in TASKS:
         for seed in seeds_for(task):
             files += states(rules.prune_evaluate.output.scores, task, seed)
     return files
 
 
-def all_pruned():
-    """Every saved pruned adapter; aggregate verifies each against its prune.json."""
+def all_predictions():
+    """The predictions file of every pruned state (the comparison pairs them)."""
     return [
-        f for task in TASKS for seed in seeds_for(task) for f in states(rules.prune_evaluate.output.pruned, task, seed)
+        f
+        for task in TASKS
+        for seed in seeds_for(task)
+        for f in states(rules.prune_evaluate.output.predictions, task, seed)
     ]
 
 
 def all_traces():
-    return per_seed(rules.tropical_solve.output.trace)
+    """The solver traces of report.table_lam (Fig. 1)."""
+    return [f for f in per_seed(rules.tropical_solve.output.trace) if len(LAMS) == 1 or f"/lam{fmt_table_lam()}/" in f]
+
+
+def fmt_table_lam():
+    return apc.fmt_lam(TABLE_LAM)
+
+
+def lam_of(wildcards):
+    """The λ value of a job: its `lam` wildcard, or the one λ of the run."""
+    return LAMS[wildcards.lam] if len(LAMS) > 1 else next(iter(LAMS.values()))
+
+
+def calibration_for(wildcards):
+    """The calibration norms, for method activation only."""
+    if wildcards.method != "activation":
+        return []
+    return expand(rules.calibrate.output[0], **wildcards)
 
 
 def zonotope_task():
@@ -138,9 +170,9 @@ def zonotope_task():
 
 
 def zonotope_run(template):
-    """`template` for the run Fig. 2 draws: zonotope_task() and its first seed."""
+    """`template` for the run Fig. 2 draws: zonotope_task(), its first seed and report.table_lam."""
     task = zonotope_task()
-    return expand(template, model=MODEL, task=task, seed=seeds_for(task)[0])[0]
+    return expand(template, model=MODEL, task=task, seed=seeds_for(task)[0], lam=fmt_table_lam())[0]
 
 
 # Canonical params: what defines a job, as sorted JSON, so that --rerun-triggers params reruns
@@ -179,7 +211,17 @@ def eval_params(wildcards):
 
 
 def tropical_params(wildcards):
-    return apc.canonical(config["tropical"])
+    return apc.canonical(apc.solve_spec(config, lam_of(wildcards)))
+
+
+def calibrate_params(wildcards):
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "max_length": max_length(wildcards.task),
+            "examples": config["pruning"]["calibration_examples"],
+        }
+    )
 
 
 def prune_params(wildcards):
@@ -203,4 +245,9 @@ localrules:
     all,
     aggregate,
     report_tables,
-    report_figures,
+    report_comparison,
+    figure_objective,
+    figure_zonotope,
+    figure_score_vs_retained,
+    figure_methods,
+    figure_delta,

@@ -1,11 +1,12 @@
 rule evaluate_full:
-    """Score the unpruned model (FM) on validation and test."""
+    """Score the unpruned model (FM) on validation and test; keep its per-example predictions."""
     input:
         adapter=f"{SEED_DIR}/adapter",
         validation=data_file("validation"),
         test=data_file("test"),
     output:
-        f"{SEED_DIR}/scores/full.parquet",
+        scores=f"{SEED_DIR}/scores/full.parquet",
+        predictions=f"{SEED_DIR}/predictions/full.parquet",
     log:
         "logs/evaluate_full/{model}/{task}/seed{seed}.log",
     benchmark:

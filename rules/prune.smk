@@ -5,16 +5,18 @@ if config["evaluation"]["mode"] == "per_state":
         Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
         input:
             adapter=f"{SEED_DIR}/adapter",
-            optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
+            optimized=rules.tropical_solve.output.optimized,
+            calibration=calibration_for,
             validation=data_file("validation"),
             test=data_file("test"),
         output:
-            pruned=directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{{p}}"),
-            scores=f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{{p}}.parquet",
+            pruned=directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{{p}}"),
+            scores=f"{SEED_DIR}/scores/{LAM}{{scope}}/{{method}}/p{{p}}.parquet",
+            predictions=f"{SEED_DIR}/predictions/{LAM}{{scope}}/{{method}}/p{{p}}.parquet",
         log:
-            "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.log",
+            f"logs/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.log",
         benchmark:
-            "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}_p{p}.tsv"
+            f"logs/benchmarks/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.tsv"
         group:
             "prune_eval"
         conda:
@@ -25,6 +27,7 @@ if config["evaluation"]["mode"] == "per_state":
             runtime=30,
         params:
             spec=prune_params,
+            lam=lam_of,
             code=code_hash("prune_evaluate.py"),
         script:
             "../scripts/prune_evaluate.py"
@@ -36,16 +39,18 @@ else:
         the model and data are loaded once; the outputs are the per-state ones of per_state mode."""
         input:
             adapter=f"{SEED_DIR}/adapter",
-            optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
+            optimized=rules.tropical_solve.output.optimized,
+            calibration=calibration_for,
             validation=data_file("validation"),
             test=data_file("test"),
         output:
-            pruned=[directory(f"{SEED_DIR}/pruned/{{scope}}/{{method}}/p{p}") for p in PCTS],
-            scores=[f"{SEED_DIR}/scores/{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
+            pruned=[directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{p}") for p in PCTS],
+            scores=[f"{SEED_DIR}/scores/{LAM}{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
+            predictions=[f"{SEED_DIR}/predictions/{LAM}{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
         log:
-            "logs/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.log",
+            f"logs/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
         benchmark:
-            "logs/benchmarks/prune_evaluate/{model}/{task}/seed{seed}/{scope}_{method}.tsv"
+            f"logs/benchmarks/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
         group:
             "prune_eval"
         conda:
@@ -57,6 +62,7 @@ else:
         params:
             percentages=PCTS,
             spec=prune_params,
+            lam=lam_of,
             code=code_hash("prune_evaluate_sweep.py"),
         script:
             "../scripts/prune_evaluate_sweep.py"

@@ -6,13 +6,13 @@ rule tropical_solve:
     input:
         adapter=f"{SEED_DIR}/adapter",
     output:
-        optimized=f"{SEED_DIR}/tropical/optimized.safetensors",
-        trace=f"{SEED_DIR}/tropical/trace.parquet",
-        info=f"{SEED_DIR}/tropical/solve.json",
+        optimized=f"{SEED_DIR}/tropical/{LAM}optimized.safetensors",
+        trace=f"{SEED_DIR}/tropical/{LAM}trace.parquet",
+        info=f"{SEED_DIR}/tropical/{LAM}solve.json",
     log:
-        "logs/tropical_solve/{model}/{task}/seed{seed}.log",
+        f"logs/tropical_solve/{{model}}/{{task}}/seed{{seed}}/{LAM}solve.log",
     benchmark:
-        "logs/benchmarks/tropical_solve/{model}/{task}/seed{seed}.tsv"
+        f"logs/benchmarks/tropical_solve/{{model}}/{{task}}/seed{{seed}}/{LAM}solve.tsv"
     conda:
         "../envs/pipeline.yaml"
     threads: 1

@@ -11,7 +11,6 @@ with logged(sm.log[0]):
     aggregate.collect(
         list(sm.input.scores),
         sm.output[0],
-        pruned_dirs=list(sm.input.pruned),
         allow_mixed_devices=sm.params.allow_mixed_devices,
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

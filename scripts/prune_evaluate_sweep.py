@@ -12,7 +12,14 @@ sm = snakemake  # noqa: F821
 w = sm.wildcards
 with logged(sm.log[0]):
     prune_evaluate_sweep(
-        ids={"model": w.model, "task": w.task, "seed": int(w.seed), "scope": w.scope, "method": w.method},
+        ids={
+            "model": w.model,
+            "task": w.task,
+            "seed": int(w.seed),
+            "lam": sm.params.lam,
+            "scope": w.scope,
+            "method": w.method,
+        },
         ps=[float(p) for p in sm.params.percentages],
         spec=json.loads(sm.params.spec),
         adapter_dir=sm.input.adapter,
@@ -20,6 +27,8 @@ with logged(sm.log[0]):
         split_paths={"validation": sm.input.validation, "test": sm.input.test},
         out_dirs=list(sm.output.pruned),
         out_scores=list(sm.output.scores),
+        out_predictions=list(sm.output.predictions),
+        calibration_path=sm.input.calibration or None,
         device=sm.config["device"],
         batch_size=sm.config["evaluation"]["batch_size"],
         threads=sm.threads,

@@ -16,5 +16,6 @@ with logged(sm.log[0]):
         table2={ext: sm.output[f"table2_{ext}"] for ext in ("md", "csv", "tex")},
         table_scope=spec["table_scope"],
         table2_task=spec["table2_task"],
+        lam=spec["lam"],
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

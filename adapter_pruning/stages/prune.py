@@ -19,15 +19,29 @@ from .evaluate import score_splits
 log = logging.getLogger("adapter_pruning")
 
 
-def _prune_one(model, name, layers, optimized, ids: Mapping, p: float, values: str) -> dict:
+def baseline_scores(method: str, layers, *, seed: int, input_rms=None) -> dict:
+    """``{method: per-layer scores}`` for a baseline method (``random``: seeded by the run's ``seed``;
+    ``activation``: from the calibration norms), ``{}`` for ``standard`` and ``tropical``."""
+    from .. import masks
+
+    if method == "random":
+        return {"random": masks.random_scores(layers, seed)}
+    if method == "activation":
+        if input_rms is None:
+            raise ValueError("method 'activation' needs the calibration norms (rule calibrate)")
+        return {"activation": masks.activation_scores(layers, input_rms)}
+    return {}
+
+
+def _prune_one(model, name, layers, optimized, ids: Mapping, p: float, values: str, scores: Mapping) -> dict:
     """Load the pruned state of ``(ids['scope'], ids['method'], p)`` into ``model`` (every adapter tensor
     is rewritten from the original ``layers``, so states do not leak into each other) and return its
-    ``prune.json`` info (counts, retained share, mask diagnostics)."""
+    ``prune.json`` info (counts, retained share, mask diagnostics). ``scores``: :func:`baseline_scores`."""
     import torch
 
     from .. import masks
 
-    both = masks.pruning_masks(layers, optimized, p, ids["scope"])
+    both = masks.pruning_masks(layers, optimized, p, ids["scope"], scores=scores)
     chosen = both[ids["method"]]
     agreement = masks.mask_agreement(chosen, both["standard"])
     pruned = masks.apply_masks(layers, chosen, values=values, optimized=optimized if values == "optimized" else None)
@@ -41,7 +55,7 @@ def _prune_one(model, name, layers, optimized, ids: Mapping, p: float, values: s
             if not torch.all(t[mk] == 0):
                 raise RuntimeError(f"{lay.prefix}: pruned entries are not zero after applying the mask")
     return {
-        **{k: ids[k] for k in ("model", "task", "seed", "scope", "method")},
+        **{k: ids[k] for k in ("model", "task", "seed", "lam", "scope", "method")},
         "p": float(p),
         "values": values,
         "n_params": n_params,
@@ -62,35 +76,45 @@ def prune_evaluate_sweep(
     split_paths: Mapping,
     out_dirs: Sequence,
     out_scores: Sequence,
+    out_predictions: Sequence,
     *,
+    calibration_path=None,
     device: str = "auto",
     batch_size: int = 128,
     threads: int | None = None,
 ) -> list[dict]:
     """Prune, save and score every ``p`` of ``ps`` for one (scope, method) in one process.
 
-    ``out_dirs[k]``, ``out_scores[k]`` receive state ``ps[k]``, exactly as :func:`prune_evaluate` would
-    write them. ``prune.json`` and the score rows carry the mask diagnostics of
+    ``out_dirs[k]``, ``out_scores[k]``, ``out_predictions[k]`` receive state ``ps[k]``, exactly as
+    :func:`prune_evaluate` would write them. ``ids`` holds ``model, task, seed, lam, scope, method``;
+    ``calibration_path``: the calibration norms, needed by method ``activation``. ``prune.json`` and
+    the score rows carry the mask diagnostics of
     :func:`masks.mask_agreement` against the count-matched Standard mask of the same scope groups
     (``jaccard_standard``, ``pruned_outside_standard``; 1 and 0 for Standard itself)."""
     from .. import artifacts, data, masks, models, results
     from ..io import write_parquet
 
-    if not (len(ps) == len(out_dirs) == len(out_scores)):
-        raise ValueError(f"{len(ps)} percentages but {len(out_dirs)} output folders and {len(out_scores)} score files")
+    if not (len(ps) == len(out_dirs) == len(out_scores) == len(out_predictions)):
+        raise ValueError(
+            f"{len(ps)} percentages but {len(out_dirs)} output folders, {len(out_scores)} score files and "
+            f"{len(out_predictions)} prediction files"
+        )
     set_threads(threads)
     dev = models.resolve_device(device)
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     layers = masks.extract_layers(model, name)
     optimized = artifacts.read_optimized(optimized_path, layers)
+    input_rms = artifacts.read_input_rms(calibration_path, layers) if calibration_path else None
+    scores_by_method = baseline_scores(ids["method"], layers, seed=int(ids["seed"]), input_rms=input_rms)
     frames = {split: data.read_prepared(path, ids["task"]) for split, path in split_paths.items()}
     provenance = results.runtime_provenance(dev)
     infos = []
-    for p, out_dir, out_score in zip(ps, out_dirs, out_scores):
-        info = _prune_one(model, name, layers, optimized, ids, p, spec["values"])
+    for p, out_dir, out_score, out_pred in zip(ps, out_dirs, out_scores, out_predictions):
+        info = _prune_one(model, name, layers, optimized, ids, p, spec["values"], scores_by_method)
         info = artifacts.write_pruned(
             out_dir, lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True), info
         )
+        artifacts.verify_pruned(out_dir)  # the saved file holds the zeros prune.json reports
         log.info(
             "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
             ids["scope"],
@@ -101,7 +125,7 @@ def prune_evaluate_sweep(
             info["retained"],
             info["jaccard_standard"],
         )
-        scores = score_splits(
+        scores, predictions = score_splits(
             model, tokenizer, ids["task"], frames, max_length=spec["max_length"], batch_size=batch_size, device=dev
         )
         frame = results.score_frame(
@@ -116,6 +140,11 @@ def prune_evaluate_sweep(
             provenance=provenance,
             jaccard_standard=info["jaccard_standard"],
             pruned_outside_standard=info["pruned_outside_standard"],
+            lam=ids["lam"],
+        )
+        write_parquet(
+            results.predictions_frame(ids, predictions, lam=ids["lam"], scope=ids["scope"], method=ids["method"], p=p),
+            out_pred,
         )
         write_parquet(frame, out_score)
         infos.append(info)
@@ -131,7 +160,9 @@ def prune_evaluate(
     split_paths: Mapping,
     out_dir,
     out_scores,
+    out_predictions,
     *,
+    calibration_path=None,
     device: str = "auto",
     batch_size: int = 128,
     threads: int | None = None,
@@ -147,6 +178,8 @@ def prune_evaluate(
         split_paths,
         [out_dir],
         [out_scores],
+        [out_predictions],
+        calibration_path=calibration_path,
         device=device,
         batch_size=batch_size,
         threads=threads,

@@ -1,0 +1,22 @@
+"""Snakemake entry point of rule calibrate (logic: adapter_pruning.stages.calibrate.calibrate)."""
+
+import json  # noqa: E401
+import sys
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
+from adapter_pruning.joblog import exit_now, logged  # noqa: E402
+from adapter_pruning.stages.calibrate import calibrate  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with logged(sm.log[0]):
+    calibrate(
+        ids={"model": sm.wildcards.model, "task": sm.wildcards.task, "seed": int(sm.wildcards.seed)},
+        spec=json.loads(sm.params.spec),
+        adapter_dir=sm.input.adapter,
+        train_path=sm.input.train,
+        out_path=sm.output[0],
+        device=sm.config["device"],
+        batch_size=sm.config["evaluation"]["batch_size"],
+        threads=sm.threads,
+    )
+exit_now()  # outputs are safely written: skip the slow interpreter teardown

@@ -387,7 +387,8 @@ def win_counts(frame: pl.DataFrame) -> pl.DataFrame:
     ``wins`` (``diff > 0``), ``ties`` (``diff == 0``), ``losses`` (``diff < 0``),
     ``significant_wins`` (``ci_lo > 0``), ``significant_losses`` (``ci_hi < 0``), and ``paper``:
     the paper's Table 1 count of Tropical-beats-Standard states for the task (e.g. ``"8/9"``,
-    :data:`PAPER_WINS`; null for a task it does not report)."""
+    :data:`PAPER_WINS`; null for a task it does not report, and for scopes other than CU, which the
+    paper's Table 1 uses)."""
     by = ["model", "task", "scope", "lam"]
     return (
         frame.group_by(by, maintain_order=True)
@@ -400,8 +401,13 @@ def win_counts(frame: pl.DataFrame) -> pl.DataFrame:
             (pl.col("ci_hi") < 0).sum().cast(pl.Int64).alias("significant_losses"),
         )
         .with_columns(
-            pl.col("task")
-            .replace_strict({t: f"{w}/{n}" for t, (w, n) in PAPER_WINS.items()}, default=None, return_dtype=pl.String)
+            pl.when(pl.col("scope") == "CU")
+            .then(
+                pl.col("task").replace_strict(
+                    {t: f"{w}/{n}" for t, (w, n) in PAPER_WINS.items()}, default=None, return_dtype=pl.String
+                )
+            )
+            .otherwise(None)
             .alias("paper")
         )
         .sort(by, nulls_last=False)

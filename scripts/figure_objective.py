@@ -1,12 +1,12 @@
-"""Snakemake entry point of rule figure_objective (logic: adapter_pruning.figures)."""
+"""Snakemake entry point of rule figure_objective (logic: adapter_pruning.figures.objective)."""
 
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import figures  # noqa: E402
+from adapter_pruning.figures.objective import objective_figure  # noqa: E402
 from adapter_pruning.joblog import exit_now, logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    figures.objective_figure(list(sm.input.traces), dict(sm.output.items()))
+    objective_figure(list(sm.input.traces), dict(sm.output.items()))
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

@@ -1,16 +1,14 @@
-"""Snakemake entry point of rule figure_score_vs_retained (logic: adapter_pruning.figures)."""
+"""Snakemake entry point of rule figure_score_vs_retained (logic: adapter_pruning.figures.scores)."""
 
 import json  # noqa: E401
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
-from adapter_pruning import figures  # noqa: E402
+from adapter_pruning.figures.scores import score_vs_retained_figure  # noqa: E402
 from adapter_pruning.joblog import exit_now, logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 spec = json.loads(sm.params.spec)
 with logged(sm.log[0]):
-    figures.score_vs_retained_figure(
-        sm.input.results, dict(sm.output.items()), scope=spec["table_scope"], lam=spec["lam"]
-    )
+    score_vs_retained_figure(sm.input.results, dict(sm.output.items()), scope=spec["table_scope"], lam=spec["lam"])
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

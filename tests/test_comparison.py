@@ -128,19 +128,6 @@ def test_interval_narrows_with_more_examples():
     assert big["hi"] - big["lo"] < 0.5 * (small["hi"] - small["lo"])
 
 
-def test_bootstrap_is_fast():
-    import time
-
-    rng = np.random.default_rng(6)
-    n, S, C = 2000, 5, 7
-    labels = rng.integers(0, C, n)
-    tgt, ref = _noisy(rng, labels, 0.6, C, (S, n)), _noisy(rng, labels, 0.5, C, (S, n))
-    paired_bootstrap(labels, tgt, ref, num_labels=C, metric="macro_f1", resamples=10)  # warm up
-    t = time.perf_counter()
-    paired_bootstrap(labels, tgt, ref, num_labels=C, metric="macro_f1", resamples=1000)
-    assert time.perf_counter() - t < 1.0
-
-
 def test_bootstrap_rejects_misaligned_inputs():
     labels = np.zeros(5, dtype=np.int64)
     with pytest.raises(ValueError, match=r"\(S, n\)"):
@@ -341,7 +328,8 @@ def test_write_comparison_writes_md_csv_tex(tmp_path):
 
 
 def test_figures_write_png_and_svg(tmp_path):
-    from adapter_pruning.figures import delta_figure, method_comparison_figure
+    from adapter_pruning.figures.delta import delta_figure
+    from adapter_pruning.figures.methods import method_comparison_figure
     from adapter_pruning.io import write_parquet
 
     results, preds, _ = _synthetic(seeds=(0, 1), ps=(50.0, 90.0), lams=(0.5, 2.0))

@@ -33,7 +33,7 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["training"].update(batch_size=-32), "training.batch_size = -32"),
         (lambda c: c["training"].update(non_linearity="gelu"), 'training.non_linearity = "gelu"'),
         (lambda c: c["pruning"]["scopes"].update(default=["CX"]), 'pruning.scopes.default[0] = "CX"'),
-        (lambda c: c["pruning"].update(methods=["random"]), 'pruning.methods[0] = "random"'),
+        (lambda c: c["pruning"].update(methods=["wanda"]), 'pruning.methods[0] = "wanda"'),
         (lambda c: c.update(seeds=[0.5]), "seeds[0] = 0.5"),
         (lambda c: c.update(lerning_rate=1), "lerning_rate: unknown key"),
         (lambda c: c["training"].update(lr_schedule="cos"), "training.lr_schedule: unknown key"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
-from adapter_pruning.figures import zonotope_vertices_2d
+from adapter_pruning.figures.zonotope import zonotope_vertices_2d
 
 
 @pytest.mark.parametrize("m, seed", [(1, 0), (2, 1), (5, 2), (9, 3)])
@@ -32,7 +32,7 @@ def test_zonotope_of_zero_generators_is_the_origin():
 
 
 def test_degeneracy_point_segment_polygon():
-    from adapter_pruning.figures import zonotope_degeneracy
+    from adapter_pruning.figures.zonotope import zonotope_degeneracy
 
     assert zonotope_degeneracy(np.zeros((4, 5))) == "point"
     seg = np.outer([1.0, -2.0, 0.0, 0.5], [0.3, 0.1, -0.2, 0.0, 1.0])
@@ -59,7 +59,7 @@ def _write_adapter(tmp_path, A, B, up_bias, name="t"):
 def test_zonotope_figure_marks_collapsed_panels_and_picks_an_informative_node(tmp_path):
     import torch
 
-    from adapter_pruning.figures import zonotope_figure, zonotope_node
+    from adapter_pruning.figures.zonotope import zonotope_figure, zonotope_node
 
     g = torch.Generator().manual_seed(0)
     A, B, ub = torch.randn(4, 7, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g)

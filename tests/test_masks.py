@@ -13,6 +13,7 @@ from adapter_pruning.masks import (
     SCOPES,
     AdapterLayer,
     LayerMask,
+    activation_scores,
     apply_masks,
     extract_layers,
     layers_to_state_dict,
@@ -21,6 +22,7 @@ from adapter_pruning.masks import (
     mask_report,
     n_to_prune,
     pruning_masks,
+    random_scores,
     stack_layers,
 )
 from adapter_pruning.tropical import DEFAULT_LAM_REL, lambda_scale, solve
@@ -518,3 +520,72 @@ def test_mask_agreement_counts_by_hand():
     assert mask_agreement([a], [a]) == {"jaccard_retained": 1.0, "pruned_outside": 0.0}
     with pytest.raises(ValueError, match="compared with"):
         mask_agreement([a], [LayerMask("other", b.A, b.B, b.up_bias)])
+
+
+# --------------------------------------------------------------------------- baselines: random, activation
+
+
+def _rms(layers, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.rand(l.A.shape[1] - 1, generator=g, dtype=torch.float64),
+            torch.rand(l.A.shape[0], generator=g, dtype=torch.float64),
+        )
+        for l in layers
+    ]
+
+
+def test_activation_scores_equal_a_hand_computation():
+    layers = make_layers(L=2, d=5, r=3, seed=7)
+    rms = _rms(layers)
+    got = activation_scores(layers, rms)
+    for layer, (down_in, up_in), (sA, sB, sub) in zip(layers, rms, got):
+        r, d1 = layer.A.shape
+        for i in range(r):
+            for j in range(d1):
+                x = down_in[j] if j < d1 - 1 else 1.0  # the down bias sees the constant input 1
+                assert sA[i, j] == pytest.approx(abs(float(layer.A[i, j])) * float(x), rel=1e-15)
+        for i in range(layer.B.shape[0]):
+            for j in range(r):
+                assert sB[i, j] == pytest.approx(abs(float(layer.B[i, j])) * float(up_in[j]), rel=1e-15)
+        assert torch.equal(sub, layer.up_bias.abs())
+    with pytest.raises(ValueError, match="do not fit"):
+        activation_scores(layers, [(rms[0][1], rms[0][0])] * 2)
+
+
+def test_random_scores_are_seeded():
+    layers = make_layers(L=2, d=6, r=2, seed=8)
+    a, b, c = random_scores(layers, 0), random_scores(layers, 0), random_scores(layers, 1)
+    assert all(torch.equal(x, y) for la, lb in zip(a, b) for x, y in zip(la, lb))
+    assert not all(torch.equal(x, y) for la, lc in zip(a, c) for x, y in zip(la, lc))
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("p", [10, 50, 90, 98])
+def test_baselines_are_count_matched_to_tropical_in_every_group(scope, p):
+    layers = make_layers(L=3, d=12, r=3, seed=1)
+    opt = optimize(layers, rel=1.0)
+    scores = {"random": random_scores(layers, 3), "activation": activation_scores(layers, _rms(layers))}
+    masks = pruning_masks(layers, opt, p, scope, scores=scores)
+    assert set(masks) == {"tropical", "standard", "random", "activation"}
+    # the built-in methods are unchanged by the extra scores
+    plain = pruning_masks(layers, opt, p, scope)
+    for method in ("tropical", "standard"):
+        assert all(torch.equal(layer_flat(x), layer_flat(y)) for x, y in zip(masks[method], plain[method]))
+    for name, per_layer in scores.items():
+        sub = {"tropical": masks["tropical"], "standard": masks[name]}
+        sc_layers = [AdapterLayer(l.prefix, *s) for l, s in zip(layers, per_layer)]
+        n = 0
+        for (_, _, trop, _), (score, _, _, chosen) in zip(
+            groups(layers, opt, sub, scope), groups(sc_layers, opt, sub, scope)
+        ):
+            k = int(trop.sum())
+            assert int(chosen.sum()) == k  # as many as Tropical prunes in this group
+            if k:  # the k lowest scores of the group
+                assert score[chosen].max() <= score[~chosen].min() if (~chosen).any() else True
+            n += 1
+        assert n == {"CU": 3, "CB": 1, "CN": 3 * (3 + 12)}[scope]
+    assert not torch.equal(
+        torch.cat([layer_flat(m) for m in masks["random"]]), torch.cat([layer_flat(m) for m in masks["standard"]])
+    )

@@ -59,7 +59,7 @@ def test_solve_json_records_each_layer(trained):
 
 def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir):
     root, paths = trained
-    ids = {"model": "tiny", "task": "trec", "seed": 0, "scope": "CU", "method": "tropical"}
+    ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "tropical"}
     spec = {"model": str(tiny_model_dir), "max_length": 32, "values": "original"}
     splits = {"validation": paths["validation"], "test": paths["test"]}
     ps = [90.0, 50.0, 10.0]
@@ -73,6 +73,7 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
             splits,
             root / "one" / f"p{p:g}",
             root / "one" / f"p{p:g}.parquet",
+            root / "one" / f"pred{p:g}.parquet",
             device="cpu",
             batch_size=24,
         )
@@ -85,6 +86,7 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
         splits,
         [root / "sweep" / f"p{p:g}" for p in ps],
         [root / "sweep" / f"p{p:g}.parquet" for p in ps],
+        [root / "sweep" / f"pred{p:g}.parquet" for p in ps],
         device="cpu",
         batch_size=24,
     )
@@ -93,6 +95,15 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
         assert (a / "adapter.safetensors").read_bytes() == (b / "adapter.safetensors").read_bytes()
         assert json.loads((a / "prune.json").read_text()) == json.loads((b / "prune.json").read_text()) == info
         assert pl.read_parquet(f"{a}.parquet").equals(pl.read_parquet(f"{b}.parquet"))
+        pred = pl.read_parquet(root / "sweep" / f"pred{p:g}.parquet")
+        assert pred.equals(pl.read_parquet(root / "one" / f"pred{p:g}.parquet"))
+        scores = pl.read_parquet(f"{b}.parquet").filter(pl.col("metric") == "accuracy")
+        for split, path in splits.items():  # the predictions are the scored ones, in the data's order
+            got = pred.filter(pl.col("split") == split)
+            assert got["id"].to_list() == pl.read_parquet(path)["id"].to_list()
+            assert got["lam"].unique().to_list() == [0.5] and got["p"].unique().to_list() == [p]
+            acc = float((got["prediction"] == got["label"]).mean())
+            assert scores.filter(pl.col("split") == split)["score"].item() == pytest.approx(acc, abs=1e-12)
         assert artifacts.verify_pruned(b)["n_pruned"] == info["n_pruned"]
         assert 0 < info["jaccard_standard"] <= 1 and 0 <= info["pruned_outside_standard"] < 1
     frame = pl.read_parquet(root / "sweep" / "p90.parquet")
@@ -107,4 +118,82 @@ def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir)
             splits,
             [root / "x1", root / "x2"],
             [root / "x1.parquet"] * 3,
+            [root / "y1.parquet"] * 3,
+        )
+
+
+def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
+    """input_rms equals the RMS of the adapter inputs captured by hand (non-padding tokens only), the
+    up input is ReLU of the down layer, and random / activation states are count-matched to Tropical."""
+    import numpy as np
+    import torch
+
+    from adapter_pruning import evaluation, masks, models
+    from adapter_pruning.stages.calibrate import calibrate, input_rms
+
+    root, paths = trained
+    model, tok, name = models.load_trained(str(tiny_model_dir), root / "adapter")
+    df = pl.read_parquet(paths["train"]).head(10)
+    got, n_tokens = input_rms(model, tok, name, df, max_length=32, batch_size=4, device="cpu")
+    # by hand: one padded batch of all 10 rows, full input tensors captured, padding removed
+    layer = masks.extract_layers(model, name)[0]
+    seen = {}
+    down = model.get_submodule(f"{layer.prefix}.adapter_down.0")
+    h = down.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
+    enc = evaluation.encode(tok, df, 32)
+    batch = evaluation.collate(enc, np.arange(10), tok.pad_token_id)
+    with torch.no_grad():
+        model(**batch)
+    h.remove()
+    keep = batch["attention_mask"].bool()
+    x = seen["x"][keep].double()  # (tokens, d)
+    assert n_tokens == int(keep.sum())
+    down_in, up_in = got[layer.prefix]
+    assert torch.allclose(down_in, x.pow(2).mean(0).sqrt(), rtol=1e-5)
+    z = torch.relu(x @ down.weight.double().T + down.bias.double())
+    assert torch.allclose(up_in, z.pow(2).mean(0).sqrt(), rtol=1e-5, atol=1e-7)
+
+    calibrate(
+        {"model": "tiny", "task": "trec", "seed": 0},
+        {"model": str(tiny_model_dir), "max_length": 32, "examples": 16},
+        root / "adapter",
+        paths["train"],
+        root / "calibration.safetensors",
+        device="cpu",
+        batch_size=8,
+    )
+    spec = {"model": str(tiny_model_dir), "max_length": 32, "values": "original"}
+    splits = {"validation": paths["validation"], "test": paths["test"]}
+    counts = {}
+    for method in ("tropical", "random", "activation"):
+        ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CN", "method": method}
+        info = prune_evaluate(
+            ids,
+            90.0,
+            spec,
+            root / "adapter",
+            root / "optimized.safetensors",
+            splits,
+            root / method,
+            root / f"{method}.parquet",
+            root / f"{method}_pred.parquet",
+            calibration_path=root / "calibration.safetensors",
+            device="cpu",
+            batch_size=24,
+        )
+        counts[method] = [rec["n_pruned"] for rec in info["layers"]]
+        assert pl.read_parquet(root / f"{method}.parquet")["method"].unique().to_list() == [method]
+    assert counts["random"] == counts["activation"] == counts["tropical"]
+    with pytest.raises(ValueError, match="calibration norms"):
+        ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "activation"}
+        prune_evaluate(
+            ids,
+            90.0,
+            spec,
+            root / "adapter",
+            root / "optimized.safetensors",
+            splits,
+            root / "x",
+            root / "x.pq",
+            root / "y.pq",
         )

@@ -16,6 +16,7 @@ from helpers import REPO, job_counts, run_snakemake
 
 pytestmark = pytest.mark.slow
 
+FIGURES = {"figure_objective", "figure_zonotope", "figure_score_vs_retained", "figure_methods", "figure_delta"}
 ALL = {
     "prepare_data",
     "train_adapter",
@@ -24,11 +25,14 @@ ALL = {
     "prune_evaluate",
     "aggregate",
     "report_tables",
-    "report_figures",
+    "report_comparison",
+} | FIGURES
+# downstream of results.parquet (figure_delta draws comparison.csv)
+REPORTS = {"aggregate", "report_tables", "report_comparison", "figure_score_vs_retained", "figure_methods"} | {
+    "figure_delta"
 }
-REPORTS = {"aggregate", "report_tables", "report_figures"}
 AFTER_TRAINING = ALL - {"prepare_data"}
-SOLVE = {"tropical_solve", "prune_evaluate"} | REPORTS
+SOLVE = {"tropical_solve", "prune_evaluate", "figure_objective", "figure_zonotope"} | REPORTS
 FULL_AND_PRUNE = {"evaluate_full", "prune_evaluate"} | REPORTS
 
 # What an edit of each file must rerun: the rules whose scripts import it, directly or not, plus
@@ -52,10 +56,20 @@ EXPECTED = {
     "adapter_pruning/results.py": FULL_AND_PRUNE,
     "adapter_pruning/stages/evaluate.py": FULL_AND_PRUNE,
     "adapter_pruning/stages/prune.py": {"prune_evaluate"} | REPORTS,
-    # import_adapter runs only for tasks under `adapters:`; the tiny run trains every task
+    # import_adapter runs only for tasks under `adapters:`, calibrate only for the activation
+    # baseline; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),
+    "adapter_pruning/stages/calibrate.py": set(),
     "adapter_pruning/aggregate.py": REPORTS,
-    "adapter_pruning/figures.py": {"report_figures"},
+    "adapter_pruning/comparison.py": {"report_comparison", "figure_delta"},
+    # one module per figure: editing one redraws only that figure
+    "adapter_pruning/figures/__init__.py": FIGURES,
+    "adapter_pruning/figures/common.py": FIGURES,
+    "adapter_pruning/figures/objective.py": {"figure_objective"},
+    "adapter_pruning/figures/zonotope.py": {"figure_zonotope"},
+    "adapter_pruning/figures/scores.py": {"figure_score_vs_retained"},
+    "adapter_pruning/figures/methods.py": {"figure_methods"},
+    "adapter_pruning/figures/delta.py": {"figure_delta"},
     # used by Snakemake itself, the command line or tests only: no job runs them
     "adapter_pruning/config.py": set(),
     "adapter_pruning/codehash.py": set(),

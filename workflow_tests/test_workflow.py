@@ -31,7 +31,12 @@ def test_dry_run_default_config(tmp_path, shared_data):
         "prune_evaluate": 7 * 2 * 6,
         "aggregate": 1,
         "report_tables": 1,
-        "report_figures": 1,
+        "report_comparison": 1,
+        "figure_objective": 1,
+        "figure_zonotope": 1,
+        "figure_score_vs_retained": 1,
+        "figure_methods": 5,
+        "figure_delta": 5,
     }
 
 
@@ -59,6 +64,7 @@ def test_tiny_run_outputs(tiny_run):
         "model",
         "task",
         "seed",
+        "lam",
         "scope",
         "method",
         "p",
@@ -77,9 +83,15 @@ def test_tiny_run_outputs(tiny_run):
     for name in ("table1", "table2"):
         for ext in ("md", "csv", "tex"):
             assert (summary / f"{name}.{ext}").stat().st_size > 0
-    for name in ("objective", "zonotope", "score_vs_retained"):
+    for name in ("objective", "zonotope", "score_vs_retained", "methods/trec", "delta/rotten_tomatoes"):
         for ext in ("png", "svg"):
             assert (summary / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    comparison = pl.read_csv(summary / "comparison.csv")
+    assert {"diff", "ci_lo", "ci_hi", "significant", "standard_mean", "tropical_std"} <= set(comparison.columns)
+    assert comparison.height == (3 + 1) * 2  # (rt: 3 scopes, trec: 1) x 2 p, one λ
+    assert (comparison["ci_lo"] <= comparison["diff"]).all() and (comparison["diff"] <= comparison["ci_hi"]).all()
+    assert "paired bootstrap" in (summary / "comparison.md").read_text()
+    assert res["lam"].drop_nulls().unique().to_list() == [0.5]
     t1 = (summary / "table1.md").read_text()
     assert "Combined" in t1 and "rotten_tomatoes" in t1 and "trec" in t1
     assert "T-CN" in (summary / "table2.md").read_text()
@@ -165,7 +177,14 @@ def _dry_run_after_change(tiny_run, tmp_path, **overrides):
 
 def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
     counts = _dry_run_after_change(tiny_run, tmp_path, tropical={"lam1": 0.123456})
-    assert set(counts) == {"all", "tropical_solve", "prune_evaluate", "aggregate", "report_tables", "report_figures"}
+    assert set(counts) == {"all", "tropical_solve", "prune_evaluate", "aggregate", "report_tables"} | {
+        "report_comparison",
+        "figure_objective",
+        "figure_zonotope",
+        "figure_score_vs_retained",
+        "figure_methods",
+        "figure_delta",
+    }
     assert counts["tropical_solve"] == 2 and counts["prune_evaluate"] == 16
 
 
@@ -212,3 +231,49 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
     assert (copy / "logs" / "prune_evaluate" / "tiny" / "trec" / "seed0" / "CU_tropical.log").is_file()
     before, after = _results(workdir), _results(copy)
     assert after.equals(before)
+
+
+def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
+    """The comparison study's machinery on the tiny run: two λ (a lam<λ>/ level in the paths, a `lam`
+    column), the random and activation baselines (rule calibrate), per_sweep jobs, comparison.* and the
+    per-task figures. The λ = 0.5 states are those of the one-λ run (λ 0.5 is its default)."""
+    import shutil
+
+    workdir, cfg, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    base = yaml.safe_load(cfg.read_text())
+    base["tasks"] = ["trec"]
+    base["evaluation"] = {**base.get("evaluation", {}), "mode": "per_sweep"}
+    base["tropical"] = {**base.get("tropical", {}), "lam": [0.5, 1.0]}
+    base["pruning"] = {**base["pruning"], "methods": ["standard", "tropical", "random", "activation"]}
+    base["pruning"]["calibration_examples"] = 32
+    base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5}
+    study = write_config(tmp_path / "study.yaml", base)
+    planned = job_counts(run_snakemake(copy, study, "-n", "--quiet", "rules", timeout=120).stdout)
+    assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
+    assert planned["prune_evaluate"] == 2 * 4  # λ x methods (per_sweep: every p in one job)
+    run_snakemake(copy, study, "--cores", "2", timeout=900)
+    res = _results(copy)
+    pruned = res.filter(pl.col("method") != "full")
+    assert sorted(pruned["lam"].unique().to_list()) == [0.5, 1.0]
+    assert sorted(pruned["method"].unique().to_list()) == ["activation", "random", "standard", "tropical"]
+    counts = pruned.unique(["lam", "scope", "method", "p"]).pivot(
+        on="method", index=["lam", "scope", "p"], values="n_pruned"
+    )
+    for method in ("standard", "random", "activation"):
+        assert (counts[method] == counts["tropical"]).all()
+    seed_dir = copy / "results" / "tiny" / "trec" / "seed0"
+    assert (seed_dir / "pruned" / "lam1" / "CU" / "activation" / "p90" / "prune.json").is_file()
+    assert (seed_dir / "predictions" / "lam0.5" / "CU" / "random" / "p50.parquet").is_file()
+    assert (seed_dir / "calibration" / "input_rms.safetensors").is_file()
+    one_lambda = _results(workdir).filter(pl.col("task") == "trec", pl.col("method").is_in(["standard", "tropical"]))
+    same = res.filter(
+        pl.col("lam").is_null() | (pl.col("lam") == 0.5), pl.col("method").is_in(["standard", "tropical"])
+    )
+    assert same.sort(pl.all()).equals(one_lambda.sort(pl.all()))
+    comparison = pl.read_csv(copy / "results" / "summary" / "comparison.csv")
+    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2
+    assert {"random_mean", "activation_mean", "ci_lo", "ci_hi"} <= set(comparison.columns)
+    for name in ("methods/trec", "delta/trec"):
+        assert (copy / "results" / "summary" / "figures" / f"{name}.png").stat().st_size > 1000

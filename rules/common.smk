@@ -175,6 +175,20 @@ def zonotope_run(template):
     return expand(template, model=MODEL, task=task, seed=seeds_for(task)[0], lam=fmt_table_lam())[0]
 
 
+def figure_files(name, category="Figures", subcategory=None):
+    """The PNG and SVG outputs of figure `name` (a path template), with its report caption."""
+    caption = name.split("/")[0]
+    return {
+        ext: report(
+            f"{R}/summary/figures/{name}.{ext}",
+            caption=f"../report/{caption}.rst",
+            category=category,
+            subcategory=subcategory,
+        )
+        for ext in ("png", "svg")
+    }
+
+
 # Canonical params: what defines a job, as sorted JSON, so that --rerun-triggers params reruns
 # exactly the jobs whose definition changed (and nothing when YAML keys are merely reordered).
 def data_params(wildcards):

@@ -90,20 +90,6 @@ rule report_comparison:
         "../scripts/report_comparison.py"
 
 
-def figure_files(name, category="Figures", subcategory=None):
-    """The PNG and SVG outputs of figure `name` (a path template), with its report caption."""
-    caption = name.split("/")[0]
-    return {
-        ext: report(
-            f"{R}/summary/figures/{name}.{ext}",
-            caption=f"../report/{caption}.rst",
-            category=category,
-            subcategory=subcategory,
-        )
-        for ext in ("png", "svg")
-    }
-
-
 rule figure_objective:
     """Fig. 1: the objective of Eq. 2 against the solver iteration, per layer (λ = report.table_lam)."""
     input:

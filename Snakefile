@@ -19,10 +19,10 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
-include: "rules/evaluate.smk"
 include: "rules/tropical.smk"
 include: "rules/calibrate.smk"
 include: "rules/prune.smk"
+include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 

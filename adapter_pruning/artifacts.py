@@ -13,7 +13,9 @@
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
   ``n_examples`` and ``n_tokens``. :func:`write_input_rms` / :func:`read_input_rms`.
 * **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
-  of ``adapter.safetensors``). :func:`write_pruned` / :func:`verify_pruned`.
+  of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
+  ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
+  (:func:`copy_adapter_with`). :func:`write_pruned` / :func:`read_pruned_info` / :func:`verify_pruned`.
 
 Every write is atomic (``adapter_pruning.io``); every reader raises
 :class:`~adapter_pruning.io.CorruptFileError` naming the file when it is unreadable or inconsistent.
@@ -29,11 +31,13 @@ from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_fil
 __all__ = [
     "read_adapter_state",
     "read_adapter_layers",
+    "copy_adapter_with",
     "write_optimized",
     "read_optimized",
     "write_input_rms",
     "read_input_rms",
     "write_pruned",
+    "read_pruned_info",
     "verify_pruned",
 ]
 
@@ -59,6 +63,44 @@ def read_adapter_layers(adapter_dir) -> list:
 
     state, name = read_adapter_state(adapter_dir)
     return extract_layers(state, name)
+
+
+def copy_adapter_with(dst_dir, adapter_dir, tensors: Mapping) -> None:
+    """Copy the adapter folder ``adapter_dir`` into the existing folder ``dst_dir``: every regular file
+    byte for byte (hidden files such as Snakemake's ``.snakemake_timestamp`` excepted), except
+    ``adapter.safetensors``, written with ``tensors`` in place of the original values.
+
+    ``tensors`` (``{name: Tensor}``) must name exactly the original file's tensors; each is stored
+    in the original's dtype and shape, on the CPU, with the original file's safetensors metadata,
+    so the folder stays loadable by ``models.load_trained`` and differs from ``adapter_dir`` only
+    in those values. Not atomic by itself: write into a temporary folder (:func:`write_pruned`).
+    """
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src, dst = Path(adapter_dir), Path(dst_dir)
+    weights = src / "adapter.safetensors"
+    try:
+        with safe_open(str(weights), "pt") as f:
+            metadata = f.metadata()
+            layout = {k: (f.get_tensor(k).dtype, tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+    except Exception as exc:
+        raise CorruptFileError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    if set(tensors) != set(layout):
+        missing, extra = sorted(set(layout) - set(tensors)), sorted(set(tensors) - set(layout))
+        raise ValueError(f"{weights}: the new tensors differ in names (missing {missing[:4]}, extra {extra[:4]})")
+    out = {}
+    for key, value in tensors.items():
+        dtype, shape = layout[key]
+        if tuple(value.shape) != shape or value.dtype != dtype:
+            raise ValueError(f"{weights}: {key} is {dtype} {shape}, the new tensor {value.dtype} {tuple(value.shape)}")
+        out[key] = value.detach().to("cpu").contiguous()
+    for f in sorted(src.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.name != weights.name:
+            shutil.copyfile(f, dst / f.name)
+    save_file(out, str(dst / weights.name), metadata=metadata)
 
 
 def write_optimized(path, A_hat, B_hat, prefixes: Sequence[str]) -> None:
@@ -130,13 +172,21 @@ def read_input_rms(path, layers) -> list:
 
 def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:
     """Write a pruned adapter directory atomically: ``save_adapter(tmp_dir)`` writes the AdapterHub
-    files, then ``prune.json`` = ``info`` plus ``adapter_sha256``. Returns the written info."""
+    files (e.g. :func:`copy_adapter_with`), then ``prune.json`` = ``info`` plus ``adapter_sha256``.
+    Returns the written info."""
     info = dict(info)
     with atomic_dir(out_dir) as tmp:
         save_adapter(Path(tmp))
         info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
         write_json(info, Path(tmp) / "prune.json")
     return info
+
+
+def read_pruned_info(state_dir) -> dict | None:
+    """The ``prune.json`` of a pruned adapter folder, or ``None`` for an adapter folder without one
+    (the trained, unpruned adapter)."""
+    path = Path(state_dir) / "prune.json"
+    return read_json(path) if path.is_file() else None
 
 
 def verify_pruned(pruned_dir) -> dict:

@@ -2,14 +2,16 @@
 
 1. Runs the default workflow restricted to one task (``--config tasks=[TASK]``) in ``OUT`` (a fresh
    folder; training, solving and the full-model score happen once), with ``evaluation.mode:
-   per_state``, then forces the task's ``prune_evaluate`` jobs again with ``per_sweep``.
-2. Reads every ``prune_evaluate`` job's wall time from Snakemake's own benchmark files
-   (``logs/benchmarks/prune_evaluate/...tsv``, column ``s``) for both modes.
-3. Runs the same work in this process: load model and data once, then prune, save and score every
-   state (``stages.prune.prune_evaluate_sweep`` per (scope, method)), timed after imports.
-4. Breaks one per-state job down in a fresh subprocess: interpreter start + imports, model and adapter
-   load, the work (masks, saving, scoring validation and test), and teardown, with and without
-   ``joblog.exit_now``.
+   per_state``, then forces the task's ``prune`` jobs again with ``per_sweep`` (which reruns the
+   pruned states' scoring as ``evaluate_sweep`` jobs).
+2. Reads the wall time of every job that prunes or scores a pruned state from Snakemake's own
+   benchmark files (``logs/benchmarks/{prune,evaluate}/...tsv``, column ``s``) for both modes.
+3. Runs the same work in this process: prune and save every state (``stages.prune.prune_states`` per
+   (scope, method)), then load model and data once and score them all
+   (``stages.evaluate.evaluate_states``), timed after imports.
+4. Breaks one per-state ``evaluate`` job down in a fresh subprocess: interpreter start + imports,
+   model and adapter load, the work (loading the state's tensors, scoring validation and test), and
+   teardown, with and without ``joblog.exit_now``.
 
 Prints a JSON summary: ``per_state_s`` / ``per_sweep_s`` (sums of job wall times), ``in_process_s``
 and their ratios, and the breakdown. Usage:
@@ -33,19 +35,14 @@ _CHILD = r"""
 import json, os, sys, time
 t_start = float(os.environ["BENCH_T0"])
 t0 = time.time()
-from adapter_pruning.stages.prune import _prune_one  # torch, transformers, adapters
-from adapter_pruning import artifacts, data, masks, models, results
-from adapter_pruning.io import write_parquet
-from adapter_pruning.stages.evaluate import score_splits
+from adapter_pruning.stages.evaluate import score_splits  # torch, transformers, adapters
+from adapter_pruning import artifacts, masks, models
 t_import = time.time()
 a = json.loads(sys.argv[1])
-model, tok, name = models.load_trained(a["model"], a["adapter"], device=models.resolve_device("cpu"))
-layers = masks.extract_layers(model, name)
-opt = artifacts.read_optimized(a["optimized"], layers)
+model, tok, name = models.load_trained(a["model"], a["state"], device=models.resolve_device("cpu"))
 t_load = time.time()
-info = _prune_one(model, name, layers, opt, a["ids"], a["p"], "original")
-artifacts.write_pruned(a["out"], lambda tmp: model.save_adapter(str(tmp), name, use_safetensors=True), info)
-scores = score_splits(model, tok, a["ids"]["task"], a["splits"], max_length=a["max_length"], batch_size=128,
+masks.load_into_model(model, artifacts.read_adapter_layers(a["state"]))
+scores = score_splits(model, tok, a["task"], a["splits"], max_length=a["max_length"], batch_size=128,
                       device=models.resolve_device("cpu"))
 t_work = time.time()
 print(json.dumps({"start_to_main": t0 - t_start, "imports": t_import - t0, "load": t_load - t_import,
@@ -77,24 +74,28 @@ def _snakemake(out: Path, cores: int, *args: str) -> float:
 
 
 def _job_seconds(out: Path, task: str, per_state: bool) -> list[float]:
-    """Wall seconds of the task's prune_evaluate jobs: per-state files are ``<scope>_<method>_p<p>.tsv``,
-    per-sweep files ``<scope>_<method>.tsv``."""
+    """Wall seconds of the task's jobs that prune or score a pruned state. Per state: ``prune``'s
+    ``<scope>_<method>_p<p>.tsv`` and ``evaluate``'s ``<scope>/<method>/p<p>.tsv``; per sweep:
+    ``prune``'s and ``evaluate_sweep``'s ``<scope>_<method>.tsv``."""
+    bench = out / "logs" / "benchmarks"
+    if per_state:
+        files = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if "_p" in f.stem]
+        files += bench.glob(f"evaluate/*/{task}/seed*/*/*/p*.tsv")
+    else:
+        files = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if "_p" not in f.stem]
+        files += bench.glob(f"evaluate/*/{task}/seed*/*_*.tsv")
     secs = []
-    for tsv in sorted((out / "logs" / "benchmarks" / "prune_evaluate").glob(f"*/{task}/seed*/*.tsv")):
-        if ("_p" in tsv.stem) == per_state:
-            with open(tsv) as fh:
-                secs.append(float(next(csv.DictReader(fh, delimiter="\t"))["s"]))
+    for tsv in sorted(files):
+        with open(tsv) as fh:
+            secs.append(float(next(csv.DictReader(fh, delimiter="\t"))["s"]))
     return secs
 
 
 def _breakdown(args, run_dir: Path, model: str, exit_now: bool) -> dict:
     payload = {
         "model": model,
-        "adapter": str(run_dir / "adapter"),
-        "optimized": str(run_dir / "tropical/optimized.safetensors"),
-        "ids": {"model": "minilm", "task": args.task, "seed": 0, "scope": "CU", "method": "tropical"},
-        "p": 90.0,
-        "out": str(args.out / f"breakdown_{int(exit_now)}"),
+        "state": str(run_dir / "pruned/CU/tropical/p90"),
+        "task": args.task,
         "max_length": args.max_length,
         "exit_now": exit_now,
         "splits": {s: str(args.out / f"results/data/{args.task}/{s}.parquet") for s in ("validation", "test")},
@@ -130,14 +131,15 @@ def main() -> None:
     first = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_state}")
     per_state = _job_seconds(args.out, args.task, per_state=True)
     run_dir = args.out / "results" / "minilm" / args.task / "seed0"
-    sweep_wall = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_sweep}", "--forcerun", "prune_evaluate")
+    sweep_wall = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_sweep}", "--forcerun", "prune")
     per_sweep = _job_seconds(args.out, args.task, per_state=False)
 
     t_import = time.perf_counter()
     import torch
 
     from adapter_pruning import config as apc
-    from adapter_pruning.stages.prune import prune_evaluate_sweep
+    from adapter_pruning.stages.evaluate import evaluate_states
+    from adapter_pruning.stages.prune import prune_states
 
     torch.set_num_threads(1)
     import yaml
@@ -146,26 +148,26 @@ def main() -> None:
     percentages = [float(p) for p in base["pruning"]["percentages"]]
     scopes = base["pruning"]["scopes"].get(args.task, base["pruning"]["scopes"]["default"])
     t0 = time.perf_counter()
-    n_states = 0
+    lam = apc.lambdas(apc.fill_tropical_defaults(base))
+    dirs = []
     for scope in scopes:
         for method in base["pruning"]["methods"]:
-            ids = {"model": "minilm", "task": args.task, "seed": 0, "scope": scope, "method": method}
-            spec = {"model": base["model"], "max_length": args.max_length, "values": "original"}
-            dirs = [args.out / "inproc" / scope / method / f"p{apc.fmt_p(p)}" for p in percentages]
-            splits = {s: args.out / f"results/data/{args.task}/{s}.parquet" for s in ("validation", "test")}
+            ids = {"model": "minilm", "task": args.task, "seed": 0, "lam": next(iter(lam.values()))}
+            ids |= {"scope": scope, "method": method}
+            sweep = [args.out / "inproc" / scope / method / f"p{apc.fmt_p(p)}" for p in percentages]
             optimized = run_dir / "tropical/optimized.safetensors"
-            prune_evaluate_sweep(
-                ids,
-                percentages,
-                spec,
-                run_dir / "adapter",
-                optimized,
-                splits,
-                dirs,
-                [f"{d}.parquet" for d in dirs],
-                device="cpu",
-            )
-            n_states += len(percentages)
+            prune_states(ids, percentages, {"values": "original"}, run_dir / "adapter", optimized, sweep)
+            dirs += sweep
+    n_states = len(dirs)
+    evaluate_states(
+        {"model": "minilm", "task": args.task, "seed": 0},
+        {"model": base["model"], "max_length": args.max_length},
+        dirs,
+        {s: args.out / f"results/data/{args.task}/{s}.parquet" for s in ("validation", "test")},
+        [f"{d}.parquet" for d in dirs],
+        [f"{d}.predictions.parquet" for d in dirs],
+        device="cpu",
+    )
     in_process = time.perf_counter() - t0
     summary = {
         "task": args.task,

@@ -37,6 +37,15 @@ MIRROR = (
 ADAPTERS = {task: str(apc.resolve_path(path, workflow.basedir)) for task, path in config["adapters"].items()}
 
 SEED_DIR = f"{R}/{{model}}/{{task}}/seed{{seed}}"
+# An evaluated state: `full` (the trained adapter) or a pruned one, `<LAM><scope>/<method>/p<p>` (the
+# path of its pruned adapter folder below pruned/, and of its score and predictions files).
+PRUNED_STATE = (
+    r"lam\d+(\.\d+)?/" if len(LAMS) > 1 else ""
+) + r"(CU|CB|CN)/(standard|tropical|random|activation)/p\d+(\.\d+)?"
+STATE = f"full|{PRUNED_STATE}"
+# The states that `evaluate` scores: every state, or in per_sweep mode `full` only (evaluate_sweep
+# scores the pruned ones), so that each state has exactly one rule that scores it.
+EVALUATED_STATES = "full" if config["evaluation"]["mode"] == "per_sweep" else STATE
 
 
 wildcard_constraints:
@@ -47,6 +56,7 @@ wildcard_constraints:
     method="standard|tropical|random|activation",
     lam=r"\d+(\.\d+)?",
     p=r"\d+(\.\d+)?",
+    state=STATE,
 
 
 def task_pattern(tasks):
@@ -96,50 +106,63 @@ def data_file(split):
 # Targets are built from the rules' own output templates (rules.<name>.output), so each path is
 # written once, in its rule. These functions run when report.smk defines aggregate and the report
 # rules, after every rule they name is defined.
+def pruned_states(task):
+    """The pruned states of one task, `<LAM><scope>/<method>/p<p>`: the λ values, its scopes, the
+    methods and the percentages."""
+    states = expand(f"{LAM}{{scope}}/{{method}}/p{{p}}", lam=list(LAMS), scope=scopes_for(task), method=METHODS, p=PCTS)
+    return list(dict.fromkeys(states))
+
+
 def states(template, task, seed):
-    """`template` (one output template or a list of them) expanded over one task's and seed's pruned
-    states: the λ values, its scopes, the methods and the percentages (keys a template lacks are ignored)."""
-    files = expand(
-        template,
-        model=MODEL,
-        task=task,
-        seed=seed,
-        lam=list(LAMS),
-        scope=scopes_for(task),
-        method=METHODS,
-        p=PCTS,
-    )
-    return list(dict.fromkeys(files))
+    """`template` (with a {state} wildcard) expanded over one task's and seed's pruned states."""
+    return expand(template, model=MODEL, task=task, seed=seed, state=pruned_states(task))
 
 
-def per_seed(template):
-    """`template` expanded over every configured (task, seed) (and the λ values, if it has {lam})."""
+def per_seed(template, **wildcards):
+    """`template` expanded over every configured (task, seed) (and the λ values, if it has {lam});
+    `wildcards` fill further ones (e.g. state="full")."""
     files = [
         f
         for task in TASKS
         for seed in seeds_for(task)
-        for f in expand(template, model=MODEL, task=task, seed=seed, lam=list(LAMS))
+        for f in expand(template, model=MODEL, task=task, seed=seed, lam=list(LAMS), **wildcards)
     ]
     return list(dict.fromkeys(files))
 
 
 def all_scores():
     """The score file of every evaluated state: the full model and every pruned state."""
-    files = per_seed(rules.evaluate_full.output.scores)
+    files = per_seed(rules.evaluate.output.scores, state="full")
     for task in TASKS:
         for seed in seeds_for(task):
-            files += states(rules.prune_evaluate.output.scores, task, seed)
+            files += states(rules.evaluate.output.scores, task, seed)
     return files
 
 
 def all_predictions():
     """The predictions file of every pruned state (the comparison pairs them)."""
     return [
-        f
-        for task in TASKS
-        for seed in seeds_for(task)
-        for f in states(rules.prune_evaluate.output.predictions, task, seed)
+        f for task in TASKS for seed in seeds_for(task) for f in states(rules.evaluate.output.predictions, task, seed)
     ]
+
+
+def state_dir(wildcards):
+    """The adapter folder `evaluate` scores: the trained adapter for state `full`, else the state's
+    pruned adapter folder (pruned/<state>, written by rule prune)."""
+    if wildcards.state == "full":
+        return expand(f"{SEED_DIR}/adapter", **wildcards)
+    return expand(f"{SEED_DIR}/pruned/{{state}}", **wildcards)
+
+
+def sweep_files(template):
+    """`template` (with a {state} wildcard) for every p of one (λ, scope, method), the other
+    wildcards left in place: the outputs of a per_sweep job."""
+    return expand(template, state=[f"{LAM}{{scope}}/{{method}}/p{p}" for p in PCTS], allow_missing=True)
+
+
+def percentages_of(wildcards):
+    """The p values of a prune job: its `p` wildcard (per_state), or every percentage (per_sweep)."""
+    return [wildcards.p] if "p" in wildcards.keys() else PCTS
 
 
 def all_traces():
@@ -239,13 +262,7 @@ def calibrate_params(wildcards):
 
 
 def prune_params(wildcards):
-    return apc.canonical(
-        {
-            "model": config["model"],
-            "max_length": max_length(wildcards.task),
-            "values": config["pruning"]["values"],
-        }
-    )
+    return apc.canonical({"values": config["pruning"]["values"]})
 
 
 def code_hash(script):

@@ -1,16 +1,20 @@
-rule evaluate_full:
-    """Score the unpruned model (FM) on validation and test; keep its per-example predictions."""
+rule evaluate:
+    """Score one adapter state on validation and test and keep its per-example predictions: the full
+    model (state `full`, the trained adapter) or a pruned state `[lam<λ>/]<scope>/<method>/p<p>` (its
+    pruned adapter folder). With evaluation.mode: per_sweep only `full`; evaluate_sweep scores the rest."""
     input:
-        adapter=f"{SEED_DIR}/adapter",
+        states=state_dir,
         validation=data_file("validation"),
         test=data_file("test"),
     output:
-        scores=f"{SEED_DIR}/scores/full.parquet",
-        predictions=f"{SEED_DIR}/predictions/full.parquet",
+        scores=f"{SEED_DIR}/scores/{{state}}.parquet",
+        predictions=f"{SEED_DIR}/predictions/{{state}}.parquet",
     log:
-        "logs/evaluate_full/{model}/{task}/seed{seed}.log",
+        "logs/evaluate/{model}/{task}/seed{seed}/{state}.log",
     benchmark:
-        "logs/benchmarks/evaluate_full/{model}/{task}/seed{seed}.tsv"
+        "logs/benchmarks/evaluate/{model}/{task}/seed{seed}/{state}.tsv"
+    wildcard_constraints:
+        state=EVALUATED_STATES,
     conda:
         "../envs/pipeline.yaml"
     threads: 1
@@ -19,6 +23,35 @@ rule evaluate_full:
         runtime=60,
     params:
         spec=eval_params,
-        code=code_hash("evaluate_full.py"),
+        code=code_hash("evaluate.py"),
     script:
-        "../scripts/evaluate_full.py"
+        "../scripts/evaluate.py"
+
+
+if config["evaluation"]["mode"] == "per_sweep":
+
+    rule evaluate_sweep:
+        """Score every p of one (λ, scope, method) in one job (evaluation.mode: per_sweep): the backbone
+        and data are loaded once; the outputs are those rule evaluate writes for each pruned state."""
+        input:
+            states=rules.prune.output.pruned,
+            validation=data_file("validation"),
+            test=data_file("test"),
+        output:
+            scores=sweep_files(rules.evaluate.output.scores),
+            predictions=sweep_files(rules.evaluate.output.predictions),
+        log:
+            f"logs/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
+        benchmark:
+            f"logs/benchmarks/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
+        conda:
+            "../envs/pipeline.yaml"
+        threads: 1
+        resources:
+            mem_mb=6000,
+            runtime=30 + 5 * len(PCTS),
+        params:
+            spec=eval_params,
+            code=code_hash("evaluate.py"),
+        script:
+            "../scripts/evaluate.py"

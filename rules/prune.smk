@@ -1,68 +1,57 @@
 if config["evaluation"]["mode"] == "per_state":
 
-    rule prune_evaluate:
-        """Prune one (scope, method, p) state with real zeros, save it, score it on validation and test.
-        Many small jobs: the `prune_eval` group lets a cluster run them in a few submissions."""
+    rule prune:
+        """Prune one (λ, scope, method, p) state of an adapter with real zeros and save it (tensor work
+        on the adapter's file, no backbone): the adapter folder with the pruned weights, plus prune.json."""
         input:
             adapter=f"{SEED_DIR}/adapter",
             optimized=rules.tropical_solve.output.optimized,
             calibration=calibration_for,
-            validation=data_file("validation"),
-            test=data_file("test"),
         output:
             pruned=directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{{p}}"),
-            scores=f"{SEED_DIR}/scores/{LAM}{{scope}}/{{method}}/p{{p}}.parquet",
-            predictions=f"{SEED_DIR}/predictions/{LAM}{{scope}}/{{method}}/p{{p}}.parquet",
         log:
-            f"logs/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.log",
+            f"logs/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.log",
         benchmark:
-            f"logs/benchmarks/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.tsv"
-        group:
-            "prune_eval"
+            f"logs/benchmarks/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}_p{{p}}.tsv"
         conda:
             "../envs/pipeline.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=2000,
+            runtime=5,
         params:
+            percentages=percentages_of,
             spec=prune_params,
             lam=lam_of,
-            code=code_hash("prune_evaluate.py"),
+            code=code_hash("prune.py"),
         script:
-            "../scripts/prune_evaluate.py"
+            "../scripts/prune.py"
 
 else:
 
-    rule prune_evaluate:
-        """Prune, save and score every p of one (scope, method) in one job (evaluation.mode: per_sweep):
-        the model and data are loaded once; the outputs are the per-state ones of per_state mode."""
+    rule prune:
+        """Prune every p of one (λ, scope, method) in one job (evaluation.mode: per_sweep): the same
+        pruned adapter folders as per_state mode writes, one job per sweep."""
         input:
             adapter=f"{SEED_DIR}/adapter",
             optimized=rules.tropical_solve.output.optimized,
             calibration=calibration_for,
-            validation=data_file("validation"),
-            test=data_file("test"),
         output:
             pruned=[directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{p}") for p in PCTS],
-            scores=[f"{SEED_DIR}/scores/{LAM}{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
-            predictions=[f"{SEED_DIR}/predictions/{LAM}{{scope}}/{{method}}/p{p}.parquet" for p in PCTS],
         log:
-            f"logs/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
+            f"logs/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
         benchmark:
-            f"logs/benchmarks/prune_evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
-        group:
-            "prune_eval"
+            f"logs/benchmarks/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
         conda:
             "../envs/pipeline.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=lambda wc: 30 + 5 * len(PCTS),
+            mem_mb=2000,
+            runtime=15,
         params:
-            percentages=PCTS,
+            percentages=percentages_of,
             spec=prune_params,
             lam=lam_of,
-            code=code_hash("prune_evaluate_sweep.py"),
+            code=code_hash("prune.py"),
         script:
-            "../scripts/prune_evaluate_sweep.py"
+            "../scripts/prune.py"

@@ -57,7 +57,8 @@ def test_fast_solve_on_cuda_matches_cpu():
 
 @pytest.mark.parametrize("scope", ["CU", "CB", "CN"])
 def test_masks_for_a_model_on_cuda_with_optimized_weights_on_cpu(scope):
-    """prune_evaluate's situation: the model on the GPU, Â/B̂ read from disk on the CPU."""
+    """Masks of layers on the GPU with Â/B̂ read from disk on the CPU (the masks module's contract: it
+    moves the optimized tensors to each layer's device; rule prune itself works on the CPU)."""
     A, B = adapter_like(L=3, d=64, r=4, seed=2)
     res = _solve(A, B, "cpu")
     opt = [(res.A_hat[k].float(), res.B_hat[k].float()) for k in range(3)]

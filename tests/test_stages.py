@@ -1,16 +1,20 @@
-"""The stage functions behind the rules, on a tiny random BERT and real data: one state per job and one
-sweep per job write identical files; solve.json and prune.json carry what the docs promise."""
+"""The stage functions behind the rules, on a tiny random BERT and real data: pruning (tensor work, no
+backbone) and scoring (one path for every state) write identical files one state per job or one sweep
+per job, score exactly what the former prune-and-score path scored; solve.json and prune.json carry
+what the docs promise."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from adapter_pruning import artifacts, config
 from adapter_pruning.data import load_split, write_prepared
-from adapter_pruning.stages.prune import prune_evaluate, prune_evaluate_sweep
+from adapter_pruning.stages.evaluate import evaluate_states
+from adapter_pruning.stages.prune import prune_states
 from adapter_pruning.stages.solve import tropical_solve
 from adapter_pruning.training import TrainConfig, train_adapter
 
@@ -57,69 +61,191 @@ def test_solve_json_records_each_layer(trained):
         assert rec["lam1"] == pytest.approx(0.5 * rec["lambda_scale"])
 
 
-def test_sweep_writes_exactly_what_per_state_jobs_write(trained, tiny_model_dir):
+IDS = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "tropical"}
+PS = [90.0, 50.0, 10.0]
+
+
+def _splits(paths):
+    return {"validation": paths["validation"], "test": paths["test"]}
+
+
+@pytest.fixture(scope="module")
+def pruned(trained):
+    """Three tropical CU states pruned one per call (per_state jobs) and all in one call (a sweep)."""
+    root, _ = trained
+    spec = {"values": "original"}
+    for p in PS:
+        prune_states(IDS, [p], spec, root / "adapter", root / "optimized.safetensors", [root / "one" / f"p{p:g}"])
+    infos = prune_states(
+        IDS, PS, spec, root / "adapter", root / "optimized.safetensors", [root / "sweep" / f"p{p:g}" for p in PS]
+    )
+    return infos
+
+
+def test_prune_per_state_and_per_sweep_write_identical_folders(trained, pruned):
+    root, _ = trained
+    for p, info in zip(PS, pruned):
+        a, b = root / "one" / f"p{p:g}", root / "sweep" / f"p{p:g}"
+        assert sorted(f.name for f in a.iterdir()) == sorted(f.name for f in b.iterdir())
+        for f in a.iterdir():
+            assert f.read_bytes() == (b / f.name).read_bytes(), f.name
+        assert json.loads((a / "prune.json").read_text()) == info
+        assert artifacts.verify_pruned(b)["n_pruned"] == info["n_pruned"]
+        assert 0 < info["jaccard_standard"] <= 1 and 0 <= info["pruned_outside_standard"] < 1
+        assert info["lam"] == 0.5 and info["p"] == p
+    with pytest.raises(ValueError, match="3 percentages but 2 output folders"):
+        prune_states(IDS, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", ["x1", "x2"])
+
+
+def test_pruned_folder_is_the_adapter_folder_with_masked_weights(trained, pruned, tiny_model_dir):
+    """Every file but adapter.safetensors is the trained adapter's, byte for byte; adapter.safetensors
+    has the original keys, dtypes and metadata, real zeros where prune.json says, and is byte-identical
+    to what the adapters library saves from a model holding the pruned weights (the old way of saving)."""
+    from safetensors import safe_open
+
+    from adapter_pruning import masks, models
+
+    root, _ = trained
+    src, dst = root / "adapter", root / "sweep" / "p90"
+    files = {f.name for f in src.iterdir() if not f.name.startswith(".")}
+    assert {f.name for f in dst.iterdir()} == files | {"prune.json"}
+    for name in files - {"adapter.safetensors"}:
+        assert (src / name).read_bytes() == (dst / name).read_bytes(), name
+    with safe_open(str(src / "adapter.safetensors"), "pt") as a, safe_open(str(dst / "adapter.safetensors"), "pt") as b:
+        assert a.metadata() == b.metadata() and sorted(a.keys()) == sorted(b.keys())
+        assert all(a.get_tensor(k).dtype == b.get_tensor(k).dtype for k in a.keys())
+    model, _, name = models.load_trained(str(tiny_model_dir), dst)  # loadable
+    layers = masks.extract_layers(model, name)
+    zeros = sum(int((t == 0).sum()) for la in layers for t in (la.A, la.B, la.up_bias))
+    assert zeros >= pruned[0]["n_pruned"] > 0
+    model.save_adapter(str(root / "resaved"), name, use_safetensors=True)
+    assert (root / "resaved" / "adapter.safetensors").read_bytes() == (dst / "adapter.safetensors").read_bytes()
+
+
+def test_prune_stage_loads_no_backbone():
+    """Pruning is tensor work: rule prune's script reaches no module that builds or loads a model."""
+    import ast
+
+    from adapter_pruning.codehash import import_closure
+
+    closure = import_closure(Path(__file__).resolve().parents[1] / "scripts" / "prune.py")
+    names = {p.stem for p in closure}
+    assert "prune" in names and not names & {"models", "evaluation", "training", "results", "data", "evaluate"}
+    for path in closure:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                mods = [node.module or ""]
+            else:
+                continue
+            assert not {m.split(".")[0] for m in mods} & {"transformers", "adapters"}, (path, mods)
+
+
+def _old_way(trained, tiny_model_dir, p):
+    """Scores and predictions as the removed prune_evaluate computed them: the trained adapter loaded
+    into the model, the pruned layers applied in memory (masks.load_into_model), then scored."""
+    from adapter_pruning import data, masks, models, results
+    from adapter_pruning.stages.evaluate import score_splits
+    from adapter_pruning.stages.prune import prune_layers
+
     root, paths = trained
-    ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "tropical"}
-    spec = {"model": str(tiny_model_dir), "max_length": 32, "values": "original"}
-    splits = {"validation": paths["validation"], "test": paths["test"]}
-    ps = [90.0, 50.0, 10.0]
-    for p in ps:
-        prune_evaluate(
+    model, tok, name = models.load_trained(str(tiny_model_dir), root / "adapter")
+    layers = masks.extract_layers(model, name)
+    optimized = artifacts.read_optimized(root / "optimized.safetensors", layers)
+    state, info = prune_layers(layers, optimized, IDS, p, "original", {})
+    masks.load_into_model(model, state)
+    frames = {s: data.read_prepared(f, "trec") for s, f in _splits(paths).items()}
+    scores, predictions = score_splits(model, tok, "trec", frames, max_length=32, batch_size=24, device="cpu")
+    frame = results.score_frame(
+        IDS,
+        scores,
+        scope="CU",
+        method="tropical",
+        p=p,
+        n_params=info["n_params"],
+        n_pruned=info["n_pruned"],
+        primary_metric="accuracy",
+        provenance=results.runtime_provenance("cpu"),
+        jaccard_standard=info["jaccard_standard"],
+        pruned_outside_standard=info["pruned_outside_standard"],
+        lam=0.5,
+    )
+    pred = results.predictions_frame(IDS, predictions, lam=0.5, scope="CU", method="tropical", p=p)
+    return frame, pred
+
+
+def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained, pruned, tiny_model_dir):
+    root, paths = trained
+    ids = {"model": "tiny", "task": "trec", "seed": 0}
+    spec = {"model": str(tiny_model_dir), "max_length": 32}
+    states = [root / "adapter"] + [root / "sweep" / f"p{p:g}" for p in PS]
+    names = ["full"] + [f"p{p:g}" for p in PS]
+    for state, name in zip(states, names):
+        evaluate_states(
             ids,
-            p,
             spec,
-            root / "adapter",
-            root / "optimized.safetensors",
-            splits,
-            root / "one" / f"p{p:g}",
-            root / "one" / f"p{p:g}.parquet",
-            root / "one" / f"pred{p:g}.parquet",
+            [state],
+            _splits(paths),
+            [root / "ev1" / f"{name}.parquet"],
+            [root / "ev1" / f"pred_{name}.parquet"],
             device="cpu",
             batch_size=24,
         )
-    infos = prune_evaluate_sweep(
+    evaluate_states(
         ids,
-        ps,
         spec,
-        root / "adapter",
-        root / "optimized.safetensors",
-        splits,
-        [root / "sweep" / f"p{p:g}" for p in ps],
-        [root / "sweep" / f"p{p:g}.parquet" for p in ps],
-        [root / "sweep" / f"pred{p:g}.parquet" for p in ps],
+        states,
+        _splits(paths),
+        [root / "evN" / f"{n}.parquet" for n in names],
+        [root / "evN" / f"pred_{n}.parquet" for n in names],
         device="cpu",
         batch_size=24,
     )
-    for p, info in zip(ps, infos):
-        a, b = root / "one" / f"p{p:g}", root / "sweep" / f"p{p:g}"
-        assert (a / "adapter.safetensors").read_bytes() == (b / "adapter.safetensors").read_bytes()
-        assert json.loads((a / "prune.json").read_text()) == json.loads((b / "prune.json").read_text()) == info
-        assert pl.read_parquet(f"{a}.parquet").equals(pl.read_parquet(f"{b}.parquet"))
-        pred = pl.read_parquet(root / "sweep" / f"pred{p:g}.parquet")
-        assert pred.equals(pl.read_parquet(root / "one" / f"pred{p:g}.parquet"))
-        scores = pl.read_parquet(f"{b}.parquet").filter(pl.col("metric") == "accuracy")
-        for split, path in splits.items():  # the predictions are the scored ones, in the data's order
+    for name in names:
+        for f in (f"{name}.parquet", f"pred_{name}.parquet"):
+            assert pl.read_parquet(root / "ev1" / f).equals(pl.read_parquet(root / "evN" / f)), f
+    full = pl.read_parquet(root / "evN" / "full.parquet")
+    assert full["method"].unique().to_list() == ["full"] and full["p"].unique().to_list() == [0.0]
+    assert full["lam"].null_count() == full["scope"].null_count() == full["jaccard_standard"].null_count() == 4
+    assert (full["n_pruned"] == 0).all() and full["device"].unique().to_list() == ["cpu"]
+    for p, info in zip(PS, pruned):
+        frame = pl.read_parquet(root / "evN" / f"p{p:g}.parquet")
+        pred = pl.read_parquet(root / "evN" / f"pred_p{p:g}.parquet")
+        assert frame["n_pruned"].unique().to_list() == [info["n_pruned"]]
+        assert frame["jaccard_standard"].unique().to_list() == [info["jaccard_standard"]]
+        old_frame, old_pred = _old_way(trained, tiny_model_dir, p)  # results identical to before the split
+        assert frame.equals(old_frame) and pred.equals(old_pred)
+        scores = frame.filter(pl.col("metric") == "accuracy")
+        for split, path in _splits(paths).items():  # the predictions are the scored ones, in the data's order
             got = pred.filter(pl.col("split") == split)
             assert got["id"].to_list() == pl.read_parquet(path)["id"].to_list()
             assert got["lam"].unique().to_list() == [0.5] and got["p"].unique().to_list() == [p]
             acc = float((got["prediction"] == got["label"]).mean())
             assert scores.filter(pl.col("split") == split)["score"].item() == pytest.approx(acc, abs=1e-12)
-        assert artifacts.verify_pruned(b)["n_pruned"] == info["n_pruned"]
-        assert 0 < info["jaccard_standard"] <= 1 and 0 <= info["pruned_outside_standard"] < 1
-    frame = pl.read_parquet(root / "sweep" / "p90.parquet")
-    assert frame["device"].unique().to_list() == ["cpu"] and frame["torch"].null_count() == 0
-    with pytest.raises(ValueError, match="3 percentages but 2 output folders"):
-        prune_evaluate_sweep(
-            ids,
-            ps,
-            spec,
-            root / "adapter",
-            root / "optimized.safetensors",
-            splits,
-            [root / "x1", root / "x2"],
-            [root / "x1.parquet"] * 3,
-            [root / "y1.parquet"] * 3,
+
+
+def test_evaluate_refuses_states_with_another_head(trained, pruned, tiny_model_dir):
+    import shutil
+
+    root, paths = trained
+    other = root / "other_head"
+    shutil.copytree(root / "sweep" / "p50", other)
+    head = other / "model_head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 0x01
+    head.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model_head.safetensors differs"):
+        evaluate_states(
+            {"model": "tiny", "task": "trec", "seed": 0},
+            {"model": str(tiny_model_dir), "max_length": 32},
+            [root / "adapter", other],
+            _splits(paths),
+            [root / "x1.parquet", root / "x2.parquet"],
+            [root / "y1.parquet", root / "y2.parquet"],
+            device="cpu",
         )
+    assert not (root / "x2.parquet").exists()
 
 
 def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
@@ -162,38 +288,33 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         device="cpu",
         batch_size=8,
     )
-    spec = {"model": str(tiny_model_dir), "max_length": 32, "values": "original"}
-    splits = {"validation": paths["validation"], "test": paths["test"]}
     counts = {}
     for method in ("tropical", "random", "activation"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CN", "method": method}
-        info = prune_evaluate(
+        (info,) = prune_states(
             ids,
-            90.0,
-            spec,
+            [90.0],
+            {"values": "original"},
             root / "adapter",
             root / "optimized.safetensors",
-            splits,
-            root / method,
-            root / f"{method}.parquet",
-            root / f"{method}_pred.parquet",
+            [root / method],
             calibration_path=root / "calibration.safetensors",
+        )
+        counts[method] = [rec["n_pruned"] for rec in info["layers"]]
+        evaluate_states(
+            {"model": "tiny", "task": "trec", "seed": 0},
+            {"model": str(tiny_model_dir), "max_length": 32},
+            [root / method],
+            {"validation": paths["validation"], "test": paths["test"]},
+            [root / f"{method}.parquet"],
+            [root / f"{method}_pred.parquet"],
             device="cpu",
             batch_size=24,
         )
-        counts[method] = [rec["n_pruned"] for rec in info["layers"]]
         assert pl.read_parquet(root / f"{method}.parquet")["method"].unique().to_list() == [method]
     assert counts["random"] == counts["activation"] == counts["tropical"]
     with pytest.raises(ValueError, match="calibration norms"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "activation"}
-        prune_evaluate(
-            ids,
-            90.0,
-            spec,
-            root / "adapter",
-            root / "optimized.safetensors",
-            splits,
-            root / "x",
-            root / "x.pq",
-            root / "y.pq",
+        prune_states(
+            ids, [90.0], {"values": "original"}, root / "adapter", root / "optimized.safetensors", [root / "x"]
         )

@@ -20,9 +20,9 @@ FIGURES = {"figure_objective", "figure_zonotope", "figure_score_vs_retained", "f
 ALL = {
     "prepare_data",
     "train_adapter",
-    "evaluate_full",
+    "evaluate",
     "tropical_solve",
-    "prune_evaluate",
+    "prune",
     "aggregate",
     "report_tables",
     "report_comparison",
@@ -32,8 +32,10 @@ REPORTS = {"aggregate", "report_tables", "report_comparison", "figure_score_vs_r
     "figure_delta"
 }
 AFTER_TRAINING = ALL - {"prepare_data"}
-SOLVE = {"tropical_solve", "prune_evaluate", "figure_objective", "figure_zonotope"} | REPORTS
-FULL_AND_PRUNE = {"evaluate_full", "prune_evaluate"} | REPORTS
+# A new solve reruns pruning and the scoring of every pruned state (rule evaluate, not for `full`).
+SOLVE = {"tropical_solve", "prune", "evaluate", "figure_objective", "figure_zonotope"} | REPORTS
+# Scoring code: every evaluate job (the full model and each pruned state), no pruning.
+EVALUATE = {"evaluate"} | REPORTS
 
 # What an edit of each file must rerun: the rules whose scripts import it, directly or not, plus
 # their downstream jobs. Written out by hand from the design (docs/DESIGN.md), not computed.
@@ -48,14 +50,15 @@ EXPECTED = {
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
-    "adapter_pruning/masks.py": {"evaluate_full"} | SOLVE,
+    "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,
     "adapter_pruning/tropical.py": SOLVE,
     "adapter_pruning/defaults.py": SOLVE,
     "adapter_pruning/stages/solve.py": SOLVE,
-    "adapter_pruning/results.py": FULL_AND_PRUNE,
-    "adapter_pruning/stages/evaluate.py": FULL_AND_PRUNE,
-    "adapter_pruning/stages/prune.py": {"prune_evaluate"} | REPORTS,
+    "adapter_pruning/results.py": EVALUATE,
+    "adapter_pruning/stages/evaluate.py": EVALUATE,
+    # pruning loads no model: its closure is masks, artifacts and io; its new states are rescored
+    "adapter_pruning/stages/prune.py": {"prune", "evaluate"} | REPORTS,
     # import_adapter runs only for tasks under `adapters:`, calibrate only for the activation
     # baseline; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),

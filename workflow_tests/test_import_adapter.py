@@ -68,7 +68,8 @@ def test_imported_task_is_not_trained(imported_run):
     workdir, _, _, output = imported_run
     counts = job_counts(output)
     assert counts["import_adapter"] == 1 and counts["train_adapter"] == 1  # rotten_tomatoes, trec
-    assert counts["tropical_solve"] == 2 and counts["evaluate_full"] == 2
+    assert counts["tropical_solve"] == 2 and counts["prune"] == 2 * 2  # 2 tasks x 2 methods, CU, p = 50
+    assert counts["evaluate"] == 2 + 2 * 2  # + the full model of each task
     assert not (workdir / "logs" / "train_adapter" / "tiny" / TASK).exists()
     assert (workdir / "logs" / "import_adapter" / "tiny" / TASK / "seed0.log").is_file()
 
@@ -80,7 +81,8 @@ def test_imported_task_runs_the_first_seed_only(imported_run, tmp_path):
     proc = run_snakemake(tmp_path, cfg_path, "-n", timeout=120)
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts["import_adapter"] == 1 and counts["train_adapter"] == 2
-    assert counts["prune_evaluate"] == 3 * 2  # (rotten_tomatoes seed 3, trec seeds 3 and 1) x 2 methods
+    assert counts["prune"] == 3 * 2  # (rotten_tomatoes seed 3, trec seeds 3 and 1) x 2 methods
+    assert counts["evaluate"] == 3 * 2 + 3  # + the full model of each
     assert f"{TASK}/seed3/adapter" in proc.stdout + proc.stderr
     assert f"{TASK}/seed1" not in proc.stdout + proc.stderr
 
@@ -127,7 +129,8 @@ def test_changed_adapter_file_reruns_its_task_only(imported_run, tiny_model):
     proc = run_snakemake(workdir, cfg_path, "-n", "--quiet", "rules", timeout=120)
     counts = job_counts(proc.stdout + proc.stderr)
     assert "train_adapter" not in counts
-    assert counts["import_adapter"] == 1 and counts["tropical_solve"] == 1 and counts["prune_evaluate"] == 2
+    assert counts["import_adapter"] == 1 and counts["tropical_solve"] == 1 and counts["prune"] == 2
+    assert counts["evaluate"] == 1 + 2
 
 
 def test_mismatched_adapters_are_refused_before_any_job(tmp_path, tiny_model, shared_data):

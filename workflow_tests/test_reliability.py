@@ -88,7 +88,7 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
         log.close()
     # the outputs of every job Snakemake had recorded as finished when it was killed
     finished = _finished_outputs((tmp_path / "first.log").read_text(), tmp_path)
-    assert any("/scores/" in str(p) for p in finished), "no pruning job had finished before the kill"
+    assert any("/scores/" in str(p) for p in finished), "no pruned state had been scored before the kill"
     done_before = _mtimes(finished)
     assert not (tmp_path / RESULTS).exists()
     # no half-written output anywhere: every Parquet file that exists is readable
@@ -98,11 +98,11 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
     out = run_snakemake(tmp_path, cfg, "--cores", "2", "--rerun-incomplete", timeout=900)
     assert _mtimes(finished) == done_before, "finished jobs were redone"
     assert len(_scores(tmp_path)) == 16
-    # the rerun ran exactly the jobs that had not finished (the tiny DAG has 28 jobs:
-    # 2 x (prepare, train, evaluate_full, solve) + 16 prune_evaluate + aggregate, 2 reports, all)
+    # the rerun ran exactly the jobs that had not finished (the tiny DAG has 44 jobs: 2 x (prepare,
+    # train, solve) + 16 prune + 18 evaluate (16 pruned states, 2 full models) + aggregate, 2 reports, all)
     n_first = len(re.findall(r"Finished jobid", (tmp_path / "first.log").read_text()))
     n_rerun = len(re.findall(r"Finished jobid", out.stdout + out.stderr))
-    assert n_first + n_rerun == 28, (n_first, n_rerun)
+    assert n_first + n_rerun == 44, (n_first, n_rerun)
     assert_frame_equal(pl.read_parquet(workdir / RESULTS), pl.read_parquet(tmp_path / RESULTS), check_exact=True)
 
 

@@ -21,14 +21,15 @@ pytestmark = pytest.mark.slow
 def test_dry_run_default_config(tmp_path, shared_data):
     proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--quiet", "rules", timeout=120)
     counts = job_counts(proc.stdout + proc.stderr)
-    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 6 percentages.
+    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 6 percentages;
+    # one prune job per pruned state, one evaluate job per state (the pruned ones and the full model).
     assert counts == {
         "all": 1,
         "prepare_data": 5,
         "train_adapter": 5,
-        "evaluate_full": 5,
+        "evaluate": 5 + 7 * 2 * 6,  # the full model and every pruned state
         "tropical_solve": 5,
-        "prune_evaluate": 7 * 2 * 6,
+        "prune": 7 * 2 * 6,
         "aggregate": 1,
         "report_tables": 1,
         "report_comparison": 1,
@@ -48,7 +49,8 @@ def test_dry_run_paper_grid_is_fast(tmp_path):
     n_runs = 5 * 3  # tasks x seeds
     assert counts["train_adapter"] == n_runs and counts["tropical_solve"] == n_runs
     # CU on every task (Table 1), CU+CN+CB on rotten_tomatoes (Table 2); 2 methods; p in {98, ..., 2}
-    assert counts["prune_evaluate"] == 3 * (4 + 3) * 2 * 49
+    assert counts["prune"] == 3 * (4 + 3) * 2 * 49
+    assert counts["evaluate"] == counts["prune"] + n_runs
     assert counts["prepare_data"] == 5
     assert seconds <= 10, f"paper-grid dry run took {seconds:.1f} s"
 
@@ -177,7 +179,7 @@ def _dry_run_after_change(tiny_run, tmp_path, **overrides):
 
 def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
     counts = _dry_run_after_change(tiny_run, tmp_path, tropical={"lam1": 0.123456})
-    assert set(counts) == {"all", "tropical_solve", "prune_evaluate", "aggregate", "report_tables"} | {
+    assert set(counts) == {"all", "tropical_solve", "prune", "evaluate", "aggregate", "report_tables"} | {
         "report_comparison",
         "figure_objective",
         "figure_zonotope",
@@ -185,14 +187,15 @@ def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
         "figure_methods",
         "figure_delta",
     }
-    assert counts["tropical_solve"] == 2 and counts["prune_evaluate"] == 16
+    # the pruned states are pruned and scored again; the full model's scores stand
+    assert counts["tropical_solve"] == 2 and counts["prune"] == 16 and counts["evaluate"] == 16
 
 
 def test_changing_training_lr_reruns_training_and_downstream(tiny_run, tmp_path):
     counts = _dry_run_after_change(tiny_run, tmp_path, training={"lr": 0.002})
     assert "prepare_data" not in counts
-    assert counts["train_adapter"] == 2 and counts["evaluate_full"] == 2 and counts["tropical_solve"] == 2
-    assert counts["prune_evaluate"] == 16
+    assert counts["train_adapter"] == 2 and counts["tropical_solve"] == 2
+    assert counts["prune"] == 16 and counts["evaluate"] == 2 + 16
 
 
 def test_lint_is_clean(tmp_path):
@@ -213,8 +216,10 @@ def test_html_report(tiny_run):
 
 
 def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
-    """evaluation.mode: per_sweep scores every p of a (task, seed, scope, method) in one job and writes the
-    same files: switching modes reruns pruning (its params differ), and results.parquet comes out equal."""
+    """evaluation.mode: per_sweep prunes every p of a (task, seed, scope, method) in one prune job and
+    scores them in one evaluate_sweep job, writing the same files: switching modes reruns pruning (its
+    params differ) and the scoring of the pruned states, not the full model's, and results.parquet
+    comes out equal."""
     import shutil
 
     workdir, cfg, _ = tiny_run
@@ -226,9 +231,13 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
     proc = run_snakemake(copy, sweep_cfg, "-n", "--quiet", "rules", timeout=120)
     planned = job_counts(proc.stdout + proc.stderr)
     # rotten_tomatoes: CU, CN, CB; trec: CU; two methods each -> 8 sweep jobs instead of 16 per-state jobs
-    assert planned["prune_evaluate"] == (3 + 1) * 2 and "train_adapter" not in planned
+    assert planned == {"prune": (3 + 1) * 2, "evaluate_sweep": (3 + 1) * 2} | {
+        rule: count for rule, count in planned.items() if rule not in ("prune", "evaluate_sweep")
+    }
+    assert "train_adapter" not in planned and "evaluate" not in planned
     run_snakemake(copy, sweep_cfg, "--cores", "2", timeout=900)
-    assert (copy / "logs" / "prune_evaluate" / "tiny" / "trec" / "seed0" / "CU_tropical.log").is_file()
+    for rule in ("prune", "evaluate"):
+        assert (copy / "logs" / rule / "tiny" / "trec" / "seed0" / "CU_tropical.log").is_file()
     before, after = _results(workdir), _results(copy)
     assert after.equals(before)
 
@@ -252,7 +261,8 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
     study = write_config(tmp_path / "study.yaml", base)
     planned = job_counts(run_snakemake(copy, study, "-n", "--quiet", "rules", timeout=120).stdout)
     assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
-    assert planned["prune_evaluate"] == 2 * 4  # λ x methods (per_sweep: every p in one job)
+    # λ x methods (per_sweep: every p in one job); the full model's scores stand
+    assert planned["prune"] == planned["evaluate_sweep"] == 2 * 4 and "evaluate" not in planned
     run_snakemake(copy, study, "--cores", "2", timeout=900)
     res = _results(copy)
     pruned = res.filter(pl.col("method") != "full")

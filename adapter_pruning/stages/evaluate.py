@@ -1,10 +1,16 @@
-"""Stage of rule ``evaluate_full``: score the unpruned model; ``score_splits`` is shared with pruning."""
+"""Stage of rules ``evaluate`` and ``evaluate_sweep``: score adapter states, the one evaluation path.
+
+A *state* is an adapter folder: the trained adapter (the full model, FM) or a pruned one written by
+rule ``prune`` (the same folder plus ``prune.json``). :func:`evaluate_states` loads the backbone once
+and scores every state it is given by loading that state's adapter tensors into the model.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from ..models import set_threads
 
@@ -30,42 +36,104 @@ def score_splits(model, tokenizer, task, splits: Mapping, *, max_length, batch_s
     return scores, predictions
 
 
-def evaluate_full(
+def _state_of(ids: Mapping, state_dir, layers) -> dict:
+    """What the score rows say about one state: the full model (no ``prune.json``: method ``full``,
+    p = 0, no scope or λ, every adapter parameter kept) or a pruned one (from its ``prune.json``)."""
+    from .. import artifacts
+
+    info = artifacts.read_pruned_info(state_dir)
+    if info is None:
+        n_params = sum(layer.n_params for layer in layers)
+        return {"lam": None, "scope": None, "method": "full", "p": 0.0, "n_params": n_params, "n_pruned": 0}
+    for key in ("model", "task", "seed"):
+        if str(info[key]) != str(ids[key]):
+            raise ValueError(f"{state_dir}/prune.json: {key} = {info[key]!r}, but this job scores {key} {ids[key]!r}")
+    return {
+        "lam": info["lam"],
+        "scope": info["scope"],
+        "method": info["method"],
+        "p": float(info["p"]),
+        "n_params": info["n_params"],
+        "n_pruned": info["n_pruned"],
+        "jaccard_standard": info["jaccard_standard"],
+        "pruned_outside_standard": info["pruned_outside_standard"],
+    }
+
+
+def evaluate_states(
     ids: Mapping,
     spec: Mapping,
-    adapter_dir,
+    state_dirs: Sequence,
     split_paths: Mapping,
-    out_path,
-    out_predictions,
+    out_scores: Sequence,
+    out_predictions: Sequence,
     *,
     device: str = "auto",
     batch_size: int = 128,
     threads: int | None = None,
 ) -> None:
-    """Score the unpruned model (method ``full``, p = 0, retained = 1) on each split; write its
-    scores to ``out_path`` and its per-example predictions to ``out_predictions``."""
-    from .. import data, masks, models, results
+    """Score every adapter state of ``state_dirs`` (one task and seed) on each split of
+    ``split_paths``; write state ``k``'s score rows to ``out_scores[k]`` and its per-example
+    predictions to ``out_predictions[k]``.
+
+    ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``.
+    The backbone, the first state's adapter and head, the tokenizer and the data are loaded once;
+    each state's adapter tensors are then loaded into that model (``masks.load_into_model``). Every
+    state must carry the same adapter (name, layers) and a byte-identical ``model_head.safetensors``
+    (pruning never touches the head); otherwise a ``ValueError`` names the folder.
+    """
+    from .. import artifacts, data, masks, models, results
     from ..io import write_parquet
 
+    if not (len(state_dirs) == len(out_scores) == len(out_predictions)):
+        raise ValueError(
+            f"{len(state_dirs)} states but {len(out_scores)} score files and {len(out_predictions)} prediction files"
+        )
+    if not state_dirs:
+        return
     set_threads(threads)
     dev = models.resolve_device(device)
-    model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
-    n_params = sum(layer.n_params for layer in masks.extract_layers(model, name))
-    scores, predictions = score_splits(
-        model, tokenizer, ids["task"], split_paths, max_length=spec["max_length"], batch_size=batch_size, device=dev
-    )
-    frame = results.score_frame(
-        ids,
-        scores,
-        scope=None,
-        method="full",
-        p=0.0,
-        n_params=n_params,
-        n_pruned=0,
-        primary_metric=data.TASKS[ids["task"]].metric,
-        provenance=results.runtime_provenance(dev),
-    )
-    write_parquet(
-        results.predictions_frame(ids, predictions, lam=None, scope=None, method="full", p=0.0), out_predictions
-    )
-    write_parquet(frame, out_path)
+    first = Path(state_dirs[0])
+    model, tokenizer, name = models.load_trained(spec["model"], first, device=dev)
+    head = first / "model_head.safetensors"
+    head_bytes = head.read_bytes()
+    frames = {split: data.read_prepared(path, ids["task"]) for split, path in split_paths.items()}
+    provenance = results.runtime_provenance(dev)
+    for state_dir, out_score, out_pred in zip(state_dirs, out_scores, out_predictions):
+        state_dir = Path(state_dir)
+        if (state_dir / "model_head.safetensors").read_bytes() != head_bytes:
+            raise ValueError(
+                f"{state_dir / 'model_head.safetensors'} differs from {head}: the states of one evaluation "
+                "job must share the classification head (pruning never changes it); rerun rule prune"
+            )
+        state, state_name = artifacts.read_adapter_state(state_dir)
+        if state_name != name:
+            raise ValueError(f"{state_dir}: adapter {state_name!r}, but {first} holds adapter {name!r}")
+        layers = masks.extract_layers(state, name)
+        masks.load_into_model(model, layers)
+        st = _state_of(ids, state_dir, layers)
+        scores, predictions = score_splits(
+            model, tokenizer, ids["task"], frames, max_length=spec["max_length"], batch_size=batch_size, device=dev
+        )
+        frame = results.score_frame(
+            ids,
+            scores,
+            scope=st["scope"],
+            method=st["method"],
+            p=st["p"],
+            n_params=st["n_params"],
+            n_pruned=st["n_pruned"],
+            primary_metric=data.TASKS[ids["task"]].metric,
+            provenance=provenance,
+            jaccard_standard=st.get("jaccard_standard"),
+            pruned_outside_standard=st.get("pruned_outside_standard"),
+            lam=st["lam"],
+        )
+        write_parquet(
+            results.predictions_frame(
+                ids, predictions, lam=st["lam"], scope=st["scope"], method=st["method"], p=st["p"]
+            ),
+            out_pred,
+        )
+        write_parquet(frame, out_score)
+        log.info("%s: %s %s p=%s scored", state_dir, st["scope"] or "-", st["method"], st["p"])

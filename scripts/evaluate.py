@@ -1,21 +1,29 @@
-"""Snakemake entry point of rule evaluate_full (logic: adapter_pruning.stages.evaluate.evaluate_full)."""
+"""Snakemake entry point of rules evaluate (one state) and evaluate_sweep (every p of one λ, scope
+and method) (logic: adapter_pruning.stages.evaluate.evaluate_states)."""
 
 import json  # noqa: E401
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821
 from adapter_pruning.joblog import exit_now, logged  # noqa: E402
-from adapter_pruning.stages.evaluate import evaluate_full  # noqa: E402
+from adapter_pruning.stages.evaluate import evaluate_states  # noqa: E402
 
 sm = snakemake  # noqa: F821
+
+
+def as_list(files):
+    """One named input or output of the rule as a list (a single path, or the list of a sweep)."""
+    return [files] if isinstance(files, str) else list(files)
+
+
 with logged(sm.log[0]):
-    evaluate_full(
+    evaluate_states(
         ids={"model": sm.wildcards.model, "task": sm.wildcards.task, "seed": int(sm.wildcards.seed)},
         spec=json.loads(sm.params.spec),
-        adapter_dir=sm.input.adapter,
+        state_dirs=as_list(sm.input.states),
         split_paths={"validation": sm.input.validation, "test": sm.input.test},
-        out_path=sm.output.scores,
-        out_predictions=sm.output.predictions,
+        out_scores=as_list(sm.output.scores),
+        out_predictions=as_list(sm.output.predictions),
         device=sm.config["device"],
         batch_size=sm.config["evaluation"]["batch_size"],
         threads=sm.threads,

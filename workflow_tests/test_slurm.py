@@ -35,11 +35,14 @@ def test_tiny_workflow_under_slurm_equals_local_run(slurm_cluster, tiny_run, tin
     assert run.returncode == 0, run.output[-6000:]
     ids = run.slurm_job_ids
     assert ids, "no SLURM job ids in Snakemake's output"
-    # every non-local job went through sbatch; the 16 prune_evaluate jobs in groups of 8
+    # every non-local job went through sbatch; the profile groups the 16 prune jobs and the 18 evaluate
+    # jobs (16 pruned states, 2 full models) in submissions of at most 8 jobs
     submitted = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", run.output)
     assert len(set(submitted)) == len(submitted) == len(ids)
-    # prepare 2 + train 2 + evaluate_full 2 + solve 2 + prune groups (2 tasks, 16 jobs, <= 8 per group)
-    assert 8 + 2 <= len(ids) <= 8 + 4, run.output[-3000:]
+    # prepare 2 + train 2 + solve 2 + prune groups (16 jobs, >= 2) + evaluate groups (18 jobs, >= 3)
+    assert 6 + 2 + 3 <= len(ids) <= 6 + 4 + 5, run.output[-3000:]
+    for group in ("pruning", "evaluation"):  # the profile's groups (the rules declare none)
+        assert any(f"/group_{group}" in log for log in run.slurm_logs), run.slurm_logs
     # ... and SLURM itself ran them to completion
     states = {job_id: state for job_id, state, _ in slurm_cluster.queue()}
     assert all(states.get(job_id) == "COMPLETED" for job_id in ids), states

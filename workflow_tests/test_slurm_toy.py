@@ -244,7 +244,15 @@ def one_call(calls: list[str], marker: str) -> str:
 
 def test_generic_profile_partition_and_account_placeholders(fake_slurm, tmp_path):
     wd = toy_with_input(tmp_path)
-    args = ("--workflow-profile", str(PROFILES / "slurm"), "--group-components", "toy_group=4")
+    # profiles/slurm groups the pipeline's rules; the toy's `square` jobs are grouped here instead
+    args = (
+        "--workflow-profile",
+        str(PROFILES / "slurm"),
+        "--groups",
+        "square=toy_group",
+        "--group-components",
+        "toy_group=4",
+    )
     # Unset: the cluster's default partition (the one `sinfo` stars), no -A.
     call = one_call(fake_slurm(*args, cwd=wd), "group_toy_group")
     assert " -p debug " in call and " -A " not in call, call
@@ -267,28 +275,30 @@ def _paper_resources(rule: str, toy_rule: str) -> list[str]:
 def test_paper_profile_gpu_requests(fake_slurm, tmp_path):
     profile = yaml.safe_load((PROFILES / "slurm-paper" / "config.yaml").read_text())
     cores = profile["cores"]
-    pe = profile["set-resources"]["prune_evaluate"]
+    ev = profile["set-resources"]["evaluate"]
     tr = profile["set-resources"]["train_adapter"]
     wd = toy_with_input(tmp_path)
     base = ("--workflow-profile", str(PROFILES / "slurm-paper"))
 
-    # The toy's `square` jobs stand in for prune_evaluate: 6 of them in one group submission.
+    # The toy's `square` jobs stand in for evaluate: 6 of them in one group submission.
     calls = fake_slurm(
         *base,
         "--config",
         "squares=6",
+        "--groups",
+        "square=toy_group",
         "--group-components",
         "toy_group=6",
         "--set-resources",
-        *_paper_resources("prune_evaluate", "square"),
+        *_paper_resources("evaluate", "square"),
         cwd=wd,
     )
     call = one_call(calls, "group_toy_group")
     assert "--gres=gpu:1" in call and "--gpus" not in call, call  # ONE GPU for the group
     assert f"--cpus-per-task={cores}" in call, call
     layers = math.ceil(6 / cores)
-    assert f" -t {layers * pe['runtime']} " in call, call
-    assert f"--mem {min(6, cores) * pe['mem_mb']} " in call, call
+    assert f" -t {layers * ev['runtime']} " in call, call
+    assert f"--mem {min(6, cores) * ev['mem_mb']} " in call, call
 
     # `make_input` stands in for train_adapter: --gpus=1 with --cpus-per-gpu.
     calls = fake_slurm(
@@ -309,6 +319,8 @@ def test_paper_profile_scope_caps_gpu_numbers_per_group(fake_slurm, tmp_path):
         str(PROFILES / "slurm-paper"),
         "--config",
         "squares=3",
+        "--groups",
+        "square=toy_group",
         "--group-components",
         "toy_group=3",
         "--set-resources",
@@ -319,3 +331,22 @@ def test_paper_profile_scope_caps_gpu_numbers_per_group(fake_slurm, tmp_path):
     )
     call = one_call(calls, "group_toy_group")
     assert "--gpus=1 " in call + " " and "--cpus-per-gpu=2" in call and " -t 30 " in call, call
+
+
+def test_profiles_name_existing_rules_and_the_rules_declare_no_groups():
+    """Cluster settings live in the profiles only: no rule has `group:`, and every rule a profile names
+    (groups, set-resources) exists in the pipeline, so a renamed rule cannot silently lose them."""
+    repo = PROFILES.parent
+    sources = [repo / "Snakefile", *sorted((repo / "rules").glob("*.smk"))]
+    text = "\n".join(p.read_text() for p in sources)
+    rules = set(re.findall(r"^\s*rule (\w+):", text, re.M))
+    assert {"prune", "evaluate", "evaluate_sweep", "train_adapter"} <= rules
+    assert not re.search(r"^\s+group:", text, re.M)
+    for name in ("slurm", "slurm-paper", "slurm-test"):
+        profile = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+        groups = profile.get("groups", {})
+        named = set(groups) | set(profile.get("set-resources", {}))
+        assert named - {"square"} <= rules, (name, sorted(named - rules))
+        assert {"prune", "evaluate", "evaluate_sweep"} <= set(groups), name
+        assert groups["prune"] != groups["evaluate"] == groups["evaluate_sweep"], name
+        assert set(groups.values()) <= set(profile["group-components"]), name

@@ -27,12 +27,31 @@ __all__ = [
     "compute_metrics",
     "encode",
     "collate",
+    "CPU_BATCH_TOKENS",
+    "batches",
+    "resolve_batch_tokens",
     "predict",
     "predict_logits",
     "evaluate",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Token budget of an evaluation batch on the CPU (``batch_tokens="auto"``): the fastest of the
+#: budgets measured by ``benchmarks/bench_batching.py`` (docs/benchmarks.md), 1.14-1.46x faster
+#: than 128-row batches on the default run's test sets with identical predictions. On CUDA "auto"
+#: keeps ``batch_size`` rows, which large batches suit.
+CPU_BATCH_TOKENS = 1024
+
+
+def resolve_batch_tokens(batch_tokens: int | str | None, device) -> int | None:
+    """The token budget to use: ``"auto"`` -> :data:`CPU_BATCH_TOKENS` on the CPU, None (row
+    batches) elsewhere; an int or None as given."""
+    if batch_tokens == "auto":
+        return CPU_BATCH_TOKENS if torch.device(device).type == "cpu" else None
+    if batch_tokens is not None and (isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int)):
+        raise ValueError(f"batch_tokens must be 'auto', None or a positive integer, got {batch_tokens!r}")
+    return batch_tokens
 
 
 def compute_metrics(preds, labels, num_labels: int) -> dict[str, float]:
@@ -107,6 +126,26 @@ def collate(
     return batch
 
 
+def batches(lengths: np.ndarray, order: np.ndarray, *, batch_size: int, batch_tokens: int | None = None) -> list:
+    """Split ``order`` (row indices, longest row first) into consecutive batches.
+
+    Without ``batch_tokens``: ``batch_size`` rows each. With it: each batch takes rows while
+    ``rows × longest length in the batch ≤ batch_tokens`` (the padded size of the batch; as
+    ``order`` is longest-first, the longest is the batch's first row) and ``rows ≤ batch_size``,
+    and at least one row. Returns a list of index arrays covering ``order`` once, in order."""
+    if batch_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+    out, start, n = [], 0, len(order)
+    while start < n:
+        longest = max(int(lengths[order[start]]), 1)
+        rows = max(1, min(batch_size, batch_tokens // longest, n - start))
+        out.append(order[start : start + rows])
+        start += rows
+    return out
+
+
 def predict_logits(
     model,
     tokenizer,
@@ -116,36 +155,43 @@ def predict_logits(
     max_length: int = 128,
     device: str | torch.device = "cpu",
     dynamic_padding: bool = True,
+    batch_tokens: int | str | None = "auto",
     progress: bool = False,
 ) -> np.ndarray:
-    """Logits ``(len(df), num_labels)`` (float32) in the original row order."""
+    """Logits ``(len(df), num_labels)`` (float32) in the original row order.
+
+    Rows are sorted longest first and padded per batch (``dynamic_padding``); batches hold
+    ``batch_size`` rows, or with a token budget at most that many padded tokens (and at most
+    ``batch_size`` rows; :func:`batches`). ``batch_tokens``: ``"auto"`` (default;
+    :func:`resolve_batch_tokens`), None (rows only) or a budget."""
     if batch_size < 1 or max_length < 2:
         raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size}, {max_length}")
     if df.height == 0:
         raise ValueError("cannot predict on an empty data frame")
     enc = encode(tokenizer, df, max_length)
     n = df.height
+    lengths = np.fromiter((len(s) for s in enc["input_ids"]), dtype=np.int64, count=n)
     if dynamic_padding:
-        lengths = np.fromiter((len(s) for s in enc["input_ids"]), dtype=np.int64, count=n)
         order = np.argsort(-lengths, kind="stable")  # longest first: the peak memory shows up at once
         pad_to = None
     else:
         order = np.arange(n)
         pad_to = max_length
+        lengths = np.full(n, max_length, dtype=np.int64)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = torch.device(device)
     was_training = model.training
     model.eval()
     out = None
-    batches = range(0, n, batch_size)
+    budget = resolve_batch_tokens(batch_tokens, device) if dynamic_padding else None
+    todo = batches(lengths, order, batch_size=batch_size, batch_tokens=budget)
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="predict", unit="batch", leave=False)
+        todo = tqdm(todo, desc="predict", unit="batch", leave=False)
     try:
         with torch.inference_mode():
-            for start in batches:
-                idx = order[start : start + batch_size]
+            for idx in todo:
                 batch = collate(enc, idx, pad_id, pad_to=pad_to, padding_side=tokenizer.padding_side)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 logits = model(**batch).logits.float().cpu().numpy()
@@ -166,6 +212,7 @@ def predict(
     max_length: int = 128,
     device: str | torch.device = "cpu",
     dynamic_padding: bool = True,
+    batch_tokens: int | str | None = "auto",
     progress: bool = False,
 ) -> np.ndarray:
     """Predicted class indices (int64) for every row of ``df``, in the original order."""
@@ -177,6 +224,7 @@ def predict(
         max_length=max_length,
         device=device,
         dynamic_padding=dynamic_padding,
+        batch_tokens=batch_tokens,
         progress=progress,
     )
     return logits.argmax(axis=1).astype(np.int64)

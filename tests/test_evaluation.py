@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from adapter_pruning.data import load_split
-from adapter_pruning.evaluation import compute_metrics, evaluate, predict, predict_logits
+from adapter_pruning.evaluation import (
+    CPU_BATCH_TOKENS,
+    batches,
+    compute_metrics,
+    evaluate,
+    predict,
+    predict_logits,
+    resolve_batch_tokens,
+)
 from adapter_pruning.models import build_adapter_model, load_tokenizer
 
 
@@ -73,6 +81,37 @@ def test_dynamic_padding_matches_fixed_padding_and_single_examples(shared_data, 
     preds = predict(model, tok, df, batch_size=16, **kw)
     assert preds.dtype == np.int64 and np.array_equal(preds, dyn.argmax(1))
     assert evaluate(model, tok, df, "meld", batch_size=16, **kw) == compute_metrics(preds, df["label"].to_numpy(), 7)
+
+
+def test_token_batches_respect_the_budget_and_cover_every_row():
+    lengths = np.array([5, 40, 12, 40, 3, 7, 90, 1])
+    order = np.argsort(-lengths, kind="stable")
+    for budget in (1, 50, 100, 200, 10_000):
+        got = batches(lengths, order, batch_size=3, batch_tokens=budget)
+        assert np.array_equal(np.concatenate(got), order)  # every row once, in order
+        for b in got:
+            assert 1 <= len(b) <= 3
+            assert len(b) == 1 or len(b) * lengths[b].max() <= budget
+    assert [len(b) for b in batches(lengths, order, batch_size=8, batch_tokens=100)] == [1, 2, 5]
+    assert [len(b) for b in batches(lengths, order, batch_size=3)] == [3, 3, 2]
+    with pytest.raises(ValueError, match="batch_tokens"):
+        batches(lengths, order, batch_size=3, batch_tokens=0)
+
+
+def test_token_budget_batching_gives_the_same_predictions(shared_data, tiny_classifier):
+    model, tok = tiny_classifier
+    df = load_split("meld", "test", mirror=shared_data, caps=60, seed=2)
+    kw = dict(max_length=96, device="cpu")
+    rows = predict_logits(model, tok, df, batch_size=128, batch_tokens=None, **kw)
+    for budget in (64, 500, 2048):
+        tokens = predict_logits(model, tok, df, batch_size=128, batch_tokens=budget, **kw)
+        np.testing.assert_allclose(tokens, rows, atol=1e-5)
+        assert np.array_equal(tokens.argmax(1), rows.argmax(1))
+    auto = predict_logits(model, tok, df, batch_size=128, **kw)  # "auto": 1024 tokens on the CPU
+    np.testing.assert_allclose(auto, rows, atol=1e-5)
+    assert resolve_batch_tokens("auto", "cpu") == CPU_BATCH_TOKENS and resolve_batch_tokens("auto", "cuda") is None
+    with pytest.raises(ValueError, match="batch_tokens"):
+        resolve_batch_tokens("many", "cpu")
 
 
 def test_predict_restores_mode_and_needs_no_grad(shared_data, tiny_classifier):

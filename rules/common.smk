@@ -149,9 +149,8 @@ def all_predictions():
 def state_dir(wildcards):
     """The adapter folder `evaluate` scores: the trained adapter for state `full`, else the state's
     pruned adapter folder (pruned/<state>, written by rule prune)."""
-    if wildcards.state == "full":
-        return expand(f"{SEED_DIR}/adapter", **wildcards)
-    return expand(f"{SEED_DIR}/pruned/{{state}}", **wildcards)
+    seed_dir = SEED_DIR.format(model=wildcards.model, task=wildcards.task, seed=wildcards.seed)
+    return f"{seed_dir}/adapter" if wildcards.state == "full" else f"{seed_dir}/pruned/{wildcards.state}"
 
 
 def sweep_files(template):

@@ -52,7 +52,10 @@ def test_dry_run_paper_grid_is_fast(tmp_path):
     assert counts["prune"] == 3 * (4 + 3) * 2 * 49
     assert counts["evaluate"] == counts["prune"] + n_runs
     assert counts["prepare_data"] == 5
-    assert seconds <= 10, f"paper-grid dry run took {seconds:.1f} s"
+    # 4183 jobs (one prune and one evaluate job per pruned state, 2058 each): twice the jobs of the
+    # DAG before pruning was split from scoring, whose limit was 10 s (7.4-7.9 s then, 10.3-10.8 s now,
+    # measured back to back on the 2-core VM at load average 1.5-2)
+    assert seconds <= 15, f"paper-grid dry run took {seconds:.1f} s"
 
 
 def _results(workdir: Path) -> pl.DataFrame:
@@ -231,10 +234,8 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
     proc = run_snakemake(copy, sweep_cfg, "-n", "--quiet", "rules", timeout=120)
     planned = job_counts(proc.stdout + proc.stderr)
     # rotten_tomatoes: CU, CN, CB; trec: CU; two methods each -> 8 sweep jobs instead of 16 per-state jobs
-    assert planned == {"prune": (3 + 1) * 2, "evaluate_sweep": (3 + 1) * 2} | {
-        rule: count for rule, count in planned.items() if rule not in ("prune", "evaluate_sweep")
-    }
-    assert "train_adapter" not in planned and "evaluate" not in planned
+    assert planned["prune"] == planned["evaluate_sweep"] == (3 + 1) * 2
+    assert "train_adapter" not in planned and "evaluate" not in planned  # the full models' scores stand
     run_snakemake(copy, sweep_cfg, "--cores", "2", timeout=900)
     for rule in ("prune", "evaluate"):
         assert (copy / "logs" / rule / "tiny" / "trec" / "seed0" / "CU_tropical.log").is_file()

@@ -123,7 +123,7 @@ def collect(
             if (info["n_params"], info["n_pruned"]) != (row["n_params"], row["n_pruned"]):
                 raise CorruptFileError(
                     f"{d}/prune.json: {info['n_pruned']} of {info['n_params']} pruned, but the score file says "
-                    f"{row['n_pruned']} of {row['n_params']}; rerun that prune_evaluate job"
+                    f"{row['n_pruned']} of {row['n_params']}; rerun that prune job"
                 )
     write_parquet(df, out_path)
     return df

@@ -26,6 +26,7 @@ with logged(sm.log[0]):
         out_predictions=as_list(sm.output.predictions),
         device=sm.config["device"],
         batch_size=sm.config["evaluation"]["batch_size"],
+        batch_tokens=sm.config["evaluation"]["batch_tokens"],
         threads=sm.threads,
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

@@ -39,6 +39,8 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["training"].update(lr_schedule="cos"), "training.lr_schedule: unknown key"),
         (lambda c: c.pop("tasks"), "'tasks' is a required property"),
         (lambda c: c["data"]["caps"].update(test=0), "data.caps.test = 0"),
+        (lambda c: c["evaluation"].update(batch_tokens="many"), 'evaluation.batch_tokens = "many"'),
+        (lambda c: c["evaluation"].update(batch_tokens=0), "evaluation.batch_tokens = 0"),
     ],
 )
 def test_bad_values_are_named(mutate, fragment):

@@ -17,7 +17,9 @@ from ..models import set_threads
 log = logging.getLogger("adapter_pruning")
 
 
-def score_splits(model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device) -> tuple[dict, dict]:
+def score_splits(
+    model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device, batch_tokens="auto"
+) -> tuple[dict, dict]:
     """Score ``model`` on each split; ``splits`` maps a split name to a prepared Parquet file or to an
     already loaded prepared frame. Returns ``({split: {metric: score}}, {split: predictions})`` with
     ``predictions`` a frame of ``id``, ``prediction``, ``label`` in the split's row order."""
@@ -29,7 +31,9 @@ def score_splits(model, tokenizer, task, splits: Mapping, *, max_length, batch_s
     for split, source in splits.items():
         df = source if hasattr(source, "height") else data.read_prepared(source, task)
         t0 = time.perf_counter()
-        pred = evaluation.predict(model, tokenizer, df, batch_size=batch_size, max_length=max_length, device=device)
+        pred = evaluation.predict(
+            model, tokenizer, df, batch_size=batch_size, max_length=max_length, device=device, batch_tokens=batch_tokens
+        )
         scores[split] = evaluation.compute_metrics(pred, df["label"].to_numpy(), data.TASKS[task].num_labels)
         predictions[split] = pl.DataFrame({"id": df["id"], "prediction": pred, "label": df["label"]})
         log.info("%s %s: %s (%d examples, %.1f s)", task, split, scores[split], df.height, time.perf_counter() - t0)
@@ -70,6 +74,7 @@ def evaluate_states(
     *,
     device: str = "auto",
     batch_size: int = 128,
+    batch_tokens: int | str | None = "auto",
     threads: int | None = None,
 ) -> None:
     """Score every adapter state of ``state_dirs`` (one task and seed) on each split of
@@ -113,7 +118,14 @@ def evaluate_states(
         masks.load_into_model(model, layers)
         st = _state_of(ids, state_dir, layers)
         scores, predictions = score_splits(
-            model, tokenizer, ids["task"], frames, max_length=spec["max_length"], batch_size=batch_size, device=dev
+            model,
+            tokenizer,
+            ids["task"],
+            frames,
+            max_length=spec["max_length"],
+            batch_size=batch_size,
+            device=dev,
+            batch_tokens=batch_tokens,
         )
         frame = results.score_frame(
             ids,

@@ -24,7 +24,16 @@ from collections.abc import Mapping
 
 import polars as pl
 
-__all__ = ["SCHEMA", "COLUMNS", "KEY", "PREDICTIONS_SCHEMA", "score_frame", "predictions_frame", "runtime_provenance"]
+__all__ = [
+    "SCHEMA",
+    "COLUMNS",
+    "KEY",
+    "STATE",
+    "PREDICTIONS_SCHEMA",
+    "score_frame",
+    "predictions_frame",
+    "runtime_provenance",
+]
 
 SCHEMA: dict[str, pl.DataType] = {
     "model": pl.String,
@@ -50,20 +59,16 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 #: Column order of every results file.
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
+#: The columns that name an evaluated state (the full model or one pruned state).
+STATE: tuple[str, ...] = ("model", "task", "seed", "lam", "scope", "method", "p")
 #: Columns that identify a row (unique in results.parquet).
-KEY: list[str] = ["model", "task", "seed", "lam", "scope", "method", "p", "split", "metric"]
+KEY: list[str] = [*STATE, "split", "metric"]
 
 #: Per-example predictions of one evaluated state (one file beside each score file): the state's
 #: identity (as in :data:`SCHEMA`), then one row per example of each split: its ``id`` (the prepared
 #: data's), the predicted class index and the gold label.
 PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.String,
-    "task": pl.String,
-    "seed": pl.Int64,
-    "lam": pl.Float64,
-    "scope": pl.String,
-    "method": pl.String,
-    "p": pl.Float64,
+    **{k: SCHEMA[k] for k in STATE},
     "split": pl.String,
     "id": pl.String,
     "prediction": pl.Int64,
@@ -88,6 +93,19 @@ def runtime_provenance(device) -> dict[str, str]:
     }
 
 
+def _state(ids: Mapping, *, lam, scope, method, p) -> dict:
+    """The :data:`STATE` columns of one evaluated state."""
+    return {
+        "model": ids["model"],
+        "task": ids["task"],
+        "seed": int(ids["seed"]),
+        "lam": None if lam is None else float(lam),
+        "scope": scope,
+        "method": method,
+        "p": float(p),
+    }
+
+
 def score_frame(
     ids: Mapping,
     scores: Mapping[str, Mapping[str, float]],
@@ -104,15 +122,10 @@ def score_frame(
     lam: float | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``)."""
+    state = _state(ids, lam=lam, scope=scope, method=method, p=p)
     rows = [
         {
-            "model": ids["model"],
-            "task": ids["task"],
-            "seed": int(ids["seed"]),
-            "lam": None if lam is None else float(lam),
-            "scope": scope,
-            "method": method,
-            "p": float(p),
+            **state,
             "retained": 1.0 - n_pruned / n_params,
             "n_params": int(n_params),
             "n_pruned": int(n_pruned),
@@ -133,15 +146,7 @@ def score_frame(
 def predictions_frame(ids: Mapping, predictions: Mapping[str, pl.DataFrame], *, lam, scope, method, p) -> pl.DataFrame:
     """The per-example rows of one evaluated state; ``predictions`` maps a split to a frame with
     columns ``id``, ``prediction``, ``label`` (in the prepared data's row order)."""
-    state = {
-        "model": ids["model"],
-        "task": ids["task"],
-        "seed": int(ids["seed"]),
-        "lam": None if lam is None else float(lam),
-        "scope": scope,
-        "method": method,
-        "p": float(p),
-    }
+    state = _state(ids, lam=lam, scope=scope, method=method, p=p)
     frames = [
         df.select("id", "prediction", "label").with_columns(
             *(pl.lit(v, dtype=PREDICTIONS_SCHEMA[k]).alias(k) for k, v in state.items()),

@@ -120,12 +120,12 @@ def states(template, task, seed):
 
 def per_seed(template, **wildcards):
     """`template` expanded over every configured (task, seed) (and the λ values, if it has {lam});
-    `wildcards` fill further ones (e.g. state="full")."""
+    `wildcards` fill further ones or replace these (e.g. state="full", lam=one λ)."""
     files = [
         f
         for task in TASKS
         for seed in seeds_for(task)
-        for f in expand(template, model=MODEL, task=task, seed=seed, lam=list(LAMS), **wildcards)
+        for f in expand(template, **{"model": MODEL, "task": task, "seed": seed, "lam": list(LAMS), **wildcards})
     ]
     return list(dict.fromkeys(files))
 
@@ -166,7 +166,7 @@ def percentages_of(wildcards):
 
 def all_traces():
     """The solver traces of report.table_lam (Fig. 1)."""
-    return [f for f in per_seed(rules.tropical_solve.output.trace) if len(LAMS) == 1 or f"/lam{fmt_table_lam()}/" in f]
+    return per_seed(rules.tropical_solve.output.trace, lam=fmt_table_lam())
 
 
 def fmt_table_lam():

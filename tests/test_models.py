@@ -131,3 +131,28 @@ def test_minilm_adapter_layout_matches_design(tmp_path):
     assert saved == set(trainable)
     config = json.loads((tmp_path / "adapter_config.json").read_text())["config"]
     assert (config["reduction_factor"], config["non_linearity"]) == (16, "relu")
+
+
+@pytest.mark.slow
+def test_loading_the_model_skips_unused_transformers_extras():
+    """lean_transformers: building the packaged MiniLM adapter model and its tokenizer (what every
+    train / calibrate / evaluate job does) imports neither scikit-learn nor scipy, which are installed
+    here (sentence-transformers needs them) and cost 2.6 s per job (docs/benchmarks.md); a later
+    transformers that renames the flags fails this test instead of silently getting slow again."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    for extra in ("sklearn", "scipy"):
+        if importlib.util.find_spec(extra) is None:
+            pytest.skip(f"{extra} is not installed, so nothing can import it")
+    code = (
+        "import sys\n"
+        "from adapter_pruning import models\n"
+        "model = models.build_adapter_model('minilm', 'a', 2)\n"
+        "models.load_tokenizer('minilm')\n"
+        "import transformers.generation.candidate_generator, transformers.loss.loss_for_object_detection\n"
+        "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

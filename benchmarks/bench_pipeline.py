@@ -13,8 +13,8 @@
    model and adapter load, the work (loading the state's tensors, scoring validation and test), and
    teardown, with and without ``joblog.exit_now``.
 
-Prints a JSON summary: ``per_state_s`` / ``per_sweep_s`` (sums of job wall times), ``in_process_s``
-and their ratios, and the breakdown. Usage:
+Prints a JSON summary: per mode (``per_state``, ``per_sweep``) the jobs, their summed wall seconds
+and mean per rule, and the ratio to ``in_process_s``; then the breakdown. Usage:
 ``.venv/bin/python benchmarks/bench_pipeline.py [--task trec] [--out benchmarks/out/pipeline] [--cores 2]``
 """
 
@@ -35,8 +35,12 @@ _CHILD = r"""
 import json, os, sys, time
 t_start = float(os.environ["BENCH_T0"])
 t0 = time.time()
-from adapter_pruning.stages.evaluate import score_splits  # torch, transformers, adapters
+from adapter_pruning.stages.evaluate import score_splits  # torch, polars, the package
 from adapter_pruning import artifacts, masks, models
+t_torch = time.time()
+models.lean_transformers()
+from adapters import AutoAdapterModel  # transformers' and adapters' model code
+from transformers import AutoTokenizer
 t_import = time.time()
 a = json.loads(sys.argv[1])
 model, tok, name = models.load_trained(a["model"], a["state"], device=models.resolve_device("cpu"))
@@ -45,7 +49,8 @@ masks.load_into_model(model, artifacts.read_adapter_layers(a["state"]))
 scores = score_splits(model, tok, a["task"], a["splits"], max_length=a["max_length"], batch_size=128,
                       device=models.resolve_device("cpu"))
 t_work = time.time()
-print(json.dumps({"start_to_main": t0 - t_start, "imports": t_import - t0, "load": t_load - t_import,
+print(json.dumps({"start_to_main": t0 - t_start, "imports_torch_package": t_torch - t0,
+                  "imports_transformers_adapters": t_import - t_torch, "load": t_load - t_import,
                   "work": t_work - t_load, "t_end": t_work}), flush=True)
 if a["exit_now"]:
     from adapter_pruning.joblog import exit_now
@@ -73,22 +78,33 @@ def _snakemake(out: Path, cores: int, *args: str) -> float:
     return time.perf_counter() - t0
 
 
-def _job_seconds(out: Path, task: str, per_state: bool) -> list[float]:
-    """Wall seconds of the task's jobs that prune or score a pruned state. Per state: ``prune``'s
-    ``<scope>_<method>_p<p>.tsv`` and ``evaluate``'s ``<scope>/<method>/p<p>.tsv``; per sweep:
-    ``prune``'s and ``evaluate_sweep``'s ``<scope>_<method>.tsv``."""
+def _job_seconds(out: Path, task: str, per_state: bool) -> dict[str, list[float]]:
+    """Wall seconds of the task's jobs that prune or score a pruned state, by rule. Per state:
+    ``prune``'s ``<scope>_<method>_p<p>.tsv`` and ``evaluate``'s ``<scope>/<method>/p<p>.tsv``; per
+    sweep: ``prune``'s and ``evaluate_sweep``'s ``<scope>_<method>.tsv``."""
     bench = out / "logs" / "benchmarks"
+    prune = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if ("_p" in f.stem) == per_state]
     if per_state:
-        files = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if "_p" in f.stem]
-        files += bench.glob(f"evaluate/*/{task}/seed*/*/*/p*.tsv")
+        evaluate = list(bench.glob(f"evaluate/*/{task}/seed*/*/*/p*.tsv"))
     else:
-        files = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if "_p" not in f.stem]
-        files += bench.glob(f"evaluate/*/{task}/seed*/*_*.tsv")
-    secs = []
-    for tsv in sorted(files):
-        with open(tsv) as fh:
-            secs.append(float(next(csv.DictReader(fh, delimiter="\t"))["s"]))
+        evaluate = list(bench.glob(f"evaluate/*/{task}/seed*/*_*.tsv"))
+    secs = {"prune": [], "evaluate": []}
+    for rule, files in (("prune", prune), ("evaluate", evaluate)):
+        for tsv in sorted(files):
+            with open(tsv) as fh:
+                secs[rule].append(float(next(csv.DictReader(fh, delimiter="\t"))["s"]))
     return secs
+
+
+def _mode_summary(secs: dict[str, list[float]], in_process: float) -> dict:
+    """Job counts, summed and mean wall seconds per rule, and the mode's total over ``in_process``."""
+    total = sum(sum(v) for v in secs.values())
+    summary = {"jobs": sum(len(v) for v in secs.values()), "job_s": round(total, 1)}
+    for rule, v in secs.items():
+        summary[f"{rule}_jobs"] = len(v)
+        summary[f"{rule}_mean_s"] = round(sum(v) / len(v), 2) if v else None
+    summary["ratio"] = round(total / in_process, 2)
+    return summary
 
 
 def _breakdown(args, run_dir: Path, model: str, exit_now: bool) -> dict:
@@ -175,14 +191,11 @@ def main() -> None:
         "machine_load_1min": os.getloadavg()[0],
         "first_run_wall_s": round(first, 1),
         "sweep_run_wall_s": round(sweep_wall, 1),
-        "per_state_jobs": len(per_state),
-        "per_state_s": round(sum(per_state), 1),
-        "per_sweep_jobs": len(per_sweep),
-        "per_sweep_s": round(sum(per_sweep), 1),
         "in_process_s": round(in_process, 1),
+        "in_process_per_state_s": round(in_process / n_states, 2),
         "in_process_imports_s": round(t0 - t_import, 1),
-        "ratio_per_state": round(sum(per_state) / in_process, 2),
-        "ratio_per_sweep": round(sum(per_sweep) / in_process, 2) if per_sweep else None,
+        "per_state": _mode_summary(per_state, in_process),
+        "per_sweep": _mode_summary(per_sweep, in_process),
         "breakdown_without_exit_now": _breakdown(args, run_dir, base["model"], False),
         "breakdown_with_exit_now": _breakdown(args, run_dir, base["model"], True),
     }

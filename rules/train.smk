@@ -15,7 +15,7 @@ rule train_adapter:
         task=TRAINED_TASKS,
     conda:
         "../envs/pipeline.yaml"
-    threads: 2
+    threads: config["training"]["threads"]
     resources:
         mem_mb=8000,
         runtime=120,

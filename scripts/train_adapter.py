@@ -17,6 +17,6 @@ with logged(sm.log[0]):
         out_dir=sm.output[0],
         device=sm.config["device"],
         eval_batch_size=sm.config["training"]["eval_batch_size"],
-        threads=sm.threads,
+        cores=sm.threads,
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

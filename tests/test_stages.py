@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from adapter_pruning import artifacts, config
 from adapter_pruning.data import load_split, write_prepared
@@ -318,3 +319,23 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         prune_states(
             ids, [90.0], {"values": "original"}, root / "adapter", root / "optimized.safetensors", [root / "x"]
         )
+
+
+def test_training_threads_come_from_the_config_not_the_cores(tiny_model_dir, trained, caplog):
+    """stages.train: the job trains on spec["threads"] (training.threads) even when Snakemake gave it
+    fewer cores (--cores 1), and says so: the thread count defines the weights, the cores only speed."""
+    from adapter_pruning.stages import train as train_stage
+
+    root, paths = trained
+    before = torch.get_num_threads()
+    spec = {"model": str(tiny_model_dir), "seed": 0, "max_length": 32, "steps": 2, "batch_size": 8, "lr": 1e-3}
+    spec |= {"eval_every": 2, "reduction_factor": 16, "non_linearity": "relu", "threads": 2}
+    try:
+        with caplog.at_level("WARNING", logger="adapter_pruning"):
+            train_stage.train_adapter(
+                "trec", spec, paths["train"], paths["validation"], root / "threads", device="cpu", cores=1
+            )
+    finally:
+        torch.set_num_threads(before)
+    assert "training.threads = 2 but this job was given 1 core(s)" in caplog.text
+    assert json.loads((root / "threads" / "metrics.json").read_text())["threads"] == 2

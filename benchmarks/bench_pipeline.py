@@ -41,6 +41,7 @@ t_start = float(os.environ["BENCH_T0"])
 t0 = time.time()
 from adapter_pruning.stages.evaluate import score_splits  # torch, polars, the package
 from adapter_pruning import artifacts, masks, models
+models.set_threads(1)  # as the evaluate job (threads: 1) and the in-process loop
 t_torch = time.time()
 models.lean_transformers()
 from adapters import AutoAdapterModel  # transformers' and adapters' model code
@@ -85,13 +86,14 @@ def _snakemake(out: Path, cores: int, *args: str) -> float:
 def _job_seconds(out: Path, task: str, per_state: bool) -> dict[str, list[float]]:
     """Wall seconds of the task's jobs that prune or score a pruned state, by rule. Per state:
     ``prune``'s ``<scope>_<method>_p<p>.tsv`` and ``evaluate``'s ``<scope>/<method>/p<p>.tsv``; per
-    sweep: ``prune``'s and ``evaluate_sweep``'s ``<scope>_<method>.tsv``."""
+    sweep (one job per scope, every method and p): ``prune``'s and ``evaluate_sweep``'s
+    ``<scope>_sweep.tsv``."""
     bench = out / "logs" / "benchmarks"
-    prune = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if ("_p" in f.stem) == per_state]
+    prune = [f for f in bench.glob(f"prune/*/{task}/seed*/*.tsv") if f.stem.endswith("_sweep") != per_state]
     if per_state:
         evaluate = list(bench.glob(f"evaluate/*/{task}/seed*/*/*/p*.tsv"))
     else:
-        evaluate = list(bench.glob(f"evaluate/*/{task}/seed*/*_*.tsv"))
+        evaluate = list(bench.glob(f"evaluate/*/{task}/seed*/*_sweep.tsv"))
     secs = {"prune": [], "evaluate": []}
     for rule, files in (("prune", prune), ("evaluate", evaluate)):
         for tsv in sorted(files):

@@ -154,9 +154,10 @@ def state_dir(wildcards):
 
 
 def sweep_files(template):
-    """`template` (with a {state} wildcard) for every p of one (λ, scope, method), the other
-    wildcards left in place: the outputs of a per_sweep job."""
-    return expand(template, state=[f"{LAM}{{scope}}/{{method}}/p{p}" for p in PCTS], allow_missing=True)
+    """`template` (with a {state} wildcard) for every method and p of one (λ, scope), method-major as
+    rule prune writes them, the other wildcards left in place: the outputs of a per_sweep job."""
+    states = [f"{LAM}{{scope}}/{m}/p{p}" for m in METHODS for p in PCTS]
+    return expand(template, state=states, allow_missing=True)
 
 
 def percentages_of(wildcards):
@@ -179,8 +180,9 @@ def lam_of(wildcards):
 
 
 def calibration_for(wildcards):
-    """The calibration norms, for method activation only."""
-    if wildcards.method != "activation":
+    """The calibration norms, for method activation only (per_sweep: when a sweep's methods include it)."""
+    method = wildcards.get("method")
+    if method != "activation" and (method or "activation" not in METHODS):
         return []
     return expand(rules.calibrate.output[0], **wildcards)
 

@@ -31,8 +31,9 @@ rule evaluate:
 if config["evaluation"]["mode"] == "per_sweep":
 
     rule evaluate_sweep:
-        """Score every p of one (λ, scope, method) in one job (evaluation.mode: per_sweep): the backbone
-        and data are loaded once; the outputs are those rule evaluate writes for each pruned state."""
+        """Score every method and p of one (λ, scope) in one job (evaluation.mode: per_sweep): the
+        backbone and data are loaded once; the outputs are those rule evaluate writes for each pruned
+        state."""
         input:
             states=rules.prune.output.pruned,
             validation=data_file("validation"),
@@ -41,15 +42,15 @@ if config["evaluation"]["mode"] == "per_sweep":
             scores=sweep_files(rules.evaluate.output.scores),
             predictions=sweep_files(rules.evaluate.output.predictions),
         log:
-            f"logs/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
+            f"logs/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.log",
         benchmark:
-            f"logs/benchmarks/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
+            f"logs/benchmarks/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.tsv"
         conda:
             "../envs/pipeline.yaml"
         threads: 1
         resources:
             mem_mb=6000,
-            runtime=30 + 5 * len(PCTS),
+            runtime=30 + 2 * len(METHODS) * len(PCTS),
         params:
             spec=eval_params,
             code=code_hash("evaluate.py"),

@@ -30,18 +30,18 @@ if config["evaluation"]["mode"] == "per_state":
 else:
 
     rule prune:
-        """Prune every p of one (λ, scope, method) in one job (evaluation.mode: per_sweep): the same
+        """Prune every method and p of one (λ, scope) in one job (evaluation.mode: per_sweep): the same
         pruned adapter folders as per_state mode writes, one job per sweep."""
         input:
             adapter=f"{SEED_DIR}/adapter",
             optimized=rules.tropical_solve.output.optimized,
             calibration=calibration_for,
         output:
-            pruned=[directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{p}") for p in PCTS],
+            pruned=[directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{m}/p{p}") for m in METHODS for p in PCTS],
         log:
-            f"logs/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.log",
+            f"logs/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.log",
         benchmark:
-            f"logs/benchmarks/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_{{method}}.tsv"
+            f"logs/benchmarks/prune/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.tsv"
         conda:
             "../envs/pipeline.yaml"
         threads: 1
@@ -50,6 +50,7 @@ else:
             runtime=15,
         params:
             percentages=percentages_of,
+            methods=METHODS,
             spec=prune_params,
             lam=lam_of,
             code=code_hash("prune.py"),

@@ -15,7 +15,7 @@ import torch
 from adapter_pruning import artifacts, config
 from adapter_pruning.data import load_split, write_prepared
 from adapter_pruning.stages.evaluate import evaluate_states
-from adapter_pruning.stages.prune import prune_states
+from adapter_pruning.stages.prune import prune_states, prune_sweep
 from adapter_pruning.stages.solve import tropical_solve
 from adapter_pruning.training import TrainConfig, train_adapter
 
@@ -96,6 +96,26 @@ def test_prune_per_state_and_per_sweep_write_identical_folders(trained, pruned):
         assert info["lam"] == 0.5 and info["p"] == p
     with pytest.raises(ValueError, match="3 percentages but 2 output folders"):
         prune_states(IDS, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", ["x1", "x2"])
+
+
+def test_prune_sweep_over_methods_writes_each_methods_folders(trained, pruned):
+    """prune_sweep (rule prune in per_sweep mode: every method and p of one scope) writes, method-major,
+    the folders prune_states writes for each method alone: here tropical's equal the fixture's."""
+    root, _ = trained
+    ids = {k: v for k, v in IDS.items() if k != "method"}
+    methods = ["standard", "tropical", "random"]
+    out = [root / "multi" / m / f"p{p:g}" for m in methods for p in PS]
+    infos = prune_sweep(ids, methods, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", out)
+    assert [(i["method"], i["p"]) for i in infos] == [(m, p) for m in methods for p in PS]
+    for p in PS:
+        a, b = root / "sweep" / f"p{p:g}", root / "multi" / "tropical" / f"p{p:g}"
+        for f in a.iterdir():
+            assert f.read_bytes() == (b / f.name).read_bytes(), f.name
+    by = {(i["method"], i["p"]): i for i in infos}
+    for p in PS:  # count-matched to Tropical in every method
+        assert by[("standard", p)]["n_pruned"] == by[("random", p)]["n_pruned"] == by[("tropical", p)]["n_pruned"]
+    with pytest.raises(ValueError, match="3 methods x 3 percentages but 2 output folders"):
+        prune_sweep(ids, methods, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", out[:2])
 
 
 def test_pruned_folder_is_the_adapter_folder_with_masked_weights(trained, pruned, tiny_model_dir):

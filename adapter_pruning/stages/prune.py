@@ -4,8 +4,9 @@ Tensor work only: the adapter's tensors are read from ``adapter.safetensors``, m
 back; no backbone is loaded (nothing here imports ``models``, ``transformers`` or ``adapters``).
 Scoring a saved state is rule ``evaluate`` (:mod:`adapter_pruning.stages.evaluate`).
 
-:func:`prune_states` writes one folder per ``p``; rule ``prune`` calls it with one ``p`` per job
-(``evaluation.mode: per_state``) or with every ``p`` of one (λ, scope, method) (``per_sweep``). The
+:func:`prune_states` writes one folder per ``p`` of one (λ, scope, method); :func:`prune_sweep`, which
+rule ``prune`` calls, does so for each of several methods: one method and one ``p`` per job
+(``evaluation.mode: per_state``) or every method and ``p`` of one (λ, scope) (``per_sweep``). The
 folders are the same either way.
 """
 
@@ -121,4 +122,37 @@ def prune_states(
             info["jaccard_standard"],
         )
         infos.append(info)
+    return infos
+
+
+def prune_sweep(
+    ids: Mapping,
+    methods: Sequence[str],
+    ps: Sequence[float],
+    spec: Mapping,
+    adapter_dir,
+    optimized_path,
+    out_dirs: Sequence,
+    *,
+    calibration_path=None,
+    threads: int | None = None,
+) -> list[dict]:
+    """:func:`prune_states` for each method of ``methods`` in turn; ``ids`` as there without
+    ``method``; ``out_dirs`` method-major (every ``p`` of ``methods[0]``, then of ``methods[1]``, ...);
+    ``calibration_path`` is needed when ``methods`` holds ``activation``. Returns the infos in
+    ``out_dirs`` order."""
+    if len(out_dirs) != len(methods) * len(ps):
+        raise ValueError(f"{len(methods)} methods x {len(ps)} percentages but {len(out_dirs)} output folders")
+    infos = []
+    for k, method in enumerate(methods):
+        infos += prune_states(
+            {**ids, "method": method},
+            ps,
+            spec,
+            adapter_dir,
+            optimized_path,
+            out_dirs[k * len(ps) : (k + 1) * len(ps)],
+            calibration_path=calibration_path if method == "activation" else None,
+            threads=threads,
+        )
     return infos

@@ -15,7 +15,8 @@
 
 Prints a JSON summary: per mode (``per_state``, ``per_sweep``) the jobs, their summed wall seconds
 and mean per rule, and the ratio to ``in_process_s``; then the breakdown. Usage:
-``.venv/bin/python benchmarks/bench_pipeline.py [--task trec] [--out benchmarks/out/pipeline] [--cores 1]``
+``.venv/bin/python benchmarks/bench_pipeline.py [--task trec] [--out DIR] [--cores 1] [--device cuda]``
+(``--out`` default: benchmarks/out/pipeline; ``--device cuda`` where a GPU is available).
 
 ``--cores 1`` (the default) runs one job at a time, each on one thread, as the in-process loop runs:
 on the 2-core VM two 1-thread scoring jobs side by side each take about 1.8x as long as one alone,
@@ -48,11 +49,11 @@ from adapters import AutoAdapterModel  # transformers' and adapters' model code
 from transformers import AutoTokenizer
 t_import = time.time()
 a = json.loads(sys.argv[1])
-model, tok, name = models.load_trained(a["model"], a["state"], device=models.resolve_device("cpu"))
+model, tok, name = models.load_trained(a["model"], a["state"], device=models.resolve_device(a["device"]))
 t_load = time.time()
 masks.load_into_model(model, artifacts.read_adapter_layers(a["state"]))
 scores = score_splits(model, tok, a["task"], a["splits"], max_length=a["max_length"], batch_size=128,
-                      device=models.resolve_device("cpu"))
+                      device=models.resolve_device(a["device"]))
 t_work = time.time()
 print(json.dumps({"start_to_main": t0 - t_start, "imports_torch_package": t_torch - t0,
                   "imports_transformers_adapters": t_import - t_torch, "load": t_load - t_import,
@@ -120,6 +121,7 @@ def _breakdown(args, run_dir: Path, model: str, exit_now: bool) -> dict:
         "task": args.task,
         "max_length": args.max_length,
         "exit_now": exit_now,
+        "device": args.device,
         "splits": {s: str(args.out / f"results/data/{args.task}/{s}.parquet") for s in ("validation", "test")},
     }
     t_start = time.time()
@@ -144,12 +146,15 @@ def main() -> None:
     ap.add_argument("--task", default="trec")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pipeline")
     ap.add_argument("--cores", type=int, default=1)
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N]: the workflow's `device` and the in-process loop's"
+    )
     ap.add_argument("--max-length", type=int, default=64, help="the task's max_length in config/config.yaml")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = ["--config", f"tasks=[{args.task}]"]
+    cfg = ["--config", f"tasks=[{args.task}]", f"device={args.device}"]
     first = _snakemake(args.out, args.cores, *cfg, "evaluation={mode: per_state}")
     per_state = _job_seconds(args.out, args.task, per_state=True)
     run_dir = args.out / "results" / "minilm" / args.task / "seed0"
@@ -188,11 +193,12 @@ def main() -> None:
         {s: args.out / f"results/data/{args.task}/{s}.parquet" for s in ("validation", "test")},
         [f"{d}.parquet" for d in dirs],
         [f"{d}.predictions.parquet" for d in dirs],
-        device="cpu",
+        device=args.device,
     )
     in_process = time.perf_counter() - t0
     summary = {
         "task": args.task,
+        "device": args.device,
         "states": n_states,
         "machine_load_1min": os.getloadavg()[0],
         "first_run_wall_s": round(first, 1),

@@ -68,11 +68,15 @@ def write_config(path: Path, cfg: dict) -> Path:
 def tiny_config(model_dir: Path, **overrides) -> dict:
     """The checked-in test configuration (config/test.yaml) with the tiny random BERT in ``model_dir``.
 
-    Differs from the file only in the model (label ``tiny``, fast) and in ``results: results`` (the
-    folder the tests read). ``overrides`` replace top-level keys; a dict merges into the key's dict.
+    Differs from the file only in the model (label ``tiny``, fast), in ``results: results`` (the
+    folder the tests read) and in ``evaluation.mode: per_state`` (one prune and one evaluate job per
+    state, the finer DAG whose reruns the tests count; the default, per_sweep, has tests of its own and
+    is what ``make run CONFIG=config/test.yaml`` runs). ``overrides`` replace top-level keys; a dict
+    merges into the key's dict.
     """
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg.update({"model": str(model_dir), "model_label": "tiny", "results": "results"})
+    cfg["evaluation"] = {**cfg.get("evaluation", {}), "mode": "per_state"}
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}

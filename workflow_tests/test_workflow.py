@@ -21,15 +21,16 @@ pytestmark = pytest.mark.slow
 def test_dry_run_default_config(tmp_path, shared_data):
     proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--quiet", "rules", timeout=120)
     counts = job_counts(proc.stdout + proc.stderr)
-    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; 2 methods; 6 percentages;
-    # one prune job per pruned state, one evaluate job per state (the pruned ones and the full model).
+    # 5 tasks; CU everywhere + CN/CB on rotten_tomatoes = 7 scope-task pairs; evaluation.mode per_sweep
+    # (the default): one prune and one evaluate_sweep job per pair, for 2 methods x 6 percentages each.
     assert counts == {
         "all": 1,
         "prepare_data": 5,
         "train_adapter": 5,
-        "evaluate": 5 + 7 * 2 * 6,  # the full model and every pruned state
+        "evaluate": 5,  # the full model
+        "evaluate_sweep": 7,
         "tropical_solve": 5,
-        "prune": 7 * 2 * 6,
+        "prune": 7,
         "aggregate": 1,
         "report_tables": 1,
         "report_comparison": 1,

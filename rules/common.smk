@@ -154,8 +154,9 @@ def state_dir(wildcards):
 
 
 def sweep_files(template):
-    """`template` (with a {state} wildcard) for every method and p of one (λ, scope), method-major as
-    rule prune writes them, the other wildcards left in place: the outputs of a per_sweep job."""
+    """`template` (with a {state} wildcard) for every method and p of one (λ, scope), method-major
+    (the order of the prune outputs), the other wildcards left in place; the outputs of a per_sweep
+    job."""
     states = [f"{LAM}{{scope}}/{m}/p{p}" for m in METHODS for p in PCTS]
     return expand(template, state=states, allow_missing=True)
 

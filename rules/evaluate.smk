@@ -50,7 +50,7 @@ if config["evaluation"]["mode"] == "per_sweep":
         threads: 1
         resources:
             mem_mb=6000,
-            runtime=30 + 2 * len(METHODS) * len(PCTS),
+            runtime=30 + 5 * len(METHODS) * len(PCTS),
         params:
             spec=eval_params,
             code=code_hash("evaluate.py"),

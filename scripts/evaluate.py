@@ -1,5 +1,5 @@
-"""Snakemake entry point of rules evaluate (one state) and evaluate_sweep (every p of one λ, scope
-and method) (logic: adapter_pruning.stages.evaluate.evaluate_states)."""
+"""Snakemake entry point of rules evaluate (one state) and evaluate_sweep (every method and p of one
+λ and scope) (logic: adapter_pruning.stages.evaluate.evaluate_states)."""
 
 import json  # noqa: E401
 import sys

@@ -137,7 +137,7 @@ def test_minilm_adapter_layout_matches_design(tmp_path):
 def test_loading_the_model_skips_unused_transformers_extras():
     """lean_transformers: building the packaged MiniLM adapter model and its tokenizer (what every
     train / calibrate / evaluate job does) imports neither scikit-learn nor scipy, which are installed
-    here (sentence-transformers needs them) and cost 2.6 s per job (docs/benchmarks.md); a later
+    here (sentence-transformers needs them) and cost about 1.4 s per job (docs/benchmarks.md); a later
     transformers that renames the flags fails this test instead of silently getting slow again."""
     import importlib.util
     import subprocess

@@ -242,6 +242,12 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
         assert (copy / "logs" / rule / "tiny" / "trec" / "seed0" / "CU_sweep.log").is_file()
     before, after = _results(workdir), _results(copy)
     assert after.equals(before)
+    # each file at its own path: the prediction rows name their state (λ, scope, method, p)
+    files = sorted((workdir / "results").rglob("predictions/**/*.parquet"))
+    assert len(files) == 2 + 16
+    for f in files:
+        rel = f.relative_to(workdir)
+        assert pl.read_parquet(copy / rel).equals(pl.read_parquet(f)), rel
 
 
 def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):

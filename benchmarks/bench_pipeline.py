@@ -6,8 +6,8 @@
    pruned states' scoring as ``evaluate_sweep`` jobs).
 2. Reads the wall time of every job that prunes or scores a pruned state from Snakemake's own
    benchmark files (``logs/benchmarks/{prune,evaluate}/...tsv``, column ``s``) for both modes.
-3. Runs the same work in this process: prune and save every state (``stages.prune.prune_states`` per
-   (scope, method)), then load model and data once and score them all
+3. Runs the same work in this process: prune and save every state (``stages.prune.prune_sweep`` per
+   scope, as the per_sweep ``prune`` job), then load model and data once and score them all
    (``stages.evaluate.evaluate_states``), timed after imports.
 4. Breaks one per-state ``evaluate`` job down in a fresh subprocess: interpreter start + imports,
    model and adapter load, the work (loading the state's tensors, scoring validation and test), and
@@ -167,7 +167,7 @@ def main() -> None:
     from adapter_pruning import config as apc
     from adapter_pruning import models
     from adapter_pruning.stages.evaluate import evaluate_states
-    from adapter_pruning.stages.prune import prune_states
+    from adapter_pruning.stages.prune import prune_sweep
 
     models.lean_transformers()  # transformers' and adapters' model code, imported before the clock starts
     import adapters  # noqa: F401
@@ -181,15 +181,16 @@ def main() -> None:
     scopes = base["pruning"]["scopes"].get(args.task, base["pruning"]["scopes"]["default"])
     t0 = time.perf_counter()
     lam = apc.lambdas(apc.fill_tropical_defaults(base))
+    methods = base["pruning"]["methods"]
+    ids = {"model": "minilm", "task": args.task, "seed": 0, "lam": next(iter(lam.values()))}
+    optimized = run_dir / "tropical/optimized.safetensors"
     dirs = []
     for scope in scopes:
-        for method in base["pruning"]["methods"]:
-            ids = {"model": "minilm", "task": args.task, "seed": 0, "lam": next(iter(lam.values()))}
-            ids |= {"scope": scope, "method": method}
-            sweep = [args.out / "inproc" / scope / method / f"p{apc.fmt_p(p)}" for p in percentages]
-            optimized = run_dir / "tropical/optimized.safetensors"
-            prune_states(ids, percentages, {"values": "original"}, run_dir / "adapter", optimized, sweep)
-            dirs += sweep
+        sweep = [args.out / "inproc" / scope / m / f"p{apc.fmt_p(p)}" for m in methods for p in percentages]
+        prune_sweep(
+            {**ids, "scope": scope}, methods, percentages, {"values": "original"}, run_dir / "adapter", optimized, sweep
+        )
+        dirs += sweep
     n_states = len(dirs)
     evaluate_states(
         {"model": "minilm", "task": args.task, "seed": 0},

@@ -22,23 +22,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _merge(base: dict, update: dict) -> dict:
-    """``update`` merged into ``base`` key by key (nested dicts merge), as Snakemake merges config files."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def load_config(files: list[Path]) -> dict:
     """config/config.yaml, then ``files`` merged on top, checked and with the schema's defaults filled."""
-    from snakemake.utils import validate
+    from snakemake.utils import update_config, validate
 
     from adapter_pruning import config as apc
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for f in files:
-        cfg = _merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
+        update_config(cfg, yaml.safe_load(Path(f).read_text()) or {})  # as Snakemake merges --configfile
     apc.check_config(cfg)
     validate(cfg, str(REPO / "config" / "config.schema.yaml"), set_default=True)
     return apc.fill_tropical_defaults(cfg)

@@ -78,51 +78,23 @@ def prune_states(
     threads: int | None = None,
 ) -> list[dict]:
     """Prune the adapter in ``adapter_dir`` at every ``p`` of ``ps`` for one (λ, scope, method); save
-    state ``ps[k]`` in ``out_dirs[k]``; return the ``prune.json`` infos.
-
-    ``ids`` holds ``model, task, seed, lam, scope, method``; ``spec`` holds ``values`` (``original``
-    or ``optimized``); ``calibration_path``: the calibration norms, needed by method ``activation``;
-    ``threads``: torch's intra-op threads (``None``: torch's default).
-
-    Each folder is the trained adapter's folder with ``adapter.safetensors`` rewritten with the pruned
-    tensors (:func:`artifacts.copy_adapter_with`), plus ``prune.json``: the counts, λ and the mask
-    diagnostics of :func:`masks.mask_agreement` against the count-matched Standard mask of the same
-    scope groups (``jaccard_standard``, ``pruned_outside_standard``; 1 and 0 for Standard itself) and
-    the file's sha256. Each is written atomically and then checked (:func:`artifacts.verify_pruned`).
-    """
-    import torch
-
-    from .. import artifacts, masks
-
+    state ``ps[k]`` in ``out_dirs[k]``; return the ``prune.json`` infos. ``ids`` holds
+    ``model, task, seed, lam, scope, method``; the rest as :func:`prune_sweep`, which this is for one
+    method."""
     if len(ps) != len(out_dirs):
         raise ValueError(f"{len(ps)} percentages but {len(out_dirs)} output folders")
-    if threads:
-        torch.set_num_threads(int(threads))
-    state, name = artifacts.read_adapter_state(adapter_dir)
-    layers = masks.extract_layers(state, name)
-    optimized = artifacts.read_optimized(optimized_path, layers)
-    input_rms = artifacts.read_input_rms(calibration_path, layers) if calibration_path else None
-    scores_by_method = baseline_scores(ids["method"], layers, seed=int(ids["seed"]), input_rms=input_rms)
-    infos = []
-    for p, out_dir in zip(ps, out_dirs):
-        pruned, info = prune_layers(layers, optimized, ids, p, spec["values"], scores_by_method)
-        tensors = {**state, **masks.layers_to_state_dict(pruned)}
-        info = artifacts.write_pruned(
-            out_dir, lambda tmp, tensors=tensors: artifacts.copy_adapter_with(tmp, adapter_dir, tensors), info
-        )
-        artifacts.verify_pruned(out_dir)  # the saved file holds the zeros prune.json reports
-        log.info(
-            "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
-            ids["scope"],
-            ids["method"],
-            p,
-            info["n_pruned"],
-            info["n_params"],
-            info["retained"],
-            info["jaccard_standard"],
-        )
-        infos.append(info)
-    return infos
+    rest = {k: v for k, v in ids.items() if k != "method"}
+    return prune_sweep(
+        rest,
+        [ids["method"]],
+        ps,
+        spec,
+        adapter_dir,
+        optimized_path,
+        out_dirs,
+        calibration_path=calibration_path,
+        threads=threads,
+    )
 
 
 def prune_sweep(
@@ -137,22 +109,54 @@ def prune_sweep(
     calibration_path=None,
     threads: int | None = None,
 ) -> list[dict]:
-    """:func:`prune_states` for each method of ``methods`` in turn; ``ids`` as there without
-    ``method``; ``out_dirs`` method-major (every ``p`` of ``methods[0]``, then of ``methods[1]``, ...);
-    ``calibration_path`` is needed when ``methods`` holds ``activation``. Returns the infos in
-    ``out_dirs`` order."""
+    """Prune the adapter in ``adapter_dir`` at every ``p`` of ``ps`` for each method of ``methods``
+    (one λ and scope); save the states method-major in ``out_dirs`` (every ``p`` of ``methods[0]``,
+    then of ``methods[1]``, ...); return their ``prune.json`` infos in that order. The adapter, the
+    optimised tensors and the calibration norms are read once.
+
+    ``ids`` holds ``model, task, seed, lam, scope``; ``spec`` holds ``values`` (``original`` or
+    ``optimized``); ``calibration_path``: the calibration norms, needed when ``methods`` holds
+    ``activation``; ``threads``: torch's intra-op threads (``None``: torch's default).
+
+    Each folder is the trained adapter's folder with ``adapter.safetensors`` rewritten with the pruned
+    tensors (:func:`artifacts.copy_adapter_with`), plus ``prune.json``: the counts, λ and the mask
+    diagnostics of :func:`masks.mask_agreement` against the count-matched Standard mask of the same
+    scope groups (``jaccard_standard``, ``pruned_outside_standard``; 1 and 0 for Standard itself) and
+    the file's sha256. Each is written atomically and then checked (:func:`artifacts.verify_pruned`).
+    """
+    import torch
+
+    from .. import artifacts, masks
+
     if len(out_dirs) != len(methods) * len(ps):
         raise ValueError(f"{len(methods)} methods x {len(ps)} percentages but {len(out_dirs)} output folders")
+    if threads:
+        torch.set_num_threads(int(threads))
+    state, name = artifacts.read_adapter_state(adapter_dir)
+    layers = masks.extract_layers(state, name)
+    optimized = artifacts.read_optimized(optimized_path, layers)
+    needs_rms = calibration_path and "activation" in methods
+    input_rms = artifacts.read_input_rms(calibration_path, layers) if needs_rms else None
     infos = []
     for k, method in enumerate(methods):
-        infos += prune_states(
-            {**ids, "method": method},
-            ps,
-            spec,
-            adapter_dir,
-            optimized_path,
-            out_dirs[k * len(ps) : (k + 1) * len(ps)],
-            calibration_path=calibration_path if method == "activation" else None,
-            threads=threads,
-        )
+        method_ids = {**ids, "method": method}
+        scores_by_method = baseline_scores(method, layers, seed=int(ids["seed"]), input_rms=input_rms)
+        for p, out_dir in zip(ps, out_dirs[k * len(ps) : (k + 1) * len(ps)]):
+            pruned, info = prune_layers(layers, optimized, method_ids, p, spec["values"], scores_by_method)
+            tensors = {**state, **masks.layers_to_state_dict(pruned)}
+            info = artifacts.write_pruned(
+                out_dir, lambda tmp, tensors=tensors: artifacts.copy_adapter_with(tmp, adapter_dir, tensors), info
+            )
+            artifacts.verify_pruned(out_dir)  # the saved file holds the zeros prune.json reports
+            log.info(
+                "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f)",
+                ids["scope"],
+                method,
+                p,
+                info["n_pruned"],
+                info["n_params"],
+                info["retained"],
+                info["jaccard_standard"],
+            )
+            infos.append(info)
     return infos

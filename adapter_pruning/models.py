@@ -235,9 +235,6 @@ def load_trained(model_name: str, adapter_dir: str | os.PathLike, *, device: str
 
     The model is in eval mode on ``device`` with the adapter and head active.
     """
-    lean_transformers()
-    from transformers import AutoTokenizer
-
     adapter_dir = Path(adapter_dir)
     missing = [f for f in ADAPTER_FILES if not (adapter_dir / f).is_file()]
     if missing:
@@ -259,5 +256,4 @@ def load_trained(model_name: str, adapter_dir: str | os.PathLike, *, device: str
     model.set_active_adapters(name)
     model.active_head = head
     model.to(dev).eval()
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_name))
-    return model, tokenizer, name
+    return model, load_tokenizer(model_name), name

@@ -183,7 +183,7 @@ def lam_of(wildcards):
 def calibration_for(wildcards):
     """The calibration norms, for method activation only (per_sweep: when a sweep's methods include it)."""
     method = wildcards.get("method")
-    if method != "activation" and (method or "activation" not in METHODS):
+    if "activation" not in ([method] if method else METHODS):
         return []
     return expand(rules.calibrate.output[0], **wildcards)
 

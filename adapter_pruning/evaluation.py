@@ -156,6 +156,7 @@ def predict_logits(
     device: str | torch.device = "cpu",
     dynamic_padding: bool = True,
     batch_tokens: int | str | None = "auto",
+    encodings: Mapping[str, Sequence[Sequence[int]]] | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Logits ``(len(df), num_labels)`` (float32) in the original row order.
@@ -163,14 +164,21 @@ def predict_logits(
     Rows are sorted longest first and padded per batch (``dynamic_padding``); batches hold
     ``batch_size`` rows, or with a token budget at most that many padded tokens (and at most
     ``batch_size`` rows; :func:`batches`). ``batch_tokens``: ``"auto"`` (default;
-    :func:`resolve_batch_tokens`), None (rows only) or a budget."""
+    :func:`resolve_batch_tokens`), None (rows only) or a budget. ``encodings``: ``encode(tokenizer,
+    df, max_length)`` computed beforehand, so that scoring several adapter states (or validating
+    during training) on the same rows tokenizes them once; None tokenizes ``df`` here. The result is
+    the same either way."""
     if batch_size < 1 or max_length < 2:
         raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size}, {max_length}")
     if df.height == 0:
         raise ValueError("cannot predict on an empty data frame")
-    enc = encode(tokenizer, df, max_length)
+    enc = encode(tokenizer, df, max_length) if encodings is None else encodings
     n = df.height
+    if len(enc["input_ids"]) != n:
+        raise ValueError(f"encodings hold {len(enc['input_ids'])} rows but the data frame has {n}")
     lengths = np.fromiter((len(s) for s in enc["input_ids"]), dtype=np.int64, count=n)
+    if lengths.max() > max_length:
+        raise ValueError(f"encodings hold rows of {lengths.max()} tokens, more than max_length {max_length}")
     if dynamic_padding:
         order = np.argsort(-lengths, kind="stable")  # longest first: the peak memory shows up at once
         pad_to = None
@@ -213,9 +221,11 @@ def predict(
     device: str | torch.device = "cpu",
     dynamic_padding: bool = True,
     batch_tokens: int | str | None = "auto",
+    encodings: Mapping[str, Sequence[Sequence[int]]] | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Predicted class indices (int64) for every row of ``df``, in the original order."""
+    """Predicted class indices (int64) for every row of ``df``, in the original order (arguments
+    as :func:`predict_logits`)."""
     logits = predict_logits(
         model,
         tokenizer,
@@ -225,6 +235,7 @@ def predict(
         device=device,
         dynamic_padding=dynamic_padding,
         batch_tokens=batch_tokens,
+        encodings=encodings,
         progress=progress,
     )
     return logits.argmax(axis=1).astype(np.int64)

@@ -228,12 +228,20 @@ def _train_step(
 
 
 def _validate(
-    model, tokenizer, val_df: pl.DataFrame, task: str, cfg: TrainConfig, device: torch.device
+    model, tokenizer, val_df: pl.DataFrame, val_encodings, task: str, cfg: TrainConfig, device: torch.device
 ) -> tuple[dict[str, float], float]:
-    """Score ``model`` on the validation table; return ``(scores, wall seconds)``."""
+    """Score ``model`` on the validation table (tokenized beforehand: ``val_encodings``); return
+    ``(scores, wall seconds)``."""
     t0 = time.perf_counter()
     scores = evaluate(
-        model, tokenizer, val_df, task, batch_size=cfg.eval_batch_size, max_length=cfg.max_length, device=device
+        model,
+        tokenizer,
+        val_df,
+        task,
+        batch_size=cfg.eval_batch_size,
+        max_length=cfg.max_length,
+        device=device,
+        encodings=val_encodings,
     )
     return scores, time.perf_counter() - t0
 
@@ -255,6 +263,7 @@ def _train_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = _make_optimizer(params, cfg)
     batches = _training_batches(tokenizer, train_df, cfg, device)
+    val_encodings = encode(tokenizer, val_df, cfg.max_length)  # once, not at every validation
     history = _History()
     best = _BestCheckpoint(task_spec.metric)
     bar = tqdm(range(1, cfg.steps + 1), desc=f"train {task}", unit="step", disable=not cfg.progress, mininterval=5.0)
@@ -266,7 +275,7 @@ def _train_loop(
         bar.set_postfix(loss=f"{history.loss_curve[-1]:.3f}", refresh=False)
 
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            scores, seconds = _validate(model, tokenizer, val_df, task, cfg, device)
+            scores, seconds = _validate(model, tokenizer, val_df, val_encodings, task, cfg, device)
             history.eval_seconds += seconds
             history.val_curve.append({"step": step, **scores, "seconds": seconds})
             improved = best.offer(model, step, scores)

@@ -7,7 +7,10 @@ the task's ``max_length``, truncation, no padding) and prints per task: the seed
 per seed (the full model plus λ × scopes × methods × p), the examples and tokens one state is scored
 on, and the totals over every evaluated state. Scoring time scales with tokens (token batching pads
 little), so a throughput measured in tokens per second (``benchmarks/bench_batching.py``) turns the
-total into a time. Usage:
+total into a time. It also times the tokenization of one state's splits on this machine and
+multiplies it by the evaluated states (tokenizing per state) and by the scoring jobs of
+``evaluation.mode: per_sweep`` (one per seed for the full model, one per seed, λ and scope for the
+pruned states: the data is tokenized once per job). Usage:
 ``.venv/bin/python benchmarks/study_size.py --configfile config/study.yaml [--json out.json]``
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import yaml
@@ -56,6 +60,7 @@ def main() -> None:
         max_length = int(cfg["max_length"].get(task, cfg["max_length"]["default"]))
         pruned = n_lam * len(scopes) * len(cfg["pruning"]["methods"]) * len(cfg["pruning"]["percentages"])
         examples = tokens = 0
+        tokenize_seconds = 0.0
         for split in ("validation", "test"):
             df = data.load_split(
                 task,
@@ -65,11 +70,14 @@ def main() -> None:
                 seed=cfg["data"]["seed"],
                 imdb_validation_size=cfg["data"]["imdb_validation_size"],
             )
+            t0 = time.perf_counter()
             enc = evaluation.encode(tokenizer, df, max_length)
+            tokenize_seconds += time.perf_counter() - t0
             examples += df.height
             tokens += sum(len(ids) for ids in enc["input_ids"])
         seeds = 1 if task in (cfg.get("adapters") or {}) else len(cfg["seeds"])  # imported: first seed only
         states = seeds * (1 + pruned)
+        jobs = seeds * (1 + n_lam * len(scopes))  # per_sweep: evaluate (full) + evaluate_sweep per (λ, scope)
         rows.append(
             {
                 "task": task,
@@ -81,6 +89,10 @@ def main() -> None:
                 "states": states,
                 "examples": states * examples,
                 "tokens": states * tokens,
+                "tokenize_seconds_per_state": round(tokenize_seconds, 2),
+                "scoring_jobs_per_sweep_mode": jobs,
+                "tokenize_seconds_once_per_state": round(states * tokenize_seconds),
+                "tokenize_seconds_once_per_job": round(jobs * tokenize_seconds),
             }
         )
     total_tokens = sum(r["tokens"] for r in rows)
@@ -92,6 +104,8 @@ def main() -> None:
         "states": sum(r["states"] for r in rows),
         "examples": sum(r["examples"] for r in rows),
         "tokens": total_tokens,
+        "tokenize_seconds_once_per_state": sum(r["tokenize_seconds_once_per_state"] for r in rows),
+        "tokenize_seconds_once_per_job": sum(r["tokenize_seconds_once_per_job"] for r in rows),
     }
     print(json.dumps(summary, indent=1))
     if args.json:

@@ -12,6 +12,7 @@ from adapter_pruning.evaluation import (
     CPU_BATCH_TOKENS,
     batches,
     compute_metrics,
+    encode,
     evaluate,
     predict,
     predict_logits,
@@ -112,6 +113,20 @@ def test_token_budget_batching_gives_the_same_predictions(shared_data, tiny_clas
     assert resolve_batch_tokens("auto", "cpu") == CPU_BATCH_TOKENS and resolve_batch_tokens("auto", "cuda") is None
     with pytest.raises(ValueError, match="batch_tokens"):
         resolve_batch_tokens("many", "cpu")
+
+
+def test_predict_on_encodings_made_beforehand(shared_data, tiny_classifier):
+    """Tokenizing once and predicting from the encodings gives exactly what tokenizing inside does;
+    encodings of another frame or another max_length are refused."""
+    model, tok = tiny_classifier
+    df = load_split("meld", "test", mirror=shared_data, caps=60, seed=3)
+    kw = dict(batch_size=16, max_length=48, device="cpu")
+    enc = encode(tok, df, 48)
+    assert np.array_equal(predict_logits(model, tok, df, encodings=enc, **kw), predict_logits(model, tok, df, **kw))
+    with pytest.raises(ValueError, match="59 rows but the data frame has 60"):
+        predict_logits(model, tok, df, encodings={k: v[:-1] for k, v in enc.items()}, **kw)
+    with pytest.raises(ValueError, match="more than max_length 48"):
+        predict_logits(model, tok, df, encodings=encode(tok, df, 96), **kw)
 
 
 def test_predict_restores_mode_and_needs_no_grad(shared_data, tiny_classifier):

@@ -246,6 +246,29 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
             assert scores.filter(pl.col("split") == split)["score"].item() == pytest.approx(acc, abs=1e-12)
 
 
+def test_evaluate_tokenizes_each_split_once_per_job(trained, pruned, tiny_model_dir, monkeypatch):
+    """A job scoring several states tokenizes validation and test once, not once per state."""
+    from adapter_pruning import evaluation
+
+    root, paths = trained
+    calls = []
+    real_encode = evaluation.encode
+    monkeypatch.setattr(evaluation, "encode", lambda tok, df, ml: calls.append(df.height) or real_encode(tok, df, ml))
+    states = [root / "adapter"] + [root / "sweep" / f"p{p:g}" for p in PS]
+    evaluate_states(
+        {"model": "tiny", "task": "trec", "seed": 0},
+        {"model": str(tiny_model_dir), "max_length": 32},
+        states,
+        _splits(paths),
+        [root / "enc" / f"{k}.parquet" for k in range(len(states))],
+        [root / "enc" / f"pred_{k}.parquet" for k in range(len(states))],
+        device="cpu",
+        batch_size=24,
+    )
+    assert len(states) > 2 and calls == [24, 24]  # validation and test, 24 rows each
+    # (That the scores equal those of tokenizing per state: the test above, against _old_way.)
+
+
 def test_evaluate_refuses_states_with_another_head(trained, pruned, tiny_model_dir):
     import shutil
 

@@ -88,6 +88,21 @@ def test_training_is_deterministic_and_seeded(tiny_model_dir, trec_small, tmp_pa
     assert a["loss_curve"] != c["loss_curve"]
 
 
+def test_validation_set_is_tokenized_once_per_training(tiny_model_dir, trec_small, tmp_path, monkeypatch):
+    from adapter_pruning import evaluation
+
+    train, val = trec_small
+    seen = []
+    for module in (training, evaluation):  # training's own calls and any inside evaluate()
+        real = module.encode
+        monkeypatch.setattr(
+            module, "encode", lambda tok, df, ml, real=real: seen.append(df.height) or real(tok, df, ml)
+        )
+    metrics = train_adapter(str(tiny_model_dir), "trec", train, val, tmp_path / "a", tiny_cfg(steps=6, eval_every=2))
+    assert len(metrics["val_curve"]) == 3 and seen.count(val.height) == 1  # 3 validations, 1 tokenization
+    assert seen.count(8) == 6  # one tokenized batch of 8 rows per step
+
+
 def test_meld_selects_by_macro_f1(tiny_model_dir, shared_data, tmp_path):
     train = load_split("meld", "train", mirror=shared_data, caps=48)
     val = load_split("meld", "validation", mirror=shared_data, caps=30)

@@ -18,11 +18,13 @@ log = logging.getLogger("adapter_pruning")
 
 
 def score_splits(
-    model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device, batch_tokens="auto"
+    model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device, batch_tokens="auto", encodings=None
 ) -> tuple[dict, dict]:
     """Score ``model`` on each split; ``splits`` maps a split name to a prepared Parquet file or to an
-    already loaded prepared frame. Returns ``({split: {metric: score}}, {split: predictions})`` with
-    ``predictions`` a frame of ``id``, ``prediction``, ``label`` in the split's row order."""
+    already loaded prepared frame, ``encodings`` (optional) a split name to its ``evaluation.encode``
+    at ``max_length`` (the split is then not tokenized again). Returns ``({split: {metric: score}},
+    {split: predictions})`` with ``predictions`` a frame of ``id``, ``prediction``, ``label`` in the
+    split's row order."""
     import polars as pl
 
     from .. import data, evaluation
@@ -32,7 +34,14 @@ def score_splits(
         df = source if hasattr(source, "height") else data.read_prepared(source, task)
         t0 = time.perf_counter()
         pred = evaluation.predict(
-            model, tokenizer, df, batch_size=batch_size, max_length=max_length, device=device, batch_tokens=batch_tokens
+            model,
+            tokenizer,
+            df,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            batch_tokens=batch_tokens,
+            encodings=(encodings or {}).get(split),
         )
         scores[split] = evaluation.compute_metrics(pred, df["label"].to_numpy(), data.TASKS[task].num_labels)
         predictions[split] = pl.DataFrame({"id": df["id"], "prediction": pred, "label": df["label"]})
@@ -82,12 +91,13 @@ def evaluate_states(
     predictions to ``out_predictions[k]``.
 
     ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``.
-    The backbone, the first state's adapter and head, the tokenizer and the data are loaded once;
-    each state's adapter tensors are then loaded into that model (``masks.load_into_model``). Every
+    The backbone, the first state's adapter and head, the tokenizer and the data are loaded, and the
+    data tokenized, once; each state's adapter tensors are then loaded into that model
+    (``masks.load_into_model``). Every
     state must carry the same adapter (name, layers) and a byte-identical ``model_head.safetensors``
     (pruning never touches the head); otherwise a ``ValueError`` names the folder.
     """
-    from .. import artifacts, data, masks, models, results
+    from .. import artifacts, data, evaluation, masks, models, results
     from ..io import write_parquet
 
     if not (len(state_dirs) == len(out_scores) == len(out_predictions)):
@@ -103,6 +113,11 @@ def evaluate_states(
     head = first / "model_head.safetensors"
     head_bytes = head.read_bytes()
     frames = {split: data.read_prepared(path, ids["task"]) for split, path in split_paths.items()}
+    t0 = time.perf_counter()
+    encodings = {split: evaluation.encode(tokenizer, df, spec["max_length"]) for split, df in frames.items()}
+    log.info(
+        "tokenized %s in %.1f s", ", ".join(f"{s} ({df.height})" for s, df in frames.items()), time.perf_counter() - t0
+    )
     provenance = results.runtime_provenance(dev)
     for state_dir, out_score, out_pred in zip(state_dirs, out_scores, out_predictions):
         state_dir = Path(state_dir)
@@ -126,6 +141,7 @@ def evaluate_states(
             batch_size=batch_size,
             device=dev,
             batch_tokens=batch_tokens,
+            encodings=encodings,
         )
         frame = results.score_frame(
             ids,

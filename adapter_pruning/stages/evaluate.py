@@ -93,9 +93,9 @@ def evaluate_states(
     ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``.
     The backbone, the first state's adapter and head, the tokenizer and the data are loaded, and the
     data tokenized, once; each state's adapter tensors are then loaded into that model
-    (``masks.load_into_model``). Every
-    state must carry the same adapter (name, layers) and a byte-identical ``model_head.safetensors``
-    (pruning never touches the head); otherwise a ``ValueError`` names the folder.
+    (``masks.load_into_model``). Every state must carry the same adapter (name, layers) and a
+    byte-identical ``model_head.safetensors`` (pruning never touches the head); otherwise a
+    ``ValueError`` names the folder.
     """
     from .. import artifacts, data, evaluation, masks, models, results
     from ..io import write_parquet

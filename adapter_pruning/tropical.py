@@ -331,12 +331,19 @@ def conserved_gauge(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor) -> tuple
     the adapter's function, but it changes which entries are smallest, i.e. ``P_T``. This picks the
     ``α_j`` for which ``‖α_j â_j‖² − ‖b̂_{:,j} / α_j‖² = ‖a_j‖² − ‖b_{:,j}‖²`` (the quantity gradient
     flow conserves, ``unit_balance``): with ``x = α_j²``, ``n = ‖â_j‖²``, ``m = ‖b̂_{:,j}‖²``,
-    ``c = ‖a_j‖² − ‖b_{:,j}‖²``, ``x = (c + sqrt(c² + 4 n m)) / (2 n)``, evaluated as
-    ``2 m / (sqrt(c² + 4 n m) − c)`` when ``c < 0`` (no cancellation).
+    ``c = ‖a_j‖² − ‖b_{:,j}‖²``, ``x = (c + sqrt(c² + 4 n m)) / (2 n)``.
+
+    Evaluated without cancellation, overflow or underflow for any unit whose rescaled factors are
+    float64 numbers: from the norms ``ν = ‖â_j‖``, ``μ = ‖b̂_{:,j}‖`` (computed without squaring the
+    entries) and ``ρ = hypot(c, 2 ν μ)``, the new norms are ``u = sqrt((c + ρ) / 2)`` of ``â_j`` and
+    ``v = sqrt((ρ − c) / 2)`` of ``b̂_{:,j}`` (``u v = ν μ``, ``u² − v² = c``), so ``α_j = u / ν`` when
+    ``c > 0``, ``μ / v`` when ``c < 0`` and ``sqrt(μ / ν)`` when ``c = 0``, and ``1 / α_j`` likewise.
 
     Dead units. A unit with ``â_j = 0`` or ``b̂_{:,j} = 0`` contributes nothing to the objective or to
     the adapter's output whatever the other factor is; rule: both factors are set to exactly zero
-    (so ``P_T`` ranks all of the unit's entries as zeros, ties broken by original magnitude).
+    (so ``P_T`` ranks all of the unit's entries as zeros, ties broken by original magnitude). So is a
+    unit whose rescaled ``â_j`` or ``b̂_{:,j}`` underflows to zero (its products ``b̂_ij â_j`` are
+    below float64's range, about 1e-308).
 
     Args:
         A, A_hat: ``(..., r, d+1)``; B, B_hat: ``(..., d, r)``; the originals fix the gauge.
@@ -348,18 +355,26 @@ def conserved_gauge(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor) -> tuple
     _check_all(A, B, A_hat, B_hat)
     A64, B64 = A.to(torch.float64), B.to(torch.float64)
     Ah, Bh = A_hat.to(torch.float64), B_hat.to(torch.float64)
-    n = Ah.pow(2).sum(-1)  # (..., r)
-    m = Bh.pow(2).sum(-2)
+    nu, mu = _norm(Ah, -1), _norm(Bh, -2)  # (..., r)
     c = unit_balance(A64, B64)
-    alive = (n > 0) & (m > 0)
-    n_, m_ = torch.where(alive, n, 1.0), torch.where(alive, m, 1.0)
-    root = torch.sqrt(c * c + 4 * n_ * m_)
-    x = torch.where(c >= 0, (c + root) / (2 * n_), 2 * m_ / (root - c))
-    alpha = torch.where(alive, x.sqrt(), 0.0)
-    inv = torch.where(alive, 1 / torch.where(alive, alpha, 1.0), 0.0)
-    A_g = Ah * alpha.unsqueeze(-1)
-    B_g = Bh * inv.unsqueeze(-2)
+    alive = (nu > 0) & (mu > 0)
+    nu, mu = torch.where(alive, nu, 1.0), torch.where(alive, mu, 1.0)
+    rho = torch.hypot(c, 2 * nu * mu)
+    u, v = torch.sqrt((c + rho) / 2), torch.sqrt((rho - c) / 2)
+    alpha = torch.where(c > 0, u / nu, torch.where(c < 0, mu / v, mu.sqrt() / nu.sqrt()))
+    inv = torch.where(c > 0, nu / u, torch.where(c < 0, v / mu, nu.sqrt() / mu.sqrt()))
+    alive &= (alpha * nu > 0) & (inv * mu > 0) & torch.isfinite(alpha) & torch.isfinite(inv)
+    A_g = Ah * torch.where(alive, alpha, 0.0).unsqueeze(-1)
+    B_g = Bh * torch.where(alive, inv, 0.0).unsqueeze(-2)
     return A_g.to(A_hat.dtype), B_g.to(B_hat.dtype)
+
+
+def _norm(X: Tensor, dim: int) -> Tensor:
+    """Euclidean norm along ``dim`` without squaring the raw entries (``torch.linalg.vector_norm``
+    returns 0 for entries below about 1e-154 in float64): scaled by the largest magnitude first."""
+    s = X.abs().amax(dim, keepdim=True)
+    s = torch.where(s > 0, s, 1.0)
+    return (s * torch.linalg.vector_norm(X / s, dim=dim, keepdim=True)).squeeze(dim)
 
 
 def zero_shares(A_hat: Tensor, B_hat: Tensor) -> tuple[Tensor, Tensor]:
@@ -654,8 +669,9 @@ def solve(
             makes ``P_T`` independent of the solver. ``False`` returns the solver's raw split.
         layer_names: names of the layers (flattened leading dims) for error messages.
         max_zero_share: if given, refuse a λ that collapses a layer (:func:`check_not_collapsed`
-            with this share). The check reads the fast solver's optimum, whichever ``method`` ran:
-            Algorithm 1's gradient steps leave no exact zeros (:func:`check_lambda`).
+            with this share). The check reads the fast solver's optimum, whichever ``method`` runs:
+            Algorithm 1's gradient steps leave no exact zeros (:func:`check_lambda`), and it checks
+            before Algorithm 1 starts, whose steps can diverge at a collapsing λ.
 
     Returns:
         ``SolveResult`` (see there; ``A_hat``/``B_hat`` on ``A``'s device and dtype).
@@ -689,6 +705,8 @@ def solve(
         if method == "fast":
             A_hat, B_hat, trace, layer_steps, conv = _solve_fast(A64, B64, l1, l2, steps, float(tol))
         else:
+            if max_zero_share is not None:  # before the loop: at a collapsing λ its steps can diverge
+                check_lambda(A64, B64, l1, l2, names, max_zero_share=max_zero_share)
             eta = algorithm1_step_size(A64, B64, float(lr))
             outs = [
                 _algorithm1_layer(
@@ -705,11 +723,8 @@ def solve(
             trace = torch.stack([torch.cat([o[2], o[2][-1:].expand(n + 1 - o[2].shape[0])]) for o in outs], -1)
         if gauge:
             A_hat, B_hat = conserved_gauge(A64, B64, A_hat, B_hat)
-        if max_zero_share is not None:
-            if method == "fast":
-                check_not_collapsed(A_hat, B_hat, l1, l2, names, max_zero_share=max_zero_share)
-            else:
-                check_lambda(A64, B64, l1, l2, names, max_zero_share=max_zero_share)
+        if max_zero_share is not None and method == "fast":
+            check_not_collapsed(A_hat, B_hat, l1, l2, names, max_zero_share=max_zero_share)
     n = trace.shape[0] - 1
     return SolveResult(
         A_hat=A_hat.reshape(A.shape).to(A.dtype),

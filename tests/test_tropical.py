@@ -405,6 +405,39 @@ def test_conserved_gauge_rule_for_dead_units_and_negative_balance():
     torch.testing.assert_close(B0, B, rtol=1e-13, atol=0)
 
 
+def test_conserved_gauge_of_tiny_units_is_finite():
+    """Norms are taken without squaring the entries: a unit whose ``‖â_j‖²`` or ``‖â_j‖² ‖b̂_{:,j}‖²``
+    underflows float64 is still gauged (it used to come out as 0 · inf = NaN or inf), and a unit whose
+    rescaled factor underflows to zero is dead: both factors are zero."""
+    A = torch.tensor([[1.0, 0.0], [2.0, 0.0], [1.0, 0.0]], dtype=F64)  # r = 3 units, d = 1
+    B = torch.tensor([[1.0, 1.0, 2.0]], dtype=F64)  # balances c = 0, 3, -3
+    for s in (1e-100, 1e-150):
+        Ag, Bg = T.conserved_gauge(A, B, A * s, B * s)
+        assert torch.isfinite(Ag).all() and torch.isfinite(Bg).all(), s
+        assert (Ag[:, 0] > 0).all() and (Bg > 0).all(), s
+        torch.testing.assert_close(Bg * Ag[:, 0], B * A[:, 0] * s * s, rtol=1e-12, atol=0)
+        torch.testing.assert_close(T.unit_balance(Ag, Bg)[1:], T.unit_balance(A, B)[1:], rtol=1e-12, atol=0)
+    assert Ag[0, 0] == Bg[0, 0] == 1e-150  # c = 0: the split stays even
+    # s = 1e-200: units 1 and 2 have products of 1e-400, below float64; their small factor underflows
+    Ag, Bg = T.conserved_gauge(A, B, A * 1e-200, B * 1e-200)
+    assert torch.isfinite(Ag).all() and torch.isfinite(Bg).all()
+    assert Ag[0, 0] == Bg[0, 0] == 1e-200
+    assert (Ag[1:] == 0).all() and (Bg[:, 1:] == 0).all()
+
+
+def test_algorithm1_names_a_collapsing_lambda_before_it_can_diverge():
+    """A λ that collapses a layer is refused as such (naming λ) before Algorithm 1 runs; at such a λ
+    its gradient steps diverge (here at step 4 with lr = 0.5), which named only the step size."""
+    g = torch.Generator().manual_seed(4)
+    A = 0.05 * torch.randn(1, 3, 49, generator=g, dtype=F64)
+    B = 0.05 * torch.randn(1, 48, 3, generator=g, dtype=F64)
+    lam1, lam2, _ = T.layer_lambdas(A, B, 50.0, 50.0)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        solve(A, B, lam1=lam1, lam2=lam2, method="algorithm1", steps=1000, lr=0.5)
+    with pytest.raises(T.CollapsedLayerError, match="lam1 = "):
+        solve(A, B, lam1=lam1, lam2=lam2, method="algorithm1", steps=1000, lr=0.5, max_zero_share=0.99)
+
+
 def test_fast_and_algorithm1_tropical_masks_agree_in_the_gauge():
     """Issue 11: same objective, different solvers -> the same Tropical CU masks once both are gauged
     (retained-set Jaccard >= 0.97 on average over p in {98, 96, 94, 90, 80})."""

@@ -333,8 +333,8 @@ def conserved_gauge(A: Tensor, B: Tensor, A_hat: Tensor, B_hat: Tensor) -> tuple
     flow conserves, ``unit_balance``): with ``x = α_j²``, ``n = ‖â_j‖²``, ``m = ‖b̂_{:,j}‖²``,
     ``c = ‖a_j‖² − ‖b_{:,j}‖²``, ``x = (c + sqrt(c² + 4 n m)) / (2 n)``.
 
-    Evaluated without cancellation, overflow or underflow for any unit whose rescaled factors are
-    float64 numbers: from the norms ``ν = ‖â_j‖``, ``μ = ‖b̂_{:,j}‖`` (computed without squaring the
+    Evaluated without cancellation and without forming ``n m`` (which underflows float64 for norms
+    below about 1e-77): from the norms ``ν = ‖â_j‖``, ``μ = ‖b̂_{:,j}‖`` (computed without squaring the
     entries) and ``ρ = hypot(c, 2 ν μ)``, the new norms are ``u = sqrt((c + ρ) / 2)`` of ``â_j`` and
     ``v = sqrt((ρ − c) / 2)`` of ``b̂_{:,j}`` (``u v = ν μ``, ``u² − v² = c``), so ``α_j = u / ν`` when
     ``c > 0``, ``μ / v`` when ``c < 0`` and ``sqrt(μ / ν)`` when ``c = 0``, and ``1 / α_j`` likewise.

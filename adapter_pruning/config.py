@@ -109,9 +109,40 @@ def check_config(config: Mapping[str, Any], schema: dict | None = None) -> None:
         else:
             detail = err.message
         problems.append((path, f"{where} = {json.dumps(err.instance, default=str)}: {detail}"))
+    extra = _method_problems(config)
+    replaced = {path for path, _ in extra}
+    problems = [item for item in problems if item[0] not in replaced] + extra
     if problems:
         problems.sort(key=lambda item: [str(p) for p in item[0]])
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(msg for _, msg in problems))
+
+
+def _method_problems(config: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    """``pruning.methods`` entries that name no registered method (:mod:`adapter_pruning.methods`), and
+    the removed ``pruning.values`` (whose unknown-key message alone would not say what replaced it)."""
+    from . import methods
+
+    pruning = config.get("pruning")
+    if not isinstance(pruning, Mapping):
+        return []
+    out = []
+    for i, name in enumerate(pruning.get("methods") or []):
+        if isinstance(name, str) and name not in methods.REGISTRY:
+            out.append(
+                (
+                    ("pruning", "methods", i),
+                    f"pruning.methods[{i}] = {json.dumps(name)}: unknown method (known: {', '.join(methods.REGISTRY)})",
+                )
+            )
+    if "values" in pruning:
+        out.append(
+            (
+                ("pruning", "values"),
+                "pruning.values: removed; Tropical's mask with the optimized Â, B̂ values is the method "
+                "tropical_opt (list it in pruning.methods, beside tropical)",
+            )
+        )
+    return out
 
 
 def fill_tropical_defaults(config: dict) -> dict:

@@ -43,6 +43,7 @@ __all__ = [
     "metric_per_seed",
     "paired_bootstrap",
     "comparison_frame",
+    "dense_small_frame",
     "win_counts",
     "write_comparison",
 ]
@@ -57,7 +58,17 @@ PAPER_WINS: dict[str, tuple[int, int]] = {
 }
 
 _METRICS = ("accuracy", "macro_f1")
-_METHOD_ORDER = ("standard", "tropical", "random", "activation")
+_METHOD_ORDER = (
+    "standard",
+    "tropical",
+    "random",
+    "activation",
+    "standard_ps",
+    "tropical_pt",
+    "tropical_opt",
+    "taylor",
+    "sparsegpt",
+)
 #: Upper bound on resamples × examples held in memory at once by :func:`paired_bootstrap`.
 _CHUNK_CELLS = 4_000_000
 
@@ -215,7 +226,7 @@ def _state_name(model, task, seed, lam, scope, method, p, split) -> str:
 
 
 def _methods(results: pl.DataFrame) -> list[str]:
-    present = [m for m in results["method"].unique().to_list() if m != "full"]
+    present = [m for m in results["method"].unique().to_list() if m not in ("full", "dense_small")]
     return [m for m in _METHOD_ORDER if m in present] + sorted(m for m in present if m not in _METHOD_ORDER)
 
 
@@ -357,6 +368,7 @@ def comparison_frame(
             row[f"{m}_mean"] = d["score"].mean() if d.height else None
             row[f"{m}_std"] = d["score"].std() if d.height > 1 else None
             row[f"{m}_retained"] = d["retained"].mean() if d.height else None
+            row[f"{m}_slack"] = d["slack"].cast(pl.Float64).mean() if d.height else None
         row.update(
             diff=boot["diff"], ci_lo=boot["lo"], ci_hi=boot["hi"], significant=bool(boot["lo"] > 0 or boot["hi"] < 0)
         )
@@ -373,7 +385,7 @@ def comparison_frame(
         "n_seeds": pl.Int64,
         "n_examples": pl.Int64,
         "full_mean": pl.Float64,
-        **{f"{m}_{k}": pl.Float64 for m in methods for k in ("mean", "std", "retained")},
+        **{f"{m}_{k}": pl.Float64 for m in methods for k in ("mean", "std", "retained", "slack")},
         "diff": pl.Float64,
         "ci_lo": pl.Float64,
         "ci_hi": pl.Float64,
@@ -431,13 +443,42 @@ def _delta(r) -> str:
     )
 
 
+def dense_small_frame(results: pl.DataFrame, *, split: str = "test") -> pl.DataFrame:
+    """The dense small adapters (method ``dense_small``) of ``results`` on ``split`` and the primary
+    metric: per ``(model, task, width)`` the mean retained share, the score's mean and std over seeds
+    (ddof = 1; null with one seed), the number of seeds and the full model's mean over the same seeds."""
+    prim = results.filter(pl.col("primary"), pl.col("split") == split)
+    small = prim.filter(pl.col("method") == "dense_small")
+    full = prim.filter(pl.col("method") == "full").select("model", "task", "seed", pl.col("score").alias("_fm"))
+    return (
+        small.join(full, on=["model", "task", "seed"], how="left")
+        .group_by(["model", "task", "width"])
+        .agg(
+            pl.col("retained").mean(),
+            pl.col("score").mean().alias("mean"),
+            pl.col("score").std().alias("std"),
+            pl.len().cast(pl.Int64).alias("n_seeds"),
+            pl.col("_fm").mean().alias("full_mean"),
+        )
+        .sort(["model", "task", "width"])
+    )
+
+
 def write_comparison(
-    frame: pl.DataFrame, wins: pl.DataFrame, out: Mapping[str, str | Path], *, resamples: int, level: float = 0.95
+    frame: pl.DataFrame,
+    wins: pl.DataFrame,
+    out: Mapping[str, str | Path],
+    *,
+    resamples: int,
+    level: float = 0.95,
+    dense_small: pl.DataFrame | None = None,
 ) -> None:
     """Write a :func:`comparison_frame` and its :func:`win_counts` as Markdown (``out["md"]``: a
     caption stating the method, the per-cell table and the win counts beside the paper's), CSV
     (``out["csv"]``: ``frame`` as is) and LaTeX (``out["tex"]``: the same two tables), atomically.
-    Scores are printed ×100 with 2 decimals (mean ± std over seeds), Δ in points with its CI."""
+    Scores are printed ×100 with 2 decimals (mean ± std over seeds), Δ in points with its CI; ``slack``
+    is the target's mean slack. ``dense_small`` (:func:`dense_small_frame`), when it has rows, adds a
+    table of the dense small adapters to the Markdown and LaTeX."""
     target = frame["target"][0] if frame.height else "tropical"
     reference = frame["reference"][0] if frame.height else "standard"
     methods = [c[: -len("_mean")] for c in frame.columns if c.endswith("_mean") and c != "full_mean"]
@@ -447,10 +488,13 @@ def write_comparison(
         f"metric; [lo, hi] is a percentile {pct} % CI from a paired bootstrap over seeds and test examples "
         f"({resamples} resamples; each resample draws the seeds and the test examples with replacement, the same "
         f"examples for every seed and both methods). `*` = the CI excludes 0. Scores ×100, mean ± std over seeds "
-        f"(sample std); retained = {target}'s mean retained share of adapter parameters; the other methods are "
-        f"count-matched to Tropical."
+        f"(sample std); retained = {target}'s mean retained share of adapter parameters; slack = {target}'s mean "
+        f"number of parameters Standard keeps that its rule allowed it to prune instead (the room it had to differ "
+        f"from Standard). standard, random, activation, taylor and sparsegpt are count-matched to Tropical; "
+        f"standard_ps and tropical_pt prune floor(p n / 100) per scope group (compare them with each other)."
     )
-    header = ["model", "task", "scope", "λ", "p", "retained", "FM"] + methods + [f"Δ {target} − {reference} [CI]"]
+    header = ["model", "task", "scope", "λ", "p", "retained", "slack", "FM"] + methods
+    header += [f"Δ {target} − {reference} [CI]"]
     rows = []
     for r in frame.iter_rows(named=True):
         n = r["n_seeds"]
@@ -462,6 +506,7 @@ def write_comparison(
                 _lam(r["lam"]),
                 f"{r['p']:g}",
                 "–" if r[f"{target}_retained"] is None else f"{100 * r[f'{target}_retained']:.1f}%",
+                "–" if r.get(f"{target}_slack") is None else f"{r[f'{target}_slack']:.0f}",
                 _cell(r["full_mean"], None, 1),
                 *(_cell(r[f"{m}_mean"], r[f"{m}_std"], n) for m in methods),
                 _delta(r),
@@ -491,6 +536,25 @@ def write_comparison(
     md = [f"# {target.capitalize()} vs {reference.capitalize()}: paired bootstrap\n", caption, ""]
     md += [_md(header, rows) if rows else "No pruning state has both methods.", ""]
     md += ["## Win counts\n", wcaption, "", _md(wheader, wrows) if wrows else "No pruning states.", ""]
+    dheader = ["model", "task", "width", "retained", "FM", "dense_small"]
+    drows = [
+        [
+            r["model"],
+            r["task"],
+            str(r["width"]),
+            f"{100 * r['retained']:.1f}%",
+            _cell(r["full_mean"], None, 1),
+            _cell(r["mean"], r["std"], r["n_seeds"]),
+        ]
+        for r in (dense_small.iter_rows(named=True) if dense_small is not None else [])
+    ]
+    dcaption = (
+        "Dense small adapters: trained from scratch at bottleneck width r' (same data, steps, seeds and settings), "
+        "at their exact retained share of the full adapter's parameters; test score ×100, mean ± std over seeds. "
+        "Compare with the pruned states of similar retained share above."
+    )
+    if drows:
+        md += ["## Dense small adapters\n", dcaption, "", _md(dheader, drows), ""]
     with atomic_path(out["md"]) as tmp:
         tmp.write_text("\n".join(md))
     with atomic_path(out["csv"]) as tmp:
@@ -499,5 +563,7 @@ def write_comparison(
     if rows:
         tex.append(_tex([_latex(h) for h in header], [[_latex(c) for c in r] for r in rows], _latex(caption)))
         tex.append(_tex([_latex(h) for h in wheader], [[_latex(c) for c in r] for r in wrows], _latex(wcaption)))
+    if drows:
+        tex.append(_tex([_latex(h) for h in dheader], [[_latex(c) for c in r] for r in drows], _latex(dcaption)))
     with atomic_path(out["tex"]) as tmp:
         tmp.write_text("\n".join(tex) if tex else "% no comparison results\n")

@@ -50,6 +50,8 @@ EXPECTED = {
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
+    # dense small adapters: not configured in the tiny run
+    "adapter_pruning/stages/dense_small.py": set(),
     "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,
     "adapter_pruning/tropical.py": SOLVE,
@@ -59,8 +61,13 @@ EXPECTED = {
     "adapter_pruning/stages/evaluate.py": EVALUATE,
     # pruning loads no model: its closure is masks, artifacts and io; its new states are rescored
     "adapter_pruning/stages/prune.py": {"prune", "evaluate"} | REPORTS,
-    # import_adapter runs only for tasks under `adapters:`, calibrate only for the activation
-    # baseline; the tiny run trains every task and runs standard and tropical
+    # the method registry: read by prune (and by Snakemake itself, which reruns nothing for it)
+    **{
+        f"adapter_pruning/methods/{name}.py": {"prune", "evaluate"} | REPORTS
+        for name in ("__init__", "magnitude", "tropical", "random_baseline", "activation", "taylor", "sparsegpt")
+    },
+    # import_adapter runs only for tasks under `adapters:`, calibrate only for the methods that need
+    # data; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),
     "adapter_pruning/stages/calibrate.py": set(),
     "adapter_pruning/aggregate.py": REPORTS,

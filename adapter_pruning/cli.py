@@ -74,7 +74,7 @@ from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     check_not_all_zero,
     read_adapter_dir,
 )
-from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
+from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_PRECISION, DEFAULT_STEPS, DEFAULT_TOL, PRECISIONS
 
 __all__ = [
     "AdapterSource",
@@ -317,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="evaluation and calibration device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)",
     )
+    ev.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="precision of the scoring and calibration forward passes: fp32 (default), bf16 (fast on GPUs and "
+        "CPUs with AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
+    )
     ap.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars and no log lines (errors still go to stderr)"
     )
@@ -503,6 +510,7 @@ class _Evaluator:
     tokenizer: Any
     df: Any
     device: Any
+    precision: str
     max_length: int
     batch_size: int
     progress: bool
@@ -532,6 +540,7 @@ class _Evaluator:
                 max_length=self.max_length,
                 device=self.device,
                 progress=self.progress,
+                precision=self.precision,
             )
         finally:
             self.model.delete_adapter(loaded)
@@ -593,13 +602,15 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
     pass of the backbone with the adapter (and its head, if saved) over ``df``; and what to record."""
     from .data import TASKS
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+    from .precision import PrecisionError, check_precision
     from .stages.calibrate import calibration_statistics
 
     try:
         device = resolve_device(args.device)
+        precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except ModelError as exc:
+    except (ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     quiet = logging.getLogger("adapters")  # it warns that no adapter is active while it adds this one
     level = quiet.level
@@ -619,7 +630,15 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
     max_length = args.max_length or TASKS[args.calibration].recommended_max_length
     log.info("calibrating %s on %d %s training examples", ", ".join(needed), df.height, args.calibration)
     stats, n_tokens = calibration_statistics(
-        model, tokenizer, name, df, statistics=needed, max_length=max_length, batch_size=args.batch_size, device=device
+        model,
+        tokenizer,
+        name,
+        df,
+        statistics=needed,
+        max_length=max_length,
+        batch_size=args.batch_size,
+        device=device,
+        precision=precision,
     )
     out = {}
     for statistic, per_prefix in stats.items():
@@ -633,6 +652,7 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
         "tokens": n_tokens,
         "seed": args.seed,
         "max_length": max_length,
+        "precision": precision,
         "statistics": needed,
     }
     return out, record
@@ -641,12 +661,14 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
     from .data import TASKS
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+    from .precision import PrecisionError, check_precision
 
     try:
         device = resolve_device(args.device)
+        precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except ModelError as exc:
+    except (ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     model.eval()
     return _Evaluator(
@@ -656,6 +678,7 @@ def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
         tokenizer=tokenizer,
         df=df,
         device=device,
+        precision=precision,
         max_length=args.max_length or TASKS[args.evaluate].recommended_max_length,
         batch_size=args.batch_size,
         progress=not args.quiet,
@@ -846,6 +869,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             "scope": args.scope,
             "evaluate": args.evaluate,
             "split": args.split if args.evaluate else None,
+            "precision": args.precision if args.evaluate else None,
             "results": rows,
         },
         out / "summary.json",

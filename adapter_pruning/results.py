@@ -24,6 +24,10 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   ``|P_S| − k_T``, a count-matched free ranking ``n − k_T``, magnitude pruning 0; null for ``full``
   and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
   (the full adapter's for pruned states);
+* ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
+  ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the
+  adapter's ``metrics.json``; null for an adapter imported from elsewhere). Both define the score
+  (:mod:`adapter_pruning.precision`);
 * ``device`` (``cpu`` or ``cuda:<GPU name>``) and ``torch``, ``transformers``, ``adapters``: the
   versions that evaluated the state (provenance).
 """
@@ -64,6 +68,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "pruned_outside_standard": pl.Float64,
     "slack": pl.Int64,
     "width": pl.Int64,
+    "precision": pl.String,
+    "train_precision": pl.String,
     "device": pl.String,
     "torch": pl.String,
     "transformers": pl.String,
@@ -135,7 +141,9 @@ def score_frame(
     width: int | None = None,
     lam: float | None = None,
 ) -> pl.DataFrame:
-    """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``)."""
+    """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
+    ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
+    and optionally ``precision`` (default ``fp32``) and ``train_precision`` (default null)."""
     state = _state(ids, lam=lam, scope=scope, method=method, p=p)
     rows = [
         {
@@ -151,6 +159,8 @@ def score_frame(
             "pruned_outside_standard": pruned_outside_standard,
             "slack": slack,
             "width": width,
+            "precision": provenance.get("precision", "fp32"),
+            "train_precision": provenance.get("train_precision"),
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},
         }
         for split, metrics in scores.items()

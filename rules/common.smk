@@ -283,7 +283,13 @@ def import_params(wildcards):
 
 
 def eval_params(wildcards):
-    return apc.canonical({"model": config["model"], "max_length": max_length(wildcards.task)})
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "max_length": max_length(wildcards.task),
+            "precision": config["evaluation"]["precision"],
+        }
+    )
 
 
 def tropical_params(wildcards):
@@ -297,6 +303,7 @@ def calibrate_params(wildcards):
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
             "statistics": CALIBRATION,
+            "precision": config["evaluation"]["precision"],
         }
     )
 

@@ -187,7 +187,10 @@ def _old_way(trained, tiny_model_dir, p):
         n_params=info["n_params"],
         n_pruned=info["n_pruned"],
         primary_metric="accuracy",
-        provenance=results.runtime_provenance("cpu"),
+        provenance={
+            **results.runtime_provenance("cpu"),
+            "train_precision": artifacts.read_train_precision(root / "adapter"),
+        },
         jaccard_standard=info["jaccard_standard"],
         pruned_outside_standard=info["pruned_outside_standard"],
         slack=info["slack"],

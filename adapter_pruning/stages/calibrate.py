@@ -19,7 +19,16 @@ STATISTICS = ("input_rms", "second_moments", "gradients")
 
 
 def calibration_statistics(
-    model, tokenizer, name: str, df, *, statistics: Iterable[str], max_length: int, batch_size: int, device
+    model,
+    tokenizer,
+    name: str,
+    df,
+    *,
+    statistics: Iterable[str],
+    max_length: int,
+    batch_size: int,
+    device,
+    precision: str = "fp32",
 ) -> tuple[dict, int]:
     """One pass of ``model`` (adapter ``name`` and its head active) over the examples of ``df``, in
     batches of ``batch_size`` in row order, collecting the ``statistics`` asked for (float64, CPU):
@@ -34,13 +43,16 @@ def calibration_statistics(
       the mean cross-entropy of the examples (labels: ``df["label"]``) with respect to the down weight
       and bias, the up weight and the up bias (backbone and head frozen, eval mode: no dropout).
 
-    Returns ``({statistic: {prefix: tensors}}, number of non-padding tokens)``. Without gradients the
-    pass runs under ``torch.inference_mode``; the forward values are the same either way.
+    The forward passes run in ``precision`` (:func:`adapter_pruning.precision.autocast`), the backward
+    passes outside autocast with its float32 matmul setting (``precision.float32_matmul``); the sums
+    are float64. Returns ``({statistic: {prefix: tensors}}, number of non-padding tokens)``. Without
+    gradients the pass runs under ``torch.inference_mode``; the forward values are the same either way.
     """
     import numpy as np
     import torch
 
     from .. import evaluation, masks
+    from ..precision import autocast, float32_matmul
 
     asked = set(statistics)
     if asked - set(STATISTICS):
@@ -105,15 +117,17 @@ def calibration_statistics(
             n_tokens += int(batch["attention_mask"].sum())
             inputs = {k: v.to(device) for k, v in batch.items()}
             if want_g:
-                logits = model(**inputs).logits
+                with autocast(precision, device):
+                    logits = model(**inputs).logits
                 target = torch.as_tensor(labels[rows], device=logits.device)
-                torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum").backward()
+                with float32_matmul(precision):
+                    torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum").backward()
                 for prefix, ps in params.items():
                     for acc, p in zip(grads[prefix], ps):
                         acc += p.grad.detach().double().cpu()
                         p.grad = None
             else:
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast(precision, device):
                     model(**inputs)
     finally:
         for h in hooks:
@@ -172,8 +186,9 @@ def calibrate(
 ) -> None:
     """Collect the statistics named by ``out_paths`` (``{statistic: path}``, keys of
     :data:`STATISTICS`) on ``spec['examples']`` training examples (a seeded sample, seed = the run's
-    seed; :func:`calibration_sample`) in one pass, and save each (:mod:`adapter_pruning.artifacts`)."""
-    from .. import artifacts, data, models
+    seed; :func:`calibration_sample`) in one pass, forward passes in ``spec['precision']``
+    (``evaluation.precision``; fp32 when absent), and save each (:mod:`adapter_pruning.artifacts`)."""
+    from .. import artifacts, data, models, precision
 
     writers = {
         "input_rms": artifacts.write_input_rms,
@@ -185,6 +200,7 @@ def calibrate(
         raise ValueError(f"unknown calibration statistics {unknown} (known: {', '.join(STATISTICS)})")
     set_threads(threads)
     dev = models.resolve_device(device)
+    prec = precision.check_precision(spec.get("precision", "fp32"), dev, what="evaluation.precision")
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     df = calibration_sample(data.read_prepared(train_path, ids["task"]), spec["examples"], ids["seed"])
     stats, n_tokens = calibration_statistics(
@@ -196,15 +212,17 @@ def calibrate(
         max_length=spec["max_length"],
         batch_size=batch_size,
         device=dev,
+        precision=prec,
     )
     log.info(
-        "%s seed %s: %s of %d layers from %d examples (%d tokens)",
+        "%s seed %s: %s of %d layers from %d examples (%d tokens, %s)",
         ids["task"],
         ids["seed"],
         ", ".join(stats),
         len(next(iter(stats.values()))),
         df.height,
         n_tokens,
+        prec,
     )
     for statistic, path in out_paths.items():
         writers[statistic](path, stats[statistic], n_examples=df.height, n_tokens=n_tokens)

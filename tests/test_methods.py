@@ -277,9 +277,10 @@ def test_sparsegpt_scores_equal_a_hand_computation():
         sparsegpt_scores(layers, [(m[1], m[0]) for m in calib["second_moments"]])
 
 
-def test_obs_update_is_the_obs_step_and_the_least_squares_refit():
+@pytest.mark.parametrize("n", [7, 100])  # all rows in one batched solve, and row by row (wide maps)
+def test_obs_update_is_the_obs_step_and_the_least_squares_refit(n):
     g = torch.Generator().manual_seed(5)
-    N, n, rows = 40, 7, 4
+    N, rows = 160, 4
     X = torch.randn(N, n, generator=g, dtype=torch.float64)
     H = X.T @ X / N
     H = H + PERCDAMP * torch.diagonal(H).mean() * torch.eye(n, dtype=torch.float64)

@@ -88,24 +88,45 @@ def sparsegpt_scores(layers, second_moments: Sequence) -> list:
     return out
 
 
+#: Maps with at most this many inputs are solved for all rows at once (one batched solve of
+#: ``(rows, n, n)``); wider ones row by row on the kept block only, which is small at high ``p``.
+_BATCHED_MAX_INPUTS = 64
+
+
 def obs_update(W, pruned, H):
     """The rows of ``W`` ``(rows, n)`` re-fitted under the mask ``pruned`` ``(rows, n)`` (bool, True =
     pruned) with the (dampened, positive definite) ``H`` ``(n, n)``: per row ``w'_P = 0`` and
     ``w'_R = w_R + H_RR⁻¹ H_RP w_P``. float64.
 
-    All rows are solved at once: row ``i`` solves ``H̃ δ = m ⊙ (H (w ⊙ ¬m))`` with ``m`` its kept
-    entries and ``H̃ = diag(m) H diag(m) + diag(¬m)``, whose kept block is ``H_RR`` and whose pruned
-    block is the identity (so ``δ_P = 0``).
+    Narrow maps (the up map, ``n = r + 1``) solve all rows at once: row ``i`` solves
+    ``H̃ δ = m ⊙ (H (w ⊙ ¬m))`` with ``m`` its kept entries and ``H̃ = diag(m) H diag(m) + diag(¬m)``,
+    whose kept block is ``H_RR`` and whose pruned block is the identity (so ``δ_P = 0``). Wide maps
+    (the down map, ``n = d + 1``) solve each row's kept block ``H_RR`` (Cholesky) on its own.
     """
     import torch
 
     W = W.to(torch.float64)
     H = H.to(torch.float64)
-    keep = (~pruned).to(torch.float64)  # (rows, n)
-    rhs = keep * ((W * (1.0 - keep)) @ H)  # H symmetric: row i of (w ⊙ ¬m) H = (H (w ⊙ ¬m))ᵀ
-    Ht = keep[:, :, None] * H[None] * keep[:, None, :] + torch.diag_embed(1.0 - keep)
-    delta = torch.linalg.solve(Ht, rhs.unsqueeze(-1)).squeeze(-1)
-    return (W + delta) * keep
+    if W.shape[1] <= _BATCHED_MAX_INPUTS:
+        keep = (~pruned).to(torch.float64)  # (rows, n)
+        rhs = keep * ((W * (1.0 - keep)) @ H)  # H symmetric: row i of (w ⊙ ¬m) H = (H (w ⊙ ¬m))ᵀ
+        Ht = keep[:, :, None] * H[None] * keep[:, None, :] + torch.diag_embed(1.0 - keep)
+        delta = torch.linalg.solve(Ht, rhs.unsqueeze(-1)).squeeze(-1)
+        return (W + delta) * keep
+    out = torch.zeros_like(W)
+    for i in range(W.shape[0]):
+        R = torch.nonzero(~pruned[i]).flatten()
+        P = torch.nonzero(pruned[i]).flatten()
+        if R.numel() == 0:
+            continue
+        w = W[i]
+        if P.numel() == 0:
+            out[i] = w
+            continue
+        rhs = H[R][:, P] @ w[P]
+        L = torch.linalg.cholesky(H[R][:, R])
+        out[i, R] = w[R] + torch.cholesky_solve(rhs[:, None], L)[:, 0]
+    return out
 
 
 def sparsegpt_update(inputs: PruneInputs, layer_masks: Sequence) -> list:

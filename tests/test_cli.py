@@ -398,7 +398,7 @@ def test_error_model_and_output(tiny_model_dir, tiny_model_factory, tmp_path, ca
         ["x", "--out", "o", "--p", "100"],
         ["x", "--out", "o", "--p", "0"],
         ["x", "--out", "o", "--scope", "XX"],
-        ["x", "--out", "o", "--method", "random"],
+        ["x", "--out", "o", "--method", "wanda"],
         ["x", "--out", "o", "--steps", "-1"],
         ["x"],
     ],

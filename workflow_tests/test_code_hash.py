@@ -49,13 +49,15 @@ EXPECTED = {
     "adapter_pruning/training.py": AFTER_TRAINING,
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
+    # the precision of training, calibration and scoring (and, through it, the defaults module)
+    "adapter_pruning/precision.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
     # dense small adapters: not configured in the tiny run
     "adapter_pruning/stages/dense_small.py": set(),
     "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,
     "adapter_pruning/tropical.py": SOLVE,
-    "adapter_pruning/defaults.py": SOLVE,
+    "adapter_pruning/defaults.py": AFTER_TRAINING,  # imported by precision, which training imports
     "adapter_pruning/stages/solve.py": SOLVE,
     "adapter_pruning/results.py": EVALUATE,
     "adapter_pruning/stages/evaluate.py": EVALUATE,

@@ -12,10 +12,12 @@
   layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
   ``n_examples`` and ``n_tokens``. :func:`write_input_rms` / :func:`read_input_rms`.
-* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
-  of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
-  ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
-  (:func:`copy_adapter_with`). :func:`write_pruned` / :func:`read_pruned_info` / :func:`verify_pruned`.
+* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics, the sha256
+  of ``adapter.safetensors`` and of the compact file, and both files' sizes): the trained adapter's
+  folder copied byte for byte, except ``adapter.safetensors``, rewritten with the same keys, dtypes and
+  metadata and the pruned values (:func:`copy_adapter_with`), plus ``adapter.compact.safetensors``, the
+  same tensors in :mod:`adapter_pruning.compact`'s lossless format. :func:`write_pruned` /
+  :func:`read_pruned_info` / :func:`verify_pruned`.
 
 Every write is atomic (``adapter_pruning.io``); every reader raises
 :class:`~adapter_pruning.io.CorruptFileError` naming the file when it is unreadable or inconsistent.
@@ -172,12 +174,16 @@ def read_input_rms(path, layers) -> list:
 
 def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:
     """Write a pruned adapter directory atomically: ``save_adapter(tmp_dir)`` writes the AdapterHub
-    files (e.g. :func:`copy_adapter_with`), then ``prune.json`` = ``info`` plus ``adapter_sha256``.
-    Returns the written info."""
+    files (e.g. :func:`copy_adapter_with`), :func:`compact.write_beside` adds the compact file, then
+    ``prune.json`` = ``info`` plus ``adapter_sha256``, ``dense_bytes``, ``compact_bytes`` and
+    ``compact_sha256``. Returns the written info."""
+    from . import compact
+
     info = dict(info)
     with atomic_dir(out_dir) as tmp:
         save_adapter(Path(tmp))
         info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
+        info.update(compact.write_beside(tmp))
         write_json(info, Path(tmp) / "prune.json")
     return info
 
@@ -190,10 +196,12 @@ def read_pruned_info(state_dir) -> dict | None:
 
 
 def verify_pruned(pruned_dir) -> dict:
-    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros.
+    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros, and the
+    compact file's checksum and sizes, and that it decodes to exactly the dense file's tensors.
 
     Returns the prune info; raises :class:`~adapter_pruning.io.CorruptFileError` naming the file.
     """
+    from . import compact
     from .masks import extract_layers
 
     pruned_dir = Path(pruned_dir)
@@ -206,4 +214,5 @@ def verify_pruned(pruned_dir) -> dict:
     zeros = sum(int((t == 0).sum()) for layer in layers for t in (layer.A, layer.B, layer.up_bias))
     if zeros < info["n_pruned"]:
         raise CorruptFileError(f"{f}: holds {zeros} zeros but prune.json reports {info['n_pruned']} pruned")
+    compact.verify_beside(pruned_dir, info)
     return info

@@ -8,30 +8,35 @@ pickle, readable by any safetensors library).
 Encoding, per tensor of ``n`` entries of ``s`` bytes each, ``nnz`` of which are *kept* (their bit
 pattern is not all zero, so ``-0.0`` and NaN are kept and every dropped entry is ``+0``):
 
-* ``dense`` (``n·s`` bytes): the tensor as it is, under its own name;
-* ``bitmask`` (``⌈n/8⌉ + nnz·s``): ``<name>:bitmask``, uint8 ``(⌈n/8⌉,)``, entry ``i`` of the
-  row-major flattened tensor is bit ``i % 8`` (least significant first) of byte ``i // 8``, padding
-  bits zero; ``<name>:values``, the kept entries in row-major order, the tensor's dtype, ``(nnz,)``;
-* ``indices`` (``nnz·(t + s)``): ``<name>:indices``, the kept entries' flat row-major positions in
-  increasing order, in the smallest unsigned type ``t`` that holds ``n − 1`` (uint8, uint16, uint32,
-  uint64); ``<name>:values`` as above.
+* ``dense`` (``n·s`` bytes): all ``n`` entries, row-major;
+* ``bitmask`` (``⌈n/8⌉ + nnz·s``): a packed bitmask of ``⌈n/8⌉`` bytes, entry ``i`` of the row-major
+  flattened tensor being bit ``i % 8`` (least significant first) of byte ``i // 8``, padding bits
+  zero; and the ``nnz`` kept entries, row-major;
+* ``indices`` (``nnz·(t + s)``): the kept entries' flat row-major positions, increasing, in the
+  smallest unsigned type of ``t`` bytes that holds ``n − 1`` (uint8, uint16, uint32, uint64); and the
+  kept entries.
 
-Each tensor takes whichever of the three is smallest (ties: dense, then bitmask), so the file never
-exceeds the dense one by more than its header, and the choice follows the sparsity: a bitmask costs
-one bit per entry, an index list ``8·t`` bits per kept entry, so for float32 weights in uint16
-positions the bitmask wins below 93.75 % zeros and the index list above (docs/benchmarks.md,
-"Compact pruned adapters", measures this against general-purpose compressors).
+Each tensor takes whichever of the three is smallest (ties: dense, then bitmask), so the data never
+exceed the dense tensors', and the choice follows the sparsity: a bitmask costs one bit per entry, an
+index list ``8·t`` bits per kept entry, so for float32 weights in uint16 positions the bitmask wins
+below 93.75 % zeros and the index list above (docs/benchmarks.md, "Compact pruned adapters",
+measures this against general-purpose compressors).
+
+Stored tensors (1-D; each the concatenation, in tensor order, of the tensors' parts that use it, and
+present only when some tensor does): ``values.<dtype>`` (e.g. ``values.float32``: the stored entries,
+all ``n`` for ``dense``), ``bitmask`` (uint8) and ``indices.<uint8|uint16|uint32|uint64>``. So the
+safetensors header names a few parts, not every tensor twice.
 
 Metadata: one safetensors metadata key, ``compact``, a JSON object (sorted keys) with ``format``
 (:data:`FORMAT`), ``version`` (:data:`VERSION`), ``weights_file`` (the dense file it stands for:
 ``adapter.safetensors`` or ``pytorch_adapter.bin``), ``metadata`` (that file's own safetensors
-metadata, or null), ``tensors`` (per tensor, in name order: ``name``, ``dtype``, ``shape``,
-``encoding``, ``nnz``), ``tensors_sha256`` (sha256 of the dense tensors: per tensor its name, dtype,
-shape and raw bytes, see :func:`tensors_digest`) and ``payload_sha256`` (the same digest over the
-stored tensors, i.e. the file's data, preceded by this JSON object without ``payload_sha256``).
-:func:`load` checks the payload digest before it decodes anything and the tensors digest after, and
-raises :class:`~adapter_pruning.io.CorruptFileError` naming the file for a truncated or altered
-file: never a silently wrong tensor.
+metadata, or null), ``tensors`` (per tensor, in name order, ``[name, dtype, shape, encoding,
+n_values]``: the offsets into the stored parts are the running sums), ``tensors_sha256`` (sha256 of
+the dense tensors: per tensor its name, dtype, shape and raw bytes, see :func:`tensors_digest`) and
+``payload_sha256`` (the same digest over the stored parts in key order, preceded by this JSON object
+without ``payload_sha256``). :func:`load` checks the payload digest before it decodes anything and
+the tensors digest after, and raises :class:`~adapter_pruning.io.CorruptFileError` naming the file for
+a truncated or altered file: never a silently wrong tensor.
 
 A *compact adapter folder* is an AdapterHub folder (``adapter_config.json``, head files, ...) holding
 the compact file in place of, or beside, its dense weights file. :func:`expand` rebuilds the dense
@@ -140,7 +145,7 @@ def _sizes(n: int, nnz: int, itemsize: int) -> dict[str, int]:
     }
 
 
-def encode(tensors: Mapping, *, encodings: Sequence[str] = ENCODINGS) -> tuple[dict, list[dict]]:
+def encode(tensors: Mapping, *, encodings: Sequence[str] = ENCODINGS) -> tuple[dict, list[list]]:
     """Encode ``{name: Tensor}`` (module docstring).
 
     Args:
@@ -150,11 +155,8 @@ def encode(tensors: Mapping, *, encodings: Sequence[str] = ENCODINGS) -> tuple[d
             sparse encoding to measure it alone.
 
     Returns:
-        ``(stored, entries)``: the tensors to save (``{key: Tensor}``, contiguous, on the CPU) and per
-        input tensor, in name order, ``{"name", "dtype", "shape", "encoding", "nnz"}``.
-
-    Raises:
-        ValueError: an unknown encoding, or a name that collides with another tensor's stored key.
+        ``(stored, entries)``: the tensors to save (``{key: Tensor}``, 1-D, contiguous, on the CPU)
+        and per input tensor, in name order, ``[name, dtype, shape, encoding, n_values]``.
     """
     import numpy as np
     import torch
@@ -162,14 +164,8 @@ def encode(tensors: Mapping, *, encodings: Sequence[str] = ENCODINGS) -> tuple[d
     bad = [e for e in encodings if e not in ENCODINGS]
     if bad or not encodings:
         raise ValueError(f"encodings must be a non-empty subset of {ENCODINGS}, got {list(encodings)}")
-    stored: dict = {}
-    entries: list[dict] = []
-
-    def put(key, value):
-        if key in stored:
-            raise ValueError(f"tensor names collide: {key!r} is both a tensor and a stored part of another")
-        stored[key] = value.contiguous()
-
+    parts: dict[str, list] = {}
+    entries: list[list] = []
     for name in sorted(tensors):
         t = tensors[name].detach().cpu()
         flat = t.contiguous().reshape(-1)
@@ -177,91 +173,90 @@ def encode(tensors: Mapping, *, encodings: Sequence[str] = ENCODINGS) -> tuple[d
         n, nnz = flat.numel(), int(keep.sum())
         sizes = _sizes(n, nnz, flat.element_size())
         enc = min((e for e in ENCODINGS if e in encodings), key=lambda e: (sizes[e], ENCODINGS.index(e)))
-        if enc == "dense":
-            put(name, t.clone())
-        else:
-            if enc == "bitmask":
-                bits = np.packbits(keep.numpy(), bitorder="little")
-                put(f"{name}:bitmask", torch.from_numpy(bits))
-            else:
-                put(f"{name}:indices", torch.nonzero(keep).reshape(-1).to(index_dtype(n)))
-            put(f"{name}:values", flat[keep])
-        entries.append(
-            {"name": name, "dtype": _dtype_name(t.dtype), "shape": list(t.shape), "encoding": enc, "nnz": nnz}
-        )
+        dtype = _dtype_name(t.dtype)
+        values = flat if enc == "dense" else flat[keep]
+        parts.setdefault(f"values.{dtype}", []).append(values)
+        if enc == "bitmask":
+            parts.setdefault("bitmask", []).append(torch.from_numpy(np.packbits(keep.numpy(), bitorder="little")))
+        elif enc == "indices":
+            idx_dtype = index_dtype(n)
+            idx = torch.nonzero(keep).reshape(-1).to(idx_dtype)
+            parts.setdefault(f"indices.{_dtype_name(idx_dtype)}", []).append(idx)
+        entries.append([name, dtype, list(t.shape), enc, values.numel()])
+    stored = {key: torch.cat(chunks).contiguous() for key, chunks in parts.items()}
     return stored, entries
-
-
-def _stored_keys(entry: Mapping) -> list[str]:
-    name = entry["name"]
-    if entry["encoding"] == "dense":
-        return [name]
-    return [f"{name}:{entry['encoding']}", f"{name}:values"]
 
 
 def _header_json(header: Mapping) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
 
 
-def decode(stored: Mapping, entries: Sequence[Mapping], *, source: str = "compact data") -> dict:
+def decode(stored: Mapping, entries: Sequence[Sequence], *, source: str = "compact data") -> dict:
     """Inverse of :func:`encode`: the dense tensors ``{name: Tensor}`` (CPU, contiguous).
 
-    Checks every stored tensor's dtype and shape, a bitmask's count and padding, an index list's
-    order and range; raises :class:`~adapter_pruning.io.CorruptFileError` naming ``source`` and the
-    tensor. (:func:`load` checks the digests; this catches malformed data handed over directly.)
+    Checks that the stored tensors are exactly the ones the entries use, with their dtypes, and
+    consumed to their ends; each bitmask's count and padding; each index list's order and range.
+    Raises :class:`~adapter_pruning.io.CorruptFileError` naming ``source`` and the tensor. (:func:`load`
+    checks the digests first; this catches malformed data handed over directly.)
     """
     import numpy as np
     import torch
 
+    pos: dict[str, int] = {}
+
+    def take(key, count, dtype, name):
+        if key not in stored:
+            raise CorruptFileError(f"{source}: tensor {name!r}: no stored {key!r}")
+        part = stored[key]
+        start = pos.get(key, 0)
+        if part.dtype != dtype or part.dim() != 1 or start + count > part.numel():
+            raise CorruptFileError(
+                f"{source}: tensor {name!r}: stored {key!r} is {part.dtype} {tuple(part.shape)}, expected {dtype} "
+                f"with at least {start + count} entries"
+            )
+        pos[key] = start + count
+        return part[start : start + count]
+
     out = {}
     for entry in entries:
-        name, enc = entry["name"], entry["encoding"]
+        try:
+            name, dtype_name, shape, enc, count = entry
+            dtype, shape, count = _dtype(dtype_name), tuple(int(s) for s in shape), int(count)
+            if enc not in ENCODINGS:
+                raise ValueError(f"unknown encoding {enc!r}")
+        except (TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{source}: malformed entry {entry!r} ({exc})") from exc
+        n = math.prod(shape)
 
         def bad(what, name=name):
             return CorruptFileError(f"{source}: tensor {name!r}: {what}")
 
-        try:
-            dtype, shape, nnz = _dtype(entry["dtype"]), tuple(int(s) for s in entry["shape"]), int(entry["nnz"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise bad(f"malformed entry {entry!r} ({exc})") from exc
-        n = math.prod(shape)
-        keys = _stored_keys(entry) if enc in ENCODINGS else None
-        if keys is None:
-            raise bad(f"unknown encoding {enc!r}")
-        missing = [k for k in keys if k not in stored]
-        if missing:
-            raise bad(f"missing stored tensor(s) {missing}")
+        if enc == "dense" and count != n:
+            raise bad(f"dense with {count} values for {n} entries")
+        values = take(f"values.{dtype_name}", count, dtype, name)
         if enc == "dense":
-            t = stored[name]
-            if t.dtype != dtype or tuple(t.shape) != shape:
-                raise bad(f"stored as {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}")
-            out[name] = t.contiguous()
+            out[name] = values.clone().reshape(shape)
             continue
-        values = stored[f"{name}:values"]
-        if values.dtype != dtype or tuple(values.shape) != (nnz,):
-            raise bad(f"values are {values.dtype} {tuple(values.shape)}, expected {dtype} ({nnz},)")
+        flat = torch.zeros(n, dtype=dtype)
         if enc == "bitmask":
-            bits = stored[f"{name}:bitmask"]
-            if bits.dtype != torch.uint8 or tuple(bits.shape) != (math.ceil(n / 8),):
-                raise bad(f"bitmask is {bits.dtype} {tuple(bits.shape)}, expected uint8 ({math.ceil(n / 8)},)")
+            bits = take("bitmask", math.ceil(n / 8), torch.uint8, name)
             keep_np = np.unpackbits(bits.numpy(), bitorder="little")
             if keep_np[n:].any():
                 raise bad("bitmask has padding bits set")
             keep = torch.from_numpy(keep_np[:n].astype(bool))
-            if int(keep.sum()) != nnz:
-                raise bad(f"bitmask marks {int(keep.sum())} entries but {nnz} values are stored")
-            flat = torch.zeros(n, dtype=dtype)
+            if int(keep.sum()) != count:
+                raise bad(f"bitmask marks {int(keep.sum())} entries but {count} values are stored")
             flat[keep] = values
         else:
-            idx = stored[f"{name}:indices"]
-            if idx.dtype != index_dtype(n) or tuple(idx.shape) != (nnz,):
-                raise bad(f"indices are {idx.dtype} {tuple(idx.shape)}, expected {index_dtype(n)} ({nnz},)")
-            pos = idx.to(torch.int64)
-            if nnz and (int(pos[-1]) >= n or not bool((pos[1:] > pos[:-1]).all())):
+            idx_dtype = index_dtype(n)
+            idx = take(f"indices.{_dtype_name(idx_dtype)}", count, idx_dtype, name).to(torch.int64)
+            if count and (int(idx[-1]) >= n or not bool((idx[1:] > idx[:-1]).all())):
                 raise bad("indices are not increasing positions inside the tensor")
-            flat = torch.zeros(n, dtype=dtype)
-            flat[pos] = values
+            flat[idx] = values
         out[name] = flat.reshape(shape)
+    unused = {k: (pos.get(k, 0), v.numel()) for k, v in stored.items() if pos.get(k, 0) != v.numel()}
+    if unused:
+        raise CorruptFileError(f"{source}: stored tensors not used to their ends (used, length): {unused}")
     return out
 
 
@@ -287,8 +282,7 @@ def to_bytes(
         "tensors": entries,
         "tensors_sha256": tensors_digest((k, tensors[k]) for k in sorted(tensors)),
     }
-    items = [(k, stored[k]) for e in entries for k in _stored_keys(e)]
-    header["payload_sha256"] = tensors_digest(items, prefix=_header_json(header))
+    header["payload_sha256"] = tensors_digest(sorted(stored.items()), prefix=_header_json(header))
     return st_save(stored, metadata={_META_KEY: _header_json(header).decode()})
 
 
@@ -302,7 +296,7 @@ def save(tensors: Mapping, path, **kwargs) -> int:
 
 
 def _parse(data: bytes, source: str) -> tuple[dict, dict]:
-    """``(stored tensors, header)`` of a compact file's bytes; digests checked."""
+    """``(stored tensors, header)`` of a compact file's bytes; the payload digest checked."""
     from safetensors.torch import load as st_load
 
     try:
@@ -320,8 +314,7 @@ def _parse(data: bytes, source: str) -> tuple[dict, dict]:
     try:
         header = json.loads(raw_meta)
         claimed = header.pop("payload_sha256")
-        entries = header["tensors"]
-        keys = [k for e in entries for k in _stored_keys(e)]
+        header["tensors"]  # noqa: B018  (must exist)
     except Exception as exc:
         raise CorruptFileError(f"{source}: malformed compact metadata ({type(exc).__name__}: {exc})") from exc
     if header.get("format") != FORMAT or header.get("version") != VERSION:
@@ -329,9 +322,7 @@ def _parse(data: bytes, source: str) -> tuple[dict, dict]:
             f"{source}: format {header.get('format')!r} version {header.get('version')!r}; this reader reads "
             f"{FORMAT!r} version {VERSION}"
         )
-    if sorted(keys) != sorted(stored):
-        raise CorruptFileError(f"{source}: the stored tensors do not match the metadata's list; corrupted")
-    if tensors_digest(((k, stored[k]) for k in keys), prefix=_header_json(header)) != claimed:
+    if tensors_digest(sorted(stored.items()), prefix=_header_json(header)) != claimed:
         raise CorruptFileError(f"{source}: checksum mismatch (payload_sha256); the file is corrupted")
     return stored, header
 

@@ -53,25 +53,27 @@ def test_round_trip_every_dtype_shape_and_sparsity(tmp_path):
     assert size == (tmp_path / compact.COMPACT_FILE).stat().st_size
     back, header = compact.read(tmp_path / compact.COMPACT_FILE)
     _assert_bit_equal(back, tensors)
-    enc = {e["name"]: (e["encoding"], e["nnz"]) for e in header["tensors"]}
-    assert enc["torch.float32.0.0"][0] == "dense" and enc["torch.float32.0.5"][0] == "bitmask"
+    enc = {name: (encoding, n_values) for name, _, _, encoding, n_values in header["tensors"]}
+    assert enc["torch.float32.0.0"] == ("dense", 37 * 11) and enc["torch.float32.0.5"][0] == "bitmask"
     assert enc["torch.float32.0.97"][0] == "indices" and enc["torch.float32.1.0"] == ("indices", 0)
     assert enc["special"] == ("bitmask", 3) and enc["scalar"] == ("indices", 0)
     assert header["metadata"] == {"format": "pt"} and header["weights_file"] == "adapter.safetensors"
     from safetensors import safe_open
 
-    with safe_open(str(tmp_path / compact.COMPACT_FILE), "pt") as f:  # a plain safetensors file
-        assert f.get_tensor("big:indices").dtype == torch.uint32
-        assert f.get_tensor("torch.float32.0.97:indices").dtype == torch.uint16
-        assert f.get_tensor("torch.float32.0.5:bitmask").shape == (math.ceil(37 * 11 / 8),)
-        assert list(f.metadata()) == ["compact"]
+    with safe_open(str(tmp_path / compact.COMPACT_FILE), "pt") as f:  # a plain safetensors file of a few parts
+        dtypes = ("float32", "bfloat16", "float16", "float64", "int64", "bool")
+        parts = {*(f"values.{d}" for d in dtypes), "bitmask", "indices.uint8", "indices.uint16", "indices.uint32"}
+        assert set(f.keys()) == parts and list(f.metadata()) == ["compact"]
+        assert f.get_tensor("indices.uint32").numel() == enc["big"][1]  # 90,000 entries: uint32 positions
+        n_bitmask = sum(math.ceil(t.numel() / 8) for k, t in tensors.items() if enc[k][0] == "bitmask")
+        assert f.get_tensor("bitmask").shape == (n_bitmask,)
 
 
 @pytest.mark.parametrize("only", ["bitmask", "indices"])
 def test_each_sparse_encoding_alone_round_trips(only):
     tensors = {f"t{s}": _sparse((64, 33), torch.float32, s, seed=3) for s in (0.0, 0.3, 0.9, 0.999)}
     stored, entries = compact.encode(tensors, encodings=(only,))
-    assert {e["encoding"] for e in entries} == {only}
+    assert {e[3] for e in entries} == {only}
     _assert_bit_equal(compact.decode(stored, entries), tensors)
 
 
@@ -85,12 +87,10 @@ def test_encoding_is_the_smallest_of_the_three():
             got[e] = sum(v.numel() * v.element_size() for v in stored.values())
         stored, (entry,) = compact.encode(t)
         assert sum(v.numel() * v.element_size() for v in stored.values()) == min(got.values())
-        assert got[entry["encoding"]] == min(got.values())
+        assert got[entry[3]] == min(got.values())
 
 
-def test_refuses_colliding_names_and_bad_arguments():
-    with pytest.raises(ValueError, match="collide"):
-        compact.encode({"a": torch.tensor([0.0, 1.0] * 8), "a:values": torch.ones(3)})
+def test_refuses_bad_arguments():
     with pytest.raises(ValueError, match="encodings"):
         compact.encode({"a": torch.ones(2)}, encodings=("zip",))
     with pytest.raises(ValueError, match="weights_file"):
@@ -154,22 +154,35 @@ def test_a_forged_payload_with_a_matching_payload_digest_is_still_caught(tmp_pat
     n = int.from_bytes(data[:8], "little")
     header = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["compact"])
     stored = st_load(data)
-    stored["sparse:values"] = stored["sparse:values"] + 1  # other values, digest recomputed below
+    stored["values.float32"] = stored["values.float32"] + 1  # other values, digest recomputed below
     header.pop("payload_sha256")
-    keys = [k for e in header["tensors"] for k in compact._stored_keys(e)]
-    header["payload_sha256"] = compact.tensors_digest(
-        ((k, stored[k]) for k in keys), prefix=compact._header_json(header)
-    )
+    header["payload_sha256"] = compact.tensors_digest(sorted(stored.items()), prefix=compact._header_json(header))
     path.write_bytes(st_save(stored, metadata={"compact": compact._header_json(header).decode()}))
     with pytest.raises(CorruptFileError, match="tensors_sha256"):
         compact.load(path)
     stored, entries = compact.encode(tensors)
-    stored["half:bitmask"][-1] |= 0x80  # a set padding bit (72 entries: no padding) -> count mismatch
-    with pytest.raises(CorruptFileError, match="bitmask"):
+    stored["bitmask"][-1] ^= 0x80  # one more or one fewer kept entry than values stored
+    with pytest.raises(CorruptFileError, match="bitmask marks"):
         compact.decode(stored, entries)
     stored, entries = compact.encode(tensors)
-    stored["sparse:indices"] = stored["sparse:indices"].flip(0).contiguous()
+    stored["indices.uint8"] = stored["indices.uint8"].flip(0).contiguous()
     with pytest.raises(CorruptFileError, match="increasing"):
+        compact.decode(stored, entries)
+    stored, entries = compact.encode(tensors)
+    stored["values.float32"] = torch.cat([stored["values.float32"], torch.ones(1)])
+    with pytest.raises(CorruptFileError, match="not used to their ends"):
+        compact.decode(stored, entries)
+    stored["values.float32"] = stored["values.float32"][:-2]
+    with pytest.raises(CorruptFileError, match="at least"):
+        compact.decode(stored, entries)
+    stored, entries = compact.encode({"odd": torch.tensor([1.0, 0.0] * 6 + [1.0])})  # 13 entries: 3 padding bits
+    assert entries[0][3] == "bitmask"
+    stored["bitmask"][-1] |= 0x80
+    with pytest.raises(CorruptFileError, match="padding"):
+        compact.decode(stored, entries)
+    stored, entries = compact.encode(tensors)
+    entries[0][3] = "zip"
+    with pytest.raises(CorruptFileError, match="unknown encoding"):
         compact.decode(stored, entries)
 
 

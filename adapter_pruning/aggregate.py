@@ -88,17 +88,20 @@ def collect(
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
     ``pruned_dirs``: saved pruned adapters to verify first (checksums, zeros and the compact file
-    against their ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned`); their counts
-    and file sizes must equal those of the matching score rows. A truncated or modified file raises
+    against their ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned` and
+    :func:`adapter_pruning.compact.verify_beside`); their counts and file sizes must equal those of
+    the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. States
     evaluated on different device kinds are refused (:func:`check_devices`) unless
     ``allow_mixed_devices``.
     """
     from .artifacts import verify_pruned
+    from .compact import verify_beside
 
     infos = {}
     for d in pruned_dirs:
         info = verify_pruned(d)
+        verify_beside(d, info)
         lam = None if info.get("lam") is None else float(info["lam"])
         key = (info["model"], info["task"], int(info["seed"]), lam, info["scope"], info["method"], float(info["p"]))
         infos[key] = (

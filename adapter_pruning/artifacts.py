@@ -16,8 +16,9 @@
   of ``adapter.safetensors`` and of the compact file, and both files' sizes): the trained adapter's
   folder copied byte for byte, except ``adapter.safetensors``, rewritten with the same keys, dtypes and
   metadata and the pruned values (:func:`copy_adapter_with`), plus ``adapter.compact.safetensors``, the
-  same tensors in :mod:`adapter_pruning.compact`'s lossless format. :func:`write_pruned` /
-  :func:`read_pruned_info` / :func:`verify_pruned`.
+  same tensors in :mod:`adapter_pruning.compact`'s lossless format (written and checked by rule
+  ``prune``, :mod:`adapter_pruning.stages.prune`). :func:`write_pruned` / :func:`read_pruned_info` /
+  :func:`verify_pruned`.
 
 Every write is atomic (``adapter_pruning.io``); every reader raises
 :class:`~adapter_pruning.io.CorruptFileError` naming the file when it is unreadable or inconsistent.
@@ -172,18 +173,15 @@ def read_input_rms(path, layers) -> list:
     return out
 
 
-def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:
+def write_pruned(out_dir, save_adapter: Callable[[Path], Mapping | None], info: Mapping) -> dict:
     """Write a pruned adapter directory atomically: ``save_adapter(tmp_dir)`` writes the AdapterHub
-    files (e.g. :func:`copy_adapter_with`), :func:`compact.write_beside` adds the compact file, then
-    ``prune.json`` = ``info`` plus ``adapter_sha256``, ``dense_bytes``, ``compact_bytes`` and
-    ``compact_sha256``. Returns the written info."""
-    from . import compact
-
+    files (e.g. :func:`copy_adapter_with`, then :func:`compact.write_beside`) and may return more
+    keys for ``prune.json`` (e.g. the files' sizes); ``prune.json`` = ``info`` plus those plus
+    ``adapter_sha256``. Returns the written info."""
     info = dict(info)
     with atomic_dir(out_dir) as tmp:
-        save_adapter(Path(tmp))
+        info.update(save_adapter(Path(tmp)) or {})
         info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
-        info.update(compact.write_beside(tmp))
         write_json(info, Path(tmp) / "prune.json")
     return info
 
@@ -196,12 +194,11 @@ def read_pruned_info(state_dir) -> dict | None:
 
 
 def verify_pruned(pruned_dir) -> dict:
-    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros, and the
-    compact file's checksum and sizes, and that it decodes to exactly the dense file's tensors.
+    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros (the
+    compact file beside it: :func:`compact.verify_beside`).
 
     Returns the prune info; raises :class:`~adapter_pruning.io.CorruptFileError` naming the file.
     """
-    from . import compact
     from .masks import extract_layers
 
     pruned_dir = Path(pruned_dir)
@@ -214,5 +211,4 @@ def verify_pruned(pruned_dir) -> dict:
     zeros = sum(int((t == 0).sum()) for layer in layers for t in (layer.A, layer.B, layer.up_bias))
     if zeros < info["n_pruned"]:
         raise CorruptFileError(f"{f}: holds {zeros} zeros but prune.json reports {info['n_pruned']} pruned")
-    compact.verify_beside(pruned_dir, info)
     return info

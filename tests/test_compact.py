@@ -258,7 +258,8 @@ def test_every_method_and_scope_round_trips_bit_exact(tiny_sweep, tmp_path):
     root, adapter, dirs = tiny_sweep
     assert len(dirs) == len(SCOPES) * len(METHODS) * 3
     for (scope, method, p), d in dirs.items():
-        info = artifacts.verify_pruned(d)  # checks the compact file too
+        info = artifacts.verify_pruned(d)
+        compact.verify_beside(d, info)
         dense, comp = d / "adapter.safetensors", d / compact.COMPACT_FILE
         assert info["dense_bytes"] == dense.stat().st_size and info["compact_bytes"] == comp.stat().st_size
         if p >= 90:
@@ -311,7 +312,7 @@ def test_load_adapter_equals_loading_the_dense_folder(tiny_sweep, tiny_model_dir
         assert torch.equal(sa[k], sb[k]), k
 
 
-def test_verify_pruned_catches_a_modified_compact_file(tiny_sweep, tmp_path):
+def test_verify_beside_catches_a_modified_or_missing_compact_file(tiny_sweep, tmp_path):
     import shutil
 
     _, _, dirs = tiny_sweep
@@ -321,11 +322,16 @@ def test_verify_pruned_catches_a_modified_compact_file(tiny_sweep, tmp_path):
     data = bytearray(f.read_bytes())
     data[-3] ^= 0x10
     f.write_bytes(bytes(data))
+    info = artifacts.verify_pruned(d)  # the dense file is intact
     with pytest.raises(CorruptFileError, match="compact_sha256"):
-        artifacts.verify_pruned(d)
+        compact.verify_beside(d, info)
+    with pytest.raises(CorruptFileError, match="checksum mismatch"):
+        compact.verify_beside(d)  # without the record: the file's own checksum
     f.unlink()
     with pytest.raises(CorruptFileError, match="missing"):
-        artifacts.verify_pruned(d)
+        compact.verify_beside(d, info)
+    with pytest.raises(CorruptFileError, match="older version"):
+        compact.verify_beside(dirs[("CB", "random", 90.0)], {"n_pruned": 1})
 
 
 def test_pickle_weights_and_expand_refusals(tiny_model_dir, tmp_path):
@@ -383,7 +389,7 @@ def test_real_minilm_adapter_every_method_and_scope(real_rt_adapter, tmp_path):
             calibration_path=tmp_path / "calib.safetensors",
         )
         for d, info in zip(out, infos):
-            artifacts.verify_pruned(d)
+            compact.verify_beside(d, artifacts.verify_pruned(d))
             assert info["dense_bytes"] > 6 * info["compact_bytes"], (scope, info["method"], info["retained"])
     d = tmp_path / "CU" / "tropical"
     dense_model, tok, name = models.load_trained("minilm", d)

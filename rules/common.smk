@@ -246,7 +246,13 @@ def import_params(wildcards):
 
 
 def eval_params(wildcards):
-    return apc.canonical({"model": config["model"], "max_length": max_length(wildcards.task)})
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "max_length": max_length(wildcards.task),
+            "precision": config["evaluation"]["precision"],
+        }
+    )
 
 
 def tropical_params(wildcards):
@@ -259,6 +265,7 @@ def calibrate_params(wildcards):
             "model": config["model"],
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
+            "precision": config["evaluation"]["precision"],
         }
     )
 

@@ -187,15 +187,18 @@ def _old_way(trained, tiny_model_dir, p):
         n_params=info["n_params"],
         n_pruned=info["n_pruned"],
         primary_metric="accuracy",
-        provenance=results.runtime_provenance("cpu"),
+        provenance={
+            **results.runtime_provenance("cpu"),
+            "train_precision": artifacts.read_train_precision(root / "adapter"),
+        },
         jaccard_standard=info["jaccard_standard"],
         pruned_outside_standard=info["pruned_outside_standard"],
         lam=0.5,
     )
     pred = results.predictions_frame(IDS, predictions, lam=0.5, scope="CU", method="tropical", p=p)
     sizes = json.loads((root / "sweep" / f"p{p:g}" / "prune.json").read_text())  # file sizes: the saved state's
-    frame = frame.with_columns(pl.lit(sizes["dense_bytes"]).alias("dense_bytes"))
-    return frame.with_columns(pl.lit(sizes["compact_bytes"]).alias("compact_bytes")), pred
+    frame = frame.with_columns(pl.lit(sizes["dense_bytes"], dtype=pl.Int64).alias("dense_bytes"))
+    return frame.with_columns(pl.lit(sizes["compact_bytes"], dtype=pl.Int64).alias("compact_bytes")), pred
 
 
 def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained, pruned, tiny_model_dir):

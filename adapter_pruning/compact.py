@@ -388,22 +388,28 @@ def _dense_file(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder}: no dense weight file ({' or '.join(_WEIGHT_FILES)})")
 
 
-def write_beside(adapter_dir) -> dict:
+def write_beside(adapter_dir, *, verify: bool = True) -> dict:
     """Add the compact file to the dense AdapterHub folder ``adapter_dir`` (from its
-    ``adapter.safetensors``, else ``pytorch_adapter.bin``), read it back and check it bit for bit.
+    ``adapter.safetensors``, else ``pytorch_adapter.bin``) and, with ``verify``, read it back and
+    check it bit for bit (:func:`verify_beside` checks the same later, e.g. after a rename).
+
+    Not atomic by itself, like :func:`artifacts.copy_adapter_with`: call it on a folder being built
+    in a temporary place (``io.atomic_dir``), as rule ``prune`` and ``adapter-prune`` do. (A file cut
+    short anyway is refused by :func:`load`, never read as other tensors.)
 
     Returns ``{"dense_bytes", "compact_bytes", "compact_sha256"}`` (sizes of the two weight files).
     """
     folder = Path(adapter_dir)
     dense = _dense_file(folder)
     tensors, metadata = _read_dense(dense)
-    size = save(tensors, folder / COMPACT_FILE, metadata=metadata, weights_file=dense.name)
-    if not _bit_equal(load(folder / COMPACT_FILE), tensors):
+    data = to_bytes(tensors, metadata=metadata, weights_file=dense.name)
+    (folder / COMPACT_FILE).write_bytes(data)
+    if verify and not _bit_equal(load(folder / COMPACT_FILE), tensors):
         raise RuntimeError(f"{folder / COMPACT_FILE}: does not decode to the tensors of {dense}")
     return {
         "dense_bytes": dense.stat().st_size,
-        "compact_bytes": size,
-        "compact_sha256": sha256_file(folder / COMPACT_FILE),
+        "compact_bytes": len(data),
+        "compact_sha256": hashlib.sha256(data).hexdigest(),
     }
 
 

@@ -21,7 +21,8 @@ pruned ``adapter.safetensors`` as:
 Every encoding is measured for the unpruned adapter and for method tropical, scope CU at every
 ``p``; the other methods and scopes at ``--detail-p`` only, with the cheap encodings and zstd19. It
 also times encoding and decoding one adapter (median of ``--repeat``): ``compact`` (to bytes, and
-read back with both checksums), ``zstd19``, ``lzma9e``.
+read back with both checksums), ``zstd19``, ``lzma9e``, and one ``prune`` sweep job's work (12
+states) with and without the compact file (:func:`prune_timing`).
 
 Usage: ``.venv/bin/python benchmarks/bench_compact.py SEED_DIR [...] [--p 98 96 ...]
 [--methods ...] [--scopes ...] [--json out.json]``. Prints a markdown table: bytes per adapter at
@@ -137,6 +138,47 @@ def timings(tensors: dict, metadata: dict, repeat: int) -> dict[str, float]:
     }
 
 
+def prune_timing(seed_dir: Path, repeat: int) -> dict[str, float]:
+    """Wall seconds of one ``prune`` sweep job's work (``stages.prune.prune_sweep``: standard and tropical
+    at the default config's six ``p``, scope CU) with the compact file, and with ``compact.write_beside``
+    and ``compact.verify_beside`` replaced by no-ops (what the job did before); median of ``repeat``."""
+    import shutil
+    import tempfile
+
+    from adapter_pruning.stages import prune
+
+    ps = [98.0, 96.0, 94.0, 90.0, 80.0, 60.0]
+    ids = {"model": "minilm", "task": seed_dir.parent.name, "seed": 0, "lam": 0.25, "scope": "CU"}
+
+    def run():
+        tmp = Path(tempfile.mkdtemp(dir="benchmarks/out"))
+        try:
+            t0 = time.perf_counter()
+            prune.prune_sweep(
+                ids,
+                ["standard", "tropical"],
+                ps,
+                {"values": "original"},
+                seed_dir / "adapter",
+                seed_dir / "tropical" / "optimized.safetensors",
+                [tmp / m / f"p{p:g}" for m in ("standard", "tropical") for p in ps],
+                threads=1,
+            )
+            return time.perf_counter() - t0
+        finally:
+            shutil.rmtree(tmp)
+
+    Path("benchmarks/out").mkdir(parents=True, exist_ok=True)
+    with_compact = statistics.median(run() for _ in range(repeat))
+    saved = compact.write_beside, compact.verify_beside
+    compact.write_beside, compact.verify_beside = (lambda d, verify=True: {}), (lambda d, info=None: None)
+    try:
+        without = statistics.median(run() for _ in range(repeat))
+    finally:
+        compact.write_beside, compact.verify_beside = saved
+    return {"prune_sweep_s_with_compact": with_compact, "prune_sweep_s_without": without}
+
+
 def measure(seed_dir: Path, ps, methods, scopes, detail_p: float) -> list[dict]:
     """Rows of sizes: every encoding for the unpruned adapter and Tropical CU at every ``p``; the cheap
     ones for every other method and scope at ``detail_p``."""
@@ -245,8 +287,9 @@ def main() -> None:
     chosen = masks.pruning_masks(layers, opt, args.detail_p, "CU")["tropical"]
     tensors = {**state, **masks.layers_to_state_dict(masks.apply_masks(layers, chosen))}
     t = timings(tensors, {"format": "pt"}, args.repeat)
+    t.update(prune_timing(args.seed_dirs[0], args.repeat))
     print(f"\n# one adapter at p = {args.detail_p:g} (tropical, CU), median of {args.repeat} (ms)\n")
-    print("\n".join(f"{k}: {v:.1f}" for k, v in t.items()))
+    print("\n".join(f"{k}: {v:.1f}" if k.endswith("_ms") else f"{k}: {v:.2f}" for k, v in t.items()))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "timings": t}, indent=1))
 

@@ -183,21 +183,24 @@ rule figure_methods:
         "../scripts/figure_methods.py"
 
 
-rule figure_delta:
-    """One task: Δ = target − reference (test, points) vs retained share with its paired-bootstrap
-    95 % CI, one line per λ, one figure per method pair of report.comparisons."""
-    input:
-        comparison=rules.report_comparison.output.csv,
-    output:
-        **delta_figure_files(),
-    log:
-        "logs/figures/delta_{task}.log",
-    benchmark:
-        "logs/benchmarks/figures/delta_{task}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        pairs=PAIRS,
-        code=code_hash("figure_delta.py"),
-    script:
-        "../scripts/figure_delta.py"
+# One Δ figure per method pair; with no pair (a run of one method) there is nothing to draw.
+if PAIRS:
+
+    rule figure_delta:
+        """One task: Δ = target − reference (test, points) vs retained share with its paired-bootstrap
+        95 % CI, one line per λ, one figure per method pair of report.comparisons."""
+        input:
+            comparison=rules.report_comparison.output.csv,
+        output:
+            **delta_figure_files(),
+        log:
+            "logs/figures/delta_{task}.log",
+        benchmark:
+            "logs/benchmarks/figures/delta_{task}.tsv"
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            pairs=PAIRS,
+            code=code_hash("figure_delta.py"),
+        script:
+            "../scripts/figure_delta.py"

@@ -43,6 +43,7 @@ families, of the pooled statistics and of the verdicts, and counted there.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -114,24 +115,22 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"metric {metric!r}: expected one of {_METRICS}")
 
 
-def _one_hot(x: np.ndarray, num_labels: int) -> np.ndarray:
-    """``(..., n)`` class indices -> ``(..., n, num_labels)`` float64 indicators."""
-    return (x[..., None] == np.arange(num_labels)).astype(np.float64)
-
-
 def metric_per_seed(labels, preds, *, num_labels: int, metric: str) -> np.ndarray:
     """``metric`` (``accuracy`` or ``macro_f1``) of each row of ``preds`` ``(S, n)`` against
-    ``labels`` ``(n,)``; returns ``(S,)``, equal to ``compute_metrics(preds[s], labels, num_labels)[metric]``."""
+    ``labels`` ``(n,)``; returns ``(S,)``, equal to ``compute_metrics(preds[s], labels, num_labels)[metric]``.
+    Macro-F1 per class ``c``: ``2 tp / (#predicted c + #labelled c)`` from integer counts, 0 when
+    that denominator is 0, averaged over all ``num_labels`` classes."""
     _check_metric(metric)
     labels = np.asarray(labels)
     preds = np.atleast_2d(np.asarray(preds))
     if metric == "accuracy":
         return (preds == labels[None]).sum(axis=1) / labels.size
-    lab = _one_hot(labels, num_labels)  # (n, C)
-    pred = _one_hot(preds, num_labels)  # (S, n, C)
-    tp = (pred * lab[None]).sum(axis=1)  # (S, C)
-    denom = pred.sum(axis=1) + lab.sum(axis=0)[None]
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    f1 = np.zeros((preds.shape[0], num_labels))
+    for c in range(num_labels):
+        pred_c = preds == c
+        tp = (pred_c & (labels == c)[None]).sum(axis=1)
+        denom = pred_c.sum(axis=1) + (labels == c).sum()
+        f1[:, c] = np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0)
     return f1.mean(axis=1)
 
 
@@ -273,7 +272,13 @@ def adjust_p_values(p_values) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(p_values, dtype=np.float64)
     if p.size == 0:
         return p.copy(), p.copy()
-    return multipletests(p, method="holm")[1], multipletests(p, method="fdr_bh")[1]
+    # multipletests' Holm branch calls gc.collect(), whose cost grows with every object the process
+    # holds (0.5 s per call in the report); frozen objects are not scanned, and nothing here is garbage
+    gc.freeze()
+    try:
+        return multipletests(p, method="holm")[1], multipletests(p, method="fdr_bh")[1]
+    finally:
+        gc.unfreeze()
 
 
 def minimum_detectable_effect(se, *, level: float = 0.95, power: float = POWER):
@@ -456,9 +461,81 @@ class _Task(NamedTuple):
     fm: float | None
 
 
-def _load_task(model, task, pairs, pruned, full, preds_by_state, split, n_labels) -> tuple[_Task, dict] | None:
+class _TaskPredictions:
+    """The predictions of one ``(model, task)`` on one split, as integer arrays: the example ids of
+    the first state seen (sorted), its ``labels``, and per ``(scope, lam, method, p, seed)`` the
+    predictions aligned with them. Every state added must cover the same ids with the same labels."""
+
+    def __init__(self) -> None:
+        self.ids = self.labels = self.first = None
+        self.preds: dict[tuple, np.ndarray] = {}
+
+    def add(self, key: tuple, state: str, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> None:
+        """``ids``, ``labels``, ``preds`` of one state, sorted by id."""
+        if key in self.preds:
+            raise ValueError(f"predictions of state {state} are given twice")
+        if self.ids is None:
+            if len(np.unique(ids)) != len(ids):
+                raise ValueError(f"predictions of state {state} repeat example ids")
+            self.ids, self.labels, self.first = ids, labels.astype(np.int64), state
+        elif len(ids) != len(self.ids) or not np.array_equal(ids, self.ids):
+            missing = sorted(set(self.ids) - set(ids))[:3]
+            extra = sorted(set(ids) - set(self.ids))[:3]
+            raise ValueError(
+                f"predictions of state {state} cover other examples than {self.first} "
+                f"(missing e.g. {missing}, extra e.g. {extra}); the comparison pairs examples"
+            )
+        elif not np.array_equal(labels, self.labels):
+            raise ValueError(f"predictions of state {state}: labels differ from those of {self.first}")
+        self.preds[key] = preds.astype(np.int16 if preds.size and preds.max() < 2**15 else np.int64)
+
+
+_KEYS = ["model", "task", "scope", "lam", "method", "p", "seed"]
+
+
+def _add_frame(tasks: dict, df: pl.DataFrame, split: str) -> None:
+    """Add the ``split`` rows of a frame with :data:`PREDICTIONS_SCHEMA` to ``tasks``
+    (``{(model, task): _TaskPredictions}``), one state per distinct key."""
+    df = df.filter(pl.col("split") == split)
+    if not df.height:
+        return
+    if df.select(pl.struct(_KEYS).n_unique()).item() == 1:  # one state: a pipeline's prediction file
+        parts = {tuple(df.select(_KEYS).row(0)): df.sort("id")}
+    else:
+        parts = df.sort([*_KEYS, "id"]).partition_by(_KEYS, as_dict=True, maintain_order=True)
+    for key, part in parts.items():
+        model, task, scope, lam, method, p, seed = key
+        state = _state_name(model, task, seed, lam, scope, method, p, split)
+        tasks.setdefault((model, task), _TaskPredictions()).add(
+            (scope, lam, method, p, seed),
+            state,
+            part["id"].to_numpy(),
+            part["label"].to_numpy(),
+            part["prediction"].to_numpy(),
+        )
+
+
+def _collect_predictions(predictions, split: str) -> dict:
+    """``{(model, task): _TaskPredictions}`` from a frame with :data:`PREDICTIONS_SCHEMA`, or from a
+    sequence of prediction files (read one at a time, checked as by :func:`read_predictions`; only
+    integer arrays are kept, so memory grows with states × examples, not with the files' text)."""
+    tasks: dict = {}
+    if isinstance(predictions, pl.DataFrame):
+        _add_frame(tasks, predictions, split)
+        return tasks
+    paths = list(predictions)
+    if not paths:
+        raise ValueError("no prediction files to read")
+    for path in paths:
+        df = read_parquet(path, required_columns=PREDICTIONS_SCHEMA).select(list(PREDICTIONS_SCHEMA))
+        _add_frame(tasks, df, split)
+    return tasks
+
+
+def _load_task(model, task, pairs, pruned, full, preds: _TaskPredictions | None, split, n_labels):
     """Align the predictions of every state of one task that a pair compares; check them (seeds,
-    example ids, labels, scores) and return the task's data and ``{pair: [(scope, lam, p)]}``."""
+    example ids, labels, scores) and return the task's data and ``{pair: [(scope, lam, p)]}`` (None
+    when no pair has a state in this task)."""
     present = {}
     for scope, lam, p, method in pruned.select("scope", "lam", "p", "method").unique().iter_rows():
         present.setdefault((scope, lam, p), set()).add(method)
@@ -482,8 +559,8 @@ def _load_task(model, task, pairs, pruned, full, preds_by_state, split, n_labels
     for scope, lam, p, method, seed in scores:
         seeds.setdefault((scope, lam, p, method), []).append(seed)
     seed_list = sorted(seeds[needed[0]])
-    ids0 = labels0 = first = None
-    preds = np.empty((len(needed), len(seed_list), 0), dtype=np.int64)
+    n = 0 if preds is None or preds.ids is None else len(preds.ids)
+    arr = np.empty((len(needed), len(seed_list), n), dtype=np.int16 if n_labels < 2**15 else np.int64)
     for k, (scope, lam, p, method) in enumerate(needed):
         if sorted(seeds[(scope, lam, p, method)]) != seed_list:
             raise ValueError(
@@ -492,26 +569,13 @@ def _load_task(model, task, pairs, pruned, full, preds_by_state, split, n_labels
                 f"comparison pairs seeds"
             )
         for j, s in enumerate(seed_list):
-            state = _state_name(model, task, s, lam, scope, method, p, split)
-            df = preds_by_state.get((scope, lam, method, p, s))
-            if df is None or df.height == 0:
-                raise ValueError(f"no predictions for state {state}")
-            ids = df["id"].to_numpy()
-            if ids0 is None:
-                if len(np.unique(ids)) != len(ids):
-                    raise ValueError(f"predictions of state {state} repeat example ids")
-                ids0, labels0, first = ids, df["label"].to_numpy(), state
-                preds = np.empty((len(needed), len(seed_list), len(ids0)), dtype=np.int64)
-            elif len(ids) != len(ids0) or not np.array_equal(ids, ids0):
-                missing = sorted(set(ids0) - set(ids))[:3]
-                extra = sorted(set(ids) - set(ids0))[:3]
+            got = None if preds is None else preds.preds.get((scope, lam, method, p, s))
+            if got is None or got.size == 0:
                 raise ValueError(
-                    f"predictions of state {state} cover other examples than {first} "
-                    f"(missing e.g. {missing}, extra e.g. {extra}); the comparison pairs examples"
+                    f"no predictions for state {_state_name(model, task, s, lam, scope, method, p, split)}"
                 )
-            elif not np.array_equal(df["label"].to_numpy(), labels0):
-                raise ValueError(f"predictions of state {state}: labels differ from those of {first}")
-            preds[k, j] = df["prediction"].to_numpy()
+            arr[k, j] = got
+    preds, labels0 = arr, preds.labels
     for name, arr in (("labels", labels0), ("predictions", preds)):
         if arr.min() < 0 or arr.max() >= n_labels:
             raise ValueError(f"task {task!r}: {name} outside 0..{n_labels - 1}")
@@ -540,13 +604,10 @@ def _load_task(model, task, pairs, pruned, full, preds_by_state, split, n_labels
     return data, by_pair
 
 
-def _at_floor(data: _Task, floor_fraction: float) -> np.ndarray:
-    """``(K,)``: state ``k`` sits at the task's floor (every seed predicts one class, or the mean score
-    over seeds is at most ``floor + floor_fraction · max(FM − floor, 0)``)."""
+def _at_floor(data: _Task, scores: np.ndarray, floor_fraction: float) -> np.ndarray:
+    """``(K,)``: state ``k`` sits at the task's floor (every seed predicts one class, or the mean of its
+    per-seed ``scores`` ``(K, S)`` is at most ``floor + floor_fraction · max(FM − floor, 0)``)."""
     band = data.floor + floor_fraction * max((data.fm if data.fm is not None else data.floor) - data.floor, 0.0)
-    scores = metric_per_seed(
-        data.labels, data.preds.reshape(-1, data.preds.shape[2]), num_labels=data.num_labels, metric=data.metric
-    ).reshape(data.preds.shape[:2])
     one_class = (data.preds.min(axis=2) == data.preds.max(axis=2)).all(axis=1)
     return one_class | (scores.mean(axis=1) <= band + 1e-12)
 
@@ -604,7 +665,7 @@ def _overall(parts, *, level: float, margin: float) -> dict:
 
 def compare(
     results: pl.DataFrame,
-    predictions: pl.DataFrame,
+    predictions: pl.DataFrame | Sequence[str | Path],
     *,
     pairs: Sequence[tuple[str, str]] = (("tropical", "standard"),),
     split: str = "test",
@@ -618,7 +679,8 @@ def compare(
     """Every pair ``(target, reference)`` of ``pairs`` at every pruning state where both were
     evaluated, per state and pooled, on split ``split`` and the task's primary metric (``primary``
     rows of ``results``, a frame with :data:`~adapter_pruning.results.SCHEMA`; ``predictions``: a
-    frame with :data:`~adapter_pruning.results.PREDICTIONS_SCHEMA`). ``margin`` (equivalence) and
+    frame with :data:`~adapter_pruning.results.PREDICTIONS_SCHEMA`, or the prediction files, read one
+    at a time and kept as integer arrays). ``margin`` (equivalence) and
     every score are in 0..1 metric units; ``level`` is the two-sided CI level (the equivalence test
     uses the ``2·level − 1`` interval).
 
@@ -650,8 +712,8 @@ def compare(
     of their predictions and share the seed indices, the seeds being the same training seeds).
 
     Checks, each a :class:`ValueError` naming the state: every state of a task that a pair
-    compares has the same seeds, and every seed and state the same example ids with the same
-    labels; the metric recomputed from each state's predictions equals its ``score`` within
+    compares has the same seeds, and every seed and state of a task (compared or not) the same
+    example ids with the same labels; the metric recomputed from each state's predictions equals its ``score`` within
     1e-9 (so the predictions are the ones that were scored). ``num_labels`` maps a task to its
     class count (default :data:`adapter_pruning.data.TASKS`)."""
     _check_resampling(resamples, level)
@@ -663,7 +725,7 @@ def compare(
     prim = results.filter(pl.col("primary"), pl.col("split") == split)
     methods = _methods(prim)
     pruned_all = prim.filter(pl.col("method") != "full")
-    pred_split = predictions.filter(pl.col("split") == split).sort(["model", "task", "scope", "lam", "method", "p"])
+    by_task = _collect_predictions(predictions, split)
     stat_cols = (
         pruned_all.group_by(["model", "task", "scope", "lam", "p", "method"])
         .agg(
@@ -682,15 +744,13 @@ def compare(
     for (model, task), pruned in pruned_all.group_by(["model", "task"], maintain_order=True):
         n_labels = _num_labels(task, num_labels)
         full = prim.filter(pl.col("method") == "full", pl.col("model") == model, pl.col("task") == task)
-        preds_task = pred_split.filter(pl.col("model") == model, pl.col("task") == task).sort(["seed", "id"])
-        preds_by_state = preds_task.partition_by(["scope", "lam", "method", "p", "seed"], as_dict=True)
-        loaded = _load_task(model, task, pairs, pruned, full, preds_by_state, split, n_labels)
+        loaded = _load_task(model, task, pairs, pruned, full, by_task.get((model, task)), split, n_labels)
         if loaded is None:
             continue
         data, by_pair = loaded
         index = {key: k for k, key in enumerate(data.keys)}
         r = _resample(data.labels, data.preds, num_labels=n_labels, metric=data.metric, resamples=resamples, seed=seed)
-        floor = _at_floor(data, floor_fraction)
+        floor = _at_floor(data, r.observed, floor_fraction)
         S, n = len(data.seeds), data.labels.size
         for pair in pairs:
             target, reference = pair

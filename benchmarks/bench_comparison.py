@@ -1,10 +1,14 @@
-"""How long does rule report_comparison take on a study-sized run? ``comparison.compare`` (every pair,
-per state and pooled) and the two writers on synthetic results and predictions of the full comparison
-study's shape (``config/study.yaml``: the five tasks at their full test-split sizes, 5 seeds, 4 λ,
-9 p, CU on every task plus CN and CB on rotten_tomatoes), with 8 methods and the 13 default pairs
-(``config.default_comparisons``), 1000 resamples. Scores are those of the synthetic predictions, so
+"""How long does rule report_comparison take on a study-sized run? What the rule runs
+(``comparison.compare`` on the prediction files, every pair, per state and pooled, then the two
+writers) on synthetic results and prediction files of the full comparison study's shape
+(``config/study.yaml``: the five tasks at their full test-split sizes, 5 seeds, 4 λ, 9 p, CU on every
+task plus CN and CB on rotten_tomatoes), with 8 methods and the 13 default pairs
+(``config.default_comparisons``), 1000 resamples. One Parquet file per state and seed, as the
+pipeline writes them (test rows only). Scores are those of the synthetic predictions, so
 ``compare``'s checks run as in the pipeline. Prints the wall time of each step and the peak RSS.
-Usage: ``.venv/bin/python benchmarks/bench_comparison.py [--tasks meld snli ...] [--resamples 1000]``
+Run it as the rule runs, on one BLAS thread:
+``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_comparison.py [--tasks meld snli ...]
+[--resamples 1000] [--dir FOLDER]``
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ METHODS = ["standard", "tropical", "random", "activation", "tropical_pt", "tropi
 PROV = {"device": "cpu", "torch": "t", "transformers": "tf", "adapters": "a"}
 
 
-def synthetic(tasks, seeds=5, lams=(0.25, 0.5, 1.0, 2.0), ps=(98, 96, 94, 92, 90, 85, 80, 70, 60)):
+def synthetic(folder: Path, tasks, seeds=5, lams=(0.25, 0.5, 1.0, 2.0), ps=(98, 96, 94, 92, 90, 85, 80, 70, 60)):
+    """results.parquet's rows (returned) and one prediction file per pruned state and seed (in
+    ``folder``; their paths returned too)."""
+    from adapter_pruning.io import write_parquet
+
     rng = np.random.default_rng(0)
-    scores, preds = [], []
+    scores, files = [], []
     for task in tasks:
         spec, n = TASKS[task], TEST_SIZE[task]
         labels = rng.integers(0, spec.num_labels, n)
@@ -65,35 +73,42 @@ def synthetic(tasks, seeds=5, lams=(0.25, 0.5, 1.0, 2.0), ps=(98, 96, 94, 92, 90
                 )
                 if method != "full":
                     df = pl.DataFrame({"id": ids, "prediction": pred, "label": labels})
-                    preds.append(predictions_frame(ident, {"test": df}, lam=lam, scope=scope, method=method, p=p))
-    return pl.concat(scores), pl.concat(preds)
+                    files.append(folder / f"{task}-{seed}-{method}-{scope}-{lam}-{p:g}.parquet")
+                    write_parquet(
+                        predictions_frame(ident, {"test": df}, lam=lam, scope=scope, method=method, p=p), files[-1]
+                    )
+    return pl.concat(scores), files
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="*", default=list(TEST_SIZE))
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--dir", type=Path, help="folder for the prediction files (default: a temporary one)")
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    results, predictions = synthetic(args.tasks)
-    pairs = default_comparisons(METHODS)
-    print(
-        f"synthetic run: {len(args.tasks)} tasks, {predictions.height:,} prediction rows, "
-        f"{results.filter(pl.col('method') != 'full').height // 2:,} pruned state-seeds, {len(pairs)} pairs "
-        f"({time.perf_counter() - t0:.1f} s to build)"
-    )
-    t = time.perf_counter()
-    out = comparison.compare(results, predictions, pairs=pairs, resamples=args.resamples, seed=0)
-    t_compare = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.dir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        results, files = synthetic(folder, args.tasks)
+        pairs = default_comparisons(METHODS)
+        size = sum(f.stat().st_size for f in files) / 2**20
+        print(
+            f"synthetic run: {len(args.tasks)} tasks, {len(files):,} prediction files ({size:,.0f} MiB), "
+            f"{len(pairs)} pairs ({time.perf_counter() - t0:.0f} s to write)"
+        )
         t = time.perf_counter()
-        files = {ext: Path(tmp) / f"comparison.{ext}" for ext in ("md", "csv", "tex")}
-        comparison.write_comparison(out.states, comparison.win_counts(out.states), files, resamples=args.resamples)
+        out = comparison.compare(results, files, pairs=pairs, resamples=args.resamples, seed=0)
+        t_compare = time.perf_counter() - t
+        t = time.perf_counter()
+        out_files = {ext: Path(tmp) / f"comparison.{ext}" for ext in ("md", "csv", "tex")}
+        comparison.write_comparison(out.states, comparison.win_counts(out.states), out_files, resamples=args.resamples)
         vfiles = {ext: Path(tmp) / f"comparison_verdicts.{ext}" for ext in ("md", "csv")}
         comparison.write_verdicts(out.verdicts, vfiles, resamples=args.resamples)
         t_write = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"compare: {t_compare:.1f} s ({out.states.height:,} state rows, {out.verdicts.height} verdict rows)")
+    print(f"compare (reading the files, checks, bootstrap): {t_compare:.1f} s ")
+    print(f"  {out.states.height:,} state rows, {out.verdicts.height} verdict rows")
     print(f"write_comparison + write_verdicts: {t_write:.1f} s")
     print(f"peak RSS: {rss:,.0f} MiB")
 

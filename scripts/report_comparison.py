@@ -14,7 +14,7 @@ with logged(sm.log[0]):
     resamples, floor_fraction = spec["bootstrap_resamples"], spec["floor_fraction"]
     out = comparison.compare(
         load_results(sm.input.results),
-        comparison.read_predictions(list(sm.input.predictions)),
+        list(sm.input.predictions),  # read one file at a time, kept as integer arrays
         pairs=[tuple(pair) for pair in spec["comparisons"]],
         resamples=resamples,
         seed=spec["bootstrap_seed"],

@@ -679,3 +679,23 @@ def test_figures_write_png_and_svg(tmp_path):
         draw(o)
         assert o["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in o["svg"].read_text()
+
+
+def test_compare_reads_prediction_files_one_at_a_time(tmp_path):
+    """The rule passes the prediction files (one per state and seed): the same numbers as the frame."""
+    from adapter_pruning.io import CorruptFileError, write_parquet
+
+    results, preds, _ = _synthetic(ps=(50.0, 90.0), lams=(0.5, 1.0))
+    files = []
+    for i, part in enumerate(preds.partition_by(["seed", "lam", "method", "p"])):
+        files.append(tmp_path / f"{i}.parquet")
+        write_parquet(part, files[-1])
+    pairs = [("tropical", "standard"), ("random", "standard")]
+    a = compare(results, preds, pairs=pairs, resamples=100)
+    b = compare(results, files, pairs=pairs, resamples=100)
+    assert a.states.equals(b.states) and a.verdicts.equals(b.verdicts)
+    write_parquet(preds.head(5).drop("label"), tmp_path / "bad.parquet")
+    with pytest.raises(CorruptFileError, match=r"bad\.parquet.*label"):
+        compare(results, [*files, tmp_path / "bad.parquet"], pairs=pairs, resamples=10)
+    with pytest.raises(ValueError, match="given twice"):
+        compare(results, [*files, files[0]], pairs=pairs, resamples=10)

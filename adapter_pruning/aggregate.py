@@ -31,6 +31,8 @@ from .results import SCHEMA
 __all__ = [
     "MixedDevicesError",
     "check_devices",
+    "check_precisions",
+    "MixedPrecisionError",
     "collect",
     "load_results",
     "table1_frame",
@@ -60,6 +62,22 @@ class MixedDevicesError(ValueError):
     """The states to aggregate were evaluated on different kinds of device (e.g. CPU and a GPU)."""
 
 
+class MixedPrecisionError(ValueError):
+    """The states to aggregate were trained or scored in different precisions (fp32, bf16, tf32)."""
+
+
+def _mixed_lines(df: pl.DataFrame, columns: list[str]) -> list[str]:
+    """One line per distinct value of ``columns``: the value, how many states have it, three examples."""
+    kinds = df.group_by(columns, maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
+    lines = []
+    for row in kinds.iter_rows(named=True):
+        states = row["task"]
+        ex = ", ".join(f"{s['task']}/seed{s['seed']}/{s['scope'] or '-'}/{s['method']}/p{s['p']:g}" for s in states[:3])
+        value = ", ".join(f"{c} {row[c]}" for c in columns)
+        lines.append(f"{value}: {len(states)} state(s), e.g. {ex}")
+    return lines
+
+
 def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
     """Refuse results evaluated on more than one kind of device (``device`` column: ``cpu`` or
     ``cuda:<GPU name>``): CPU and GPU runs train and score differently (docs/benchmarks.md), so their
@@ -67,14 +85,24 @@ def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
     ``allow_mixed=True`` (config ``report.allow_mixed_devices``) accepts them."""
     if allow_mixed or df["device"].n_unique() <= 1:
         return
-    kinds = df.group_by("device", maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
-    lines = []
-    for device, states in kinds.iter_rows():
-        ex = ", ".join(f"{s['task']}/seed{s['seed']}/{s['scope'] or '-'}/{s['method']}/p{s['p']:g}" for s in states[:3])
-        lines.append(f"{device}: {len(states)} state(s), e.g. {ex}")
     raise MixedDevicesError(
         "the results were evaluated on different kinds of device, which do not belong in one table (set "
-        "report.allow_mixed_devices: true to combine them anyway):\n  " + "\n  ".join(lines)
+        "report.allow_mixed_devices: true to combine them anyway):\n  " + "\n  ".join(_mixed_lines(df, ["device"]))
+    )
+
+
+def check_precisions(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
+    """Refuse results whose states were scored (``precision``) or their adapters trained
+    (``train_precision``) in more than one precision: a bf16 score and an fp32 score of the same state
+    differ (docs/benchmarks.md, "bf16 compute"), so they do not belong in one table or paired
+    comparison. The message names the precisions and example states; ``allow_mixed=True`` (config
+    ``report.allow_mixed_precision``) accepts them."""
+    columns = ["precision", "train_precision"]
+    if allow_mixed or df.select(columns).unique().height <= 1:
+        return
+    raise MixedPrecisionError(
+        "the results were trained or scored in different precisions, which do not belong in one table (set "
+        "report.allow_mixed_precision: true to combine them anyway):\n  " + "\n  ".join(_mixed_lines(df, columns))
     )
 
 
@@ -84,6 +112,7 @@ def collect(
     *,
     pruned_dirs: Iterable[str | Path] = (),
     allow_mixed_devices: bool = False,
+    allow_mixed_precision: bool = False,
 ) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
@@ -92,7 +121,8 @@ def collect(
     those of the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. States
     evaluated on different device kinds are refused (:func:`check_devices`) unless
-    ``allow_mixed_devices``.
+    ``allow_mixed_devices``, and states trained or scored in different precisions
+    (:func:`check_precisions`) unless ``allow_mixed_precision``.
     """
     from .artifacts import verify_pruned
 
@@ -116,6 +146,7 @@ def collect(
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
     check_devices(df, allow_mixed=allow_mixed_devices)
+    check_precisions(df, allow_mixed=allow_mixed_precision)
     for row in df.unique(["model", "task", "seed", "lam", "scope", "method", "p"]).iter_rows(named=True):
         key = (row["model"], row["task"], row["seed"], row["lam"], row["scope"], row["method"], row["p"])
         if key in infos:

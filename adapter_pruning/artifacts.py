@@ -31,6 +31,7 @@ from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_fil
 __all__ = [
     "read_adapter_state",
     "read_adapter_layers",
+    "read_train_precision",
     "copy_adapter_with",
     "write_optimized",
     "read_optimized",
@@ -55,6 +56,20 @@ def read_adapter_state(adapter_dir) -> tuple[dict, str]:
     except Exception as exc:
         raise CorruptFileError(f"{adapter_dir / 'adapter.safetensors'}: unreadable safetensors file ({exc})") from exc
     return state, cfg["name"]
+
+
+def read_train_precision(adapter_dir) -> str | None:
+    """The precision the adapter in ``adapter_dir`` was trained in, from its ``metrics.json``
+    (``training.train_adapter`` writes ``precision``; an adapter it trained before that key existed was
+    trained in ``fp32``); None for an adapter imported from elsewhere (``import_adapter``) or a folder
+    without ``metrics.json``."""
+    path = Path(adapter_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = read_json(path)
+    if "precision" in metrics:
+        return str(metrics["precision"])
+    return None if metrics.get("imported") or "config" not in metrics else "fp32"
 
 
 def read_adapter_layers(adapter_dir) -> list:

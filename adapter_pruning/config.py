@@ -144,8 +144,9 @@ def fill_tropical_defaults(config: dict) -> dict:
 
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     """Checks the schema cannot express (``data.mirror`` exists; ``model`` is a registered alias, a local
-    model folder with ``config.json`` or a valid Hugging Face model id; each of ``adapters`` fits its task
-    and the model, :func:`adapter_problems`); raise :class:`ConfigError` naming the key and value."""
+    model folder with ``config.json`` or a valid Hugging Face model id; no ``tf32`` precision with
+    ``device: cpu``; each of ``adapters`` fits its task and the model, :func:`adapter_problems`); raise
+    :class:`ConfigError` naming the key and value."""
     problems = []
     mirror = config.get("data", {}).get("mirror")
     if mirror is not None:
@@ -169,10 +170,11 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             f"model = {model!r}: not a registered alias ({', '.join(sorted(aliases))}), an existing local "
             f"folder, or a Hugging Face model id ('name' or 'org/name'): {why}"
         )
-    try:
-        comparison_pairs(config)
-    except ConfigError as exc:
-        problems.append(str(exc))
+    if config.get("device") == "cpu":
+        for key in ("training", "evaluation"):
+            if config.get(key, {}).get("precision") == "tf32":
+                problems.append(f"{key}.precision = 'tf32': a CUDA precision, but device = 'cpu' (use fp32 or bf16)")
+    problems += _comparison_problems(config)[1]
     if config.get("adapters"):
         problems += adapter_problems(
             config,
@@ -339,10 +341,17 @@ def comparison_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     ``pruning.methods`` when it is null or absent. Raises :class:`ConfigError` naming the entry when a
     pair names a method that ``pruning.methods`` does not list, the same method twice, or repeats
     another pair."""
+    pairs, problems = _comparison_problems(config)
+    if problems:
+        raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+    return pairs
+
+
+def _comparison_problems(config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
     methods = list(config.get("pruning", {}).get("methods") or ["standard", "tropical"])
     given = config.get("report", {}).get("comparisons")
     if given is None:
-        return default_comparisons(methods)
+        return default_comparisons(methods), []
     problems, pairs = [], []
     for i, pair in enumerate(given):
         key = f"report.comparisons[{i}] = {list(pair)!r}"
@@ -355,6 +364,4 @@ def comparison_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append(f"{key}: listed twice")
         else:
             pairs.append(tuple(pair))
-    if problems:
-        raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
-    return pairs
+    return pairs, problems

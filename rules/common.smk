@@ -260,7 +260,13 @@ def import_params(wildcards):
 
 
 def eval_params(wildcards):
-    return apc.canonical({"model": config["model"], "max_length": max_length(wildcards.task)})
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "max_length": max_length(wildcards.task),
+            "precision": config["evaluation"]["precision"],
+        }
+    )
 
 
 def tropical_params(wildcards):
@@ -273,6 +279,7 @@ def calibrate_params(wildcards):
             "model": config["model"],
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
+            "precision": config["evaluation"]["precision"],
         }
     )
 

@@ -463,34 +463,48 @@ class _Task(NamedTuple):
 
 class _TaskPredictions:
     """The predictions of one ``(model, task)`` on one split, as integer arrays: the example ids of
-    the first state seen (sorted), its ``labels``, and per ``(scope, lam, method, p, seed)`` the
-    predictions aligned with them. Every state added must cover the same ids with the same labels."""
+    the first state added (sorted), its ``labels``, and per ``(scope, lam, method, p, seed)`` the
+    predictions aligned with them. Every state added must cover the same ids with the same labels.
+
+    States usually list their examples in one order (the evaluation's): a state whose ids come in
+    the first state's order reuses its sorting permutation, so only the first one is sorted."""
 
     def __init__(self) -> None:
-        self.ids = self.labels = self.first = None
+        self.ids = self.labels = self.first = self.raw_ids = self.order = None
         self.preds: dict[tuple, np.ndarray] = {}
 
-    def add(self, key: tuple, state: str, ids: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> None:
-        """``ids``, ``labels``, ``preds`` of one state, sorted by id."""
+    def add(self, key: tuple, state: str, ids: pl.Series, labels: np.ndarray, preds: np.ndarray) -> None:
+        """One state: ``ids`` (a polars Series, compared without making Python strings), ``labels``,
+        ``preds`` in the same (any) order."""
         if key in self.preds:
             raise ValueError(f"predictions of state {state} are given twice")
-        if self.ids is None:
-            if len(np.unique(ids)) != len(ids):
-                raise ValueError(f"predictions of state {state} repeat example ids")
-            self.ids, self.labels, self.first = ids, labels.astype(np.int64), state
-        elif len(ids) != len(self.ids) or not np.array_equal(ids, self.ids):
-            missing = sorted(set(self.ids) - set(ids))[:3]
-            extra = sorted(set(ids) - set(self.ids))[:3]
-            raise ValueError(
-                f"predictions of state {state} cover other examples than {self.first} "
-                f"(missing e.g. {missing}, extra e.g. {extra}); the comparison pairs examples"
-            )
-        elif not np.array_equal(labels, self.labels):
+        if self.raw_ids is not None and ids.len() == self.raw_ids.len() and ids.equals(self.raw_ids):
+            order = self.order  # the first state's order: the same permutation sorts it
+        else:
+            order = ids.arg_sort().to_numpy()
+            ids = ids.gather(order)
+            if self.ids is None:
+                if ids.n_unique() != ids.len():
+                    raise ValueError(f"predictions of state {state} repeat example ids")
+                self.ids, self.labels, self.first = ids, labels[order].astype(np.int64), state
+                self.raw_ids, self.order = ids.gather(np.argsort(order)), order
+            elif ids.len() != self.ids.len() and ids.n_unique() != ids.len():
+                raise ValueError(f"predictions of state {state} repeat example ids (is the state given twice?)")
+            elif ids.len() != self.ids.len() or not ids.equals(self.ids):
+                missing = sorted(set(self.ids.to_list()) - set(ids.to_list()))[:3]
+                extra = sorted(set(ids.to_list()) - set(self.ids.to_list()))[:3]
+                raise ValueError(
+                    f"predictions of state {state} cover other examples than {self.first} "
+                    f"(missing e.g. {missing}, extra e.g. {extra}); the comparison pairs examples"
+                )
+        if not np.array_equal(labels[order], self.labels):
             raise ValueError(f"predictions of state {state}: labels differ from those of {self.first}")
+        preds = preds[order]
         self.preds[key] = preds.astype(np.int16 if preds.size and preds.max() < 2**15 else np.int64)
 
 
 _KEYS = ["model", "task", "scope", "lam", "method", "p", "seed"]
+_ONE_STATE = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).first()).all() for k in _KEYS])
 
 
 def _add_frame(tasks: dict, df: pl.DataFrame, split: str) -> None:
@@ -499,17 +513,17 @@ def _add_frame(tasks: dict, df: pl.DataFrame, split: str) -> None:
     df = df.filter(pl.col("split") == split)
     if not df.height:
         return
-    if df.select(pl.struct(_KEYS).n_unique()).item() == 1:  # one state: a pipeline's prediction file
-        parts = {tuple(df.select(_KEYS).row(0)): df.sort("id")}
+    if df.select(_ONE_STATE).item():  # one state: a pipeline's prediction file
+        parts = {tuple(df.select(_KEYS).row(0)): df}
     else:
-        parts = df.sort([*_KEYS, "id"]).partition_by(_KEYS, as_dict=True, maintain_order=True)
+        parts = df.partition_by(_KEYS, as_dict=True, maintain_order=True)
     for key, part in parts.items():
         model, task, scope, lam, method, p, seed = key
         state = _state_name(model, task, seed, lam, scope, method, p, split)
         tasks.setdefault((model, task), _TaskPredictions()).add(
             (scope, lam, method, p, seed),
             state,
-            part["id"].to_numpy(),
+            part["id"],
             part["label"].to_numpy(),
             part["prediction"].to_numpy(),
         )
@@ -518,7 +532,8 @@ def _add_frame(tasks: dict, df: pl.DataFrame, split: str) -> None:
 def _collect_predictions(predictions, split: str) -> dict:
     """``{(model, task): _TaskPredictions}`` from a frame with :data:`PREDICTIONS_SCHEMA`, or from a
     sequence of prediction files (read one at a time, checked as by :func:`read_predictions`; only
-    integer arrays are kept, so memory grows with states × examples, not with the files' text)."""
+    integer arrays and one id column per task are kept, so memory grows with states × examples, not
+    with the files' text)."""
     tasks: dict = {}
     if isinstance(predictions, pl.DataFrame):
         _add_frame(tasks, predictions, split)
@@ -526,8 +541,15 @@ def _collect_predictions(predictions, split: str) -> dict:
     paths = list(predictions)
     if not paths:
         raise ValueError("no prediction files to read")
+    schema = pl.Schema(PREDICTIONS_SCHEMA)
     for path in paths:
-        df = read_parquet(path, required_columns=PREDICTIONS_SCHEMA).select(list(PREDICTIONS_SCHEMA))
+        try:  # the fast path: one thread per small file (polars' thread pool costs more than it saves)
+            df = pl.read_parquet(path, columns=list(PREDICTIONS_SCHEMA), parallel="none")
+            ok = df.schema == schema
+        except Exception:  # noqa: BLE001 - read_predictions names the file and the problem
+            ok = False
+        if not ok:
+            df = read_predictions([path])
         _add_frame(tasks, df, split)
     return tasks
 
@@ -559,7 +581,7 @@ def _load_task(model, task, pairs, pruned, full, preds: _TaskPredictions | None,
     for scope, lam, p, method, seed in scores:
         seeds.setdefault((scope, lam, p, method), []).append(seed)
     seed_list = sorted(seeds[needed[0]])
-    n = 0 if preds is None or preds.ids is None else len(preds.ids)
+    n = 0 if preds is None or preds.ids is None else preds.ids.len()
     arr = np.empty((len(needed), len(seed_list), n), dtype=np.int16 if n_labels < 2**15 else np.int64)
     for k, (scope, lam, p, method) in enumerate(needed):
         if sorted(seeds[(scope, lam, p, method)]) != seed_list:
@@ -1032,7 +1054,8 @@ def write_comparison(
         f"metric (test split); [lo, hi] is a percentile {pct} % CI from a paired bootstrap over seeds and test "
         f"examples ({resamples} resamples per task; each draws the seeds and the test examples with replacement, the "
         f"same examples for every seed, state and method). `*` = the CI excludes 0. p = two-sided bootstrap p-value "
-        f"from the same resamples; Holm and BH = p adjusted (Holm; Benjamini–Hochberg) within the family of one task "
+        f"from the same resamples (at least 2/(B + 1) = {2 / (resamples + 1):.2g}); Holm and BH = p adjusted "
+        f"(Holm; Benjamini–Hochberg) within the family of one task "
         f"and pair: all its scopes, λ and p except floor states. sd = std over seeds of the paired per-seed Δ. floor = "
         f"both methods sit at the task's floor (each predicts one class in every seed, or scores at most the "
         f"majority-class score + {floor_fraction:g} × (FM − that score)); floor states are left out of the families "
@@ -1155,7 +1178,8 @@ def write_verdicts(
             "seeds of target − reference, test split, primary metric), ×100 (points). CIs from a hierarchical paired",
             f"bootstrap ({resamples} resamples per task: seeds, then test examples, one example draw shared by every",
             f"seed, state and method, so the p states of a resample share it): {pct} % percentile CI, p = two-sided",
-            f"bootstrap p-value, {pct_eq} % CI for equivalence. Verdict: **equivalent within ±{margin}** when the",
+            f"bootstrap p-value (at least 2/(B + 1) = {2 / (resamples + 1):.2g}), {pct_eq} % CI for equivalence.",
+            f"Verdict: **equivalent within ±{margin}** when the",
             f"{pct_eq} % CI lies inside ±{margin} points (TOST at {100 * (1 - level):g} %; report.equivalence_margin),",
             f"else **better** / **worse** when the {pct} % CI lies above / below 0, else **inconclusive**. An",
             f"equivalent cell may still have p < {1 - level:g}: a difference smaller than the margin. sd paired = std",

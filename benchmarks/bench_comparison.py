@@ -5,7 +5,7 @@ writers) on synthetic results and prediction files of the full comparison study'
 task plus CN and CB on rotten_tomatoes), with 8 methods and the 13 default pairs
 (``config.default_comparisons``), 1000 resamples. One Parquet file per state and seed, as the
 pipeline writes them (test rows only). Scores are those of the synthetic predictions, so
-``compare``'s checks run as in the pipeline. Prints the wall time of each step and the peak RSS.
+``compare``'s checks run as in the pipeline. Prints the wall (and CPU) time of each step and the peak RSS.
 Run it as the rule runs, on one BLAS thread:
 ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_comparison.py [--tasks meld snli ...]
 [--resamples 1000] [--dir FOLDER]``
@@ -97,9 +97,9 @@ def main() -> None:
             f"synthetic run: {len(args.tasks)} tasks, {len(files):,} prediction files ({size:,.0f} MiB), "
             f"{len(pairs)} pairs ({time.perf_counter() - t0:.0f} s to write)"
         )
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = comparison.compare(results, files, pairs=pairs, resamples=args.resamples, seed=0)
-        t_compare = time.perf_counter() - t
+        t_compare, c_compare = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
         out_files = {ext: Path(tmp) / f"comparison.{ext}" for ext in ("md", "csv", "tex")}
         comparison.write_comparison(out.states, comparison.win_counts(out.states), out_files, resamples=args.resamples)
@@ -107,7 +107,7 @@ def main() -> None:
         comparison.write_verdicts(out.verdicts, vfiles, resamples=args.resamples)
         t_write = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"compare (reading the files, checks, bootstrap): {t_compare:.1f} s ")
+    print(f"compare (reading the files, checks, bootstrap): {t_compare:.1f} s wall, {c_compare:.1f} s CPU")
     print(f"  {out.states.height:,} state rows, {out.verdicts.height} verdict rows")
     print(f"write_comparison + write_verdicts: {t_write:.1f} s")
     print(f"peak RSS: {rss:,.0f} MiB")

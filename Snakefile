@@ -32,6 +32,8 @@ rule all:
         rules.aggregate.output,
         rules.report_tables.output,
         rules.report_comparison.output,
+        rules.report_convergence.output,
+        rules.figure_convergence.output,
         rules.figure_objective.output,
         rules.figure_zonotope.output,
         rules.figure_score_vs_retained.output,

@@ -300,6 +300,8 @@ localrules:
     aggregate,
     report_tables,
     report_comparison,
+    report_convergence,
+    figure_convergence,
     figure_objective,
     figure_zonotope,
     figure_score_vs_retained,

@@ -109,6 +109,55 @@ rule report_comparison:
         "../scripts/report_comparison.py"
 
 
+rule report_convergence:
+    """Did training converge? Per task the full model's validation score by step (mean over seeds), the
+    seeds whose best step is the last validation (still improving), and the full model's test score
+    beside the paper's and the majority class's (Markdown, CSV; the curves for the figure)."""
+    input:
+        adapters=per_seed(f"{SEED_DIR}/adapter"),
+        results=rules.aggregate.output[0],
+        train=expand(data_file("train"), task=TASKS),
+        test=expand(data_file("test"), task=TASKS),
+    output:
+        md=report(f"{R}/summary/convergence.md", caption="../report/convergence.rst", category="Tables"),
+        csv=f"{R}/summary/convergence.csv",
+        curves=f"{R}/summary/convergence_curves.csv",
+    log:
+        "logs/report_convergence.log",
+    benchmark:
+        "logs/benchmarks/report_convergence.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        runs=[[task, seed] for task in TASKS for seed in seeds_for(task)],
+        tasks=TASKS,
+        code=code_hash("report_convergence.py"),
+    script:
+        "../scripts/report_convergence.py"
+
+
+rule figure_convergence:
+    """The full model's validation score against the training step, per task and seed (mean in bold)."""
+    input:
+        rules.report_convergence.output.curves,
+    output:
+        **figure_files("convergence", category="Tables"),
+    log:
+        "logs/figures/convergence.log",
+    benchmark:
+        "logs/benchmarks/figures/convergence.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        code=code_hash("figure_convergence.py"),
+    script:
+        "../scripts/figure_convergence.py"
+
+
 rule figure_objective:
     """Fig. 1: the objective of Eq. 2 against the solver iteration, per layer (λ = report.table_lam)."""
     input:

@@ -113,6 +113,12 @@ def test_tiny_run_outputs(tiny_run):
     t1 = (summary / "table1.md").read_text()
     assert "Combined" in t1 and "rotten_tomatoes" in t1 and "trec" in t1
     assert "T-CN" in (summary / "table2.md").read_text()
+    convergence = pl.read_csv(summary / "convergence.csv")
+    assert sorted(convergence["task"].to_list()) == ["rotten_tomatoes", "trec"]
+    assert (convergence["steps"] == 12).all() and (convergence["seeds"] == 1).all()
+    assert "majority" in (summary / "convergence.md").read_text()
+    for ext in ("png", "svg"):
+        assert (summary / "figures" / f"convergence.{ext}").stat().st_size > 1000
 
 
 def test_standard_prunes_as_many_as_tropical(tiny_run):

@@ -34,6 +34,8 @@ def test_dry_run_default_config(tmp_path, shared_data):
         "aggregate": 1,
         "report_tables": 1,
         "report_comparison": 1,
+        "report_convergence": 1,
+        "figure_convergence": 1,
         "figure_objective": 1,
         "figure_zonotope": 1,
         "figure_score_vs_retained": 1,

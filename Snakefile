@@ -38,7 +38,7 @@ rule all:
         rules.figure_zonotope.output,
         rules.figure_score_vs_retained.output,
         expand(rules.figure_methods.output, task=TASKS),
-        expand(rules.figure_delta.output, task=TASKS),
+        expand(rules.figure_delta.output, task=TASKS) if PAIRS else [],
 
 
 onsuccess:

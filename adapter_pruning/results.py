@@ -10,6 +10,9 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   ``p`` (requested pruning percentage; 0 for ``full``);
 * ``retained = 1 − n_pruned / n_params``; ``n_params`` counts every adapter weight and bias (the
   head is never pruned and not counted); ``n_pruned`` the parameters set to zero;
+* ``dense_bytes``: size of the state's ``adapter.safetensors`` (what ``load_adapter`` reads);
+  ``compact_bytes``: size of its ``adapter.compact.safetensors`` (:mod:`adapter_pruning.compact`;
+  null for ``full``, which has no compact file);
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
@@ -50,6 +53,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "retained": pl.Float64,
     "n_params": pl.Int64,
     "n_pruned": pl.Int64,
+    "dense_bytes": pl.Int64,
+    "compact_bytes": pl.Int64,
     "split": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
@@ -126,6 +131,8 @@ def score_frame(
     jaccard_standard: float | None = None,
     pruned_outside_standard: float | None = None,
     lam: float | None = None,
+    dense_bytes: int | None = None,
+    compact_bytes: int | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
     ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
@@ -137,6 +144,8 @@ def score_frame(
             "retained": 1.0 - n_pruned / n_params,
             "n_params": int(n_params),
             "n_pruned": int(n_pruned),
+            "dense_bytes": dense_bytes,
+            "compact_bytes": compact_bytes,
             "split": split,
             "metric": metric,
             "score": float(value),

@@ -68,8 +68,10 @@ EXPECTED = {
     "adapter_pruning/stages/solve.py": SOLVE,
     "adapter_pruning/results.py": EVALUATE,
     "adapter_pruning/stages/evaluate.py": EVALUATE,
-    # pruning loads no model: its closure is masks, artifacts and io; its new states are rescored
+    # pruning loads no model: its closure is masks, artifacts, compact and io; its new states are rescored
     "adapter_pruning/stages/prune.py": {"prune", "evaluate"} | REPORTS,
+    # the compact file is written by the prune stage only (and checked by aggregate's verifier)
+    "adapter_pruning/compact.py": {"prune", "evaluate"} | REPORTS,
     # import_adapter runs only for tasks under `adapters:`, calibrate only for the activation
     # baseline; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),

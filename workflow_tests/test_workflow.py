@@ -13,7 +13,7 @@ import yaml
 from helpers import REPO, job_counts, run_snakemake, write_config
 from safetensors.torch import load_file
 
-from adapter_pruning import masks
+from adapter_pruning import compact, masks
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,8 @@ def test_tiny_run_outputs(tiny_run):
         "retained",
         "n_params",
         "n_pruned",
+        "dense_bytes",
+        "compact_bytes",
         "split",
         "metric",
         "score",
@@ -161,6 +163,13 @@ def test_retained_matches_zeros_in_saved_adapter(tiny_run):
         assert n == row["n_params"]
         assert zeros == row["n_pruned"], d
         assert abs((1 - zeros / n) - row["retained"]) < 1e-12
+        # the compact file beside it holds exactly the same tensors; the row gives both sizes
+        back = compact.load(d / compact.COMPACT_FILE)
+        assert sorted(back) == sorted(state)
+        for k, t in state.items():
+            assert back[k].dtype == t.dtype and torch.equal(back[k].view(torch.uint8), t.view(torch.uint8)), k
+        assert row["dense_bytes"] == (d / "adapter.safetensors").stat().st_size
+        assert row["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
         # the head is saved untouched next to it
         head = load_file(d / "model_head.safetensors")
         orig = load_file(d.parents[3] / "adapter" / "model_head.safetensors")

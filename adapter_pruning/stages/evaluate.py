@@ -63,13 +63,23 @@ def score_splits(
 
 def _state_of(ids: Mapping, state_dir, layers) -> dict:
     """What the score rows say about one state: the full model (no ``prune.json``: method ``full``,
-    p = 0, no scope or λ, every adapter parameter kept) or a pruned one (from its ``prune.json``)."""
+    p = 0, no scope or λ, every adapter parameter kept, no compact file) or a pruned one (from its
+    ``prune.json``)."""
     from .. import artifacts
 
     info = artifacts.read_pruned_info(state_dir)
     if info is None:
         n_params = sum(layer.n_params for layer in layers)
-        return {"lam": None, "scope": None, "method": "full", "p": 0.0, "n_params": n_params, "n_pruned": 0}
+        dense_bytes = (Path(state_dir) / "adapter.safetensors").stat().st_size
+        return {
+            "lam": None,
+            "scope": None,
+            "method": "full",
+            "p": 0.0,
+            "n_params": n_params,
+            "n_pruned": 0,
+            "dense_bytes": dense_bytes,
+        }
     for key in ("model", "task", "seed"):
         if str(info[key]) != str(ids[key]):
             raise ValueError(f"{state_dir}/prune.json: {key} = {info[key]!r}, but this job scores {key} {ids[key]!r}")
@@ -82,6 +92,8 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
         "n_pruned": info["n_pruned"],
         "jaccard_standard": info["jaccard_standard"],
         "pruned_outside_standard": info["pruned_outside_standard"],
+        "dense_bytes": info.get("dense_bytes"),
+        "compact_bytes": info.get("compact_bytes"),
     }
 
 
@@ -177,6 +189,8 @@ def evaluate_states(
             jaccard_standard=st.get("jaccard_standard"),
             pruned_outside_standard=st.get("pruned_outside_standard"),
             lam=st["lam"],
+            dense_bytes=st["dense_bytes"],
+            compact_bytes=st.get("compact_bytes"),
         )
         write_parquet(
             results.predictions_frame(

@@ -25,10 +25,13 @@
 * **dense small adapter** (``.../dense_small/r<width>/``) = an adapter directory trained at bottleneck
   width ``r'`` plus ``metrics.json`` and ``dense_small.json`` (its width and parameter count, the
   full-width adapter's, its retained share and ``p``). :func:`read_dense_small_info`.
-* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
-  of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
-  ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
-  (:func:`copy_adapter_with`). :func:`write_pruned` / :func:`read_pruned_info` / :func:`verify_pruned`.
+* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics, the sha256
+  of ``adapter.safetensors`` and of the compact file, and both files' sizes): the trained adapter's
+  folder copied byte for byte, except ``adapter.safetensors``, rewritten with the same keys, dtypes and
+  metadata and the pruned values (:func:`copy_adapter_with`), plus ``adapter.compact.safetensors``, the
+  same tensors in :mod:`adapter_pruning.compact`'s lossless format (written and checked by rule
+  ``prune``, :mod:`adapter_pruning.stages.prune`). :func:`write_pruned` / :func:`read_pruned_info` /
+  :func:`verify_pruned`.
 
 Every write is atomic (``adapter_pruning.io``); every reader raises
 :class:`~adapter_pruning.io.CorruptFileError` naming the file when it is unreadable or inconsistent.
@@ -279,13 +282,14 @@ def read_calibration(statistic: str, path, layers) -> list:
     return readers[statistic](path, layers)
 
 
-def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:
+def write_pruned(out_dir, save_adapter: Callable[[Path], Mapping | None], info: Mapping) -> dict:
     """Write a pruned adapter directory atomically: ``save_adapter(tmp_dir)`` writes the AdapterHub
-    files (e.g. :func:`copy_adapter_with`), then ``prune.json`` = ``info`` plus ``adapter_sha256``.
-    Returns the written info."""
+    files (e.g. :func:`copy_adapter_with`, then :func:`compact.write_beside`) and may return more
+    keys for ``prune.json`` (e.g. the files' sizes); ``prune.json`` = ``info`` plus those plus
+    ``adapter_sha256``. Returns the written info."""
     info = dict(info)
     with atomic_dir(out_dir) as tmp:
-        save_adapter(Path(tmp))
+        info.update(save_adapter(Path(tmp)) or {})
         info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
         write_json(info, Path(tmp) / "prune.json")
     return info
@@ -305,7 +309,8 @@ def read_dense_small_info(state_dir) -> dict | None:
 
 
 def verify_pruned(pruned_dir) -> dict:
-    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros.
+    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros (the
+    compact file beside it: :func:`compact.verify_beside`).
 
     Returns the prune info; raises :class:`~adapter_pruning.io.CorruptFileError` naming the file.
     """

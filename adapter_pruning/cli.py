@@ -33,13 +33,17 @@ with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
 
     adapter_config.json          copied unchanged
     adapter.safetensors          the pruned weights, same format and file name as the input's
-      | pytorch_adapter.bin      (every other tensor of the input file is kept unchanged)
+      | pytorch_adapter.bin      (every other tensor of the input file is kept unchanged)   [dense, both]
+    adapter.compact.safetensors  the same tensors, compact and lossless (adapter_pruning.compact)  [compact, both]
     head_config.json, model_head.safetensors | pytorch_model_head.bin   copied when present
-    prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask
+    prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask   [dense, both]
     prune.json                   counts, retained share, mask diagnostics and slack, solver summary, λ,
-                                 calibration, sha256, scores
+                                 calibration, sha256, file sizes, scores
 
 plus ``OUT/summary.json`` (one row per output, and the unpruned score with ``--evaluate``).
+``--format`` picks the weight files: ``both`` (default: the folder loads with plain ``load_adapter``
+as before, and the compact file beside it is what to ship or store), ``dense`` or ``compact`` (the
+smallest folder; ``adapter_pruning.compact.expand`` or ``.load_adapter`` rebuild and load it).
 An existing ``OUT/<method>/p<p>`` is replaced only when it holds a ``prune.json``.
 
 Exit status: 0 success; 2 command-line usage error (argparse); 1 input error (missing directory or
@@ -74,7 +78,8 @@ from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     check_not_all_zero,
     read_adapter_dir,
 )
-from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_PRECISION, DEFAULT_STEPS, DEFAULT_TOL, PRECISIONS
+from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
+from .precision import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
     "AdapterSource",
@@ -92,10 +97,14 @@ log = logging.getLogger("adapter_pruning.cli")
 PROG = "adapter-prune"
 #: Weight files of a saved adapter, in order of preference (``adapters`` prefers safetensors too).
 MASK_FILE = "prune_mask.safetensors"
+#: The compact weight file (``adapter_pruning.compact.COMPACT_FILE``; kept torch-free here).
+COMPACT_FILE = "adapter.compact.safetensors"
 #: Method names: the registry ``adapter_pruning.methods`` (torch-free, so that ``--help`` is fast).
 METHODS = tuple(_registry.names())
 SCOPES = ("CU", "CB", "CN")
 SOLVERS = ("fast", "algorithm1")
+#: ``--format``: which weight files each output holds (the dense one, the compact one, or both).
+FORMATS = ("dense", "compact", "both")
 SPLITS = ("train", "validation", "test")
 _REPO = Path(__file__).resolve().parents[1]
 #: Default ``--data-mirror``: ``../shared/data`` beside the repository, when it exists.
@@ -241,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=256,
         metavar="N",
         help="calibration examples: a sample of N training examples drawn with --seed (all when fewer)",
+    )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="both",
+        help="weight files of each output: 'dense' (the input's format with real zeros; loads with plain "
+        "load_adapter), 'compact' (adapter.compact.safetensors only: lossless, a fraction of the size; "
+        "adapter_pruning.compact.expand rebuilds the dense folder) or 'both'",
     )
     solver = ap.add_argument_group("tropical solver (paper Eq. 2)")
     solver.add_argument(
@@ -459,24 +476,30 @@ def _save_weights(state: dict, path: Path) -> None:
         torch.save(state, str(path))
 
 
-def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> dict:
+def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path, fmt: str = "both") -> dict:
     """Write the pruned adapter (AdapterHub format) and its masks into the directory ``dest``.
 
     The input's weight file is rewritten with the pruned tensors in place of the adapter's four
     tensors per layer (dtypes kept; every other tensor unchanged), under the same file name and
     format; ``adapter_config.json`` and the head files are copied. The written file is read back
-    and checked: every masked entry is zero.
+    and checked: every masked entry is zero. With ``fmt`` ``compact`` or ``both`` the compact file
+    (:mod:`adapter_pruning.compact`) is written too and checked to decode to exactly those tensors;
+    for ``compact`` the caller removes the dense files afterwards (:func:`_keep_format`).
 
-    Returns ``{"n_zero": zeros in the adapter's tensors of the written file, "adapter_sha256": ...}``.
+    Returns ``{"n_zero": zeros in the adapter's tensors of the written file, "adapter_sha256",
+    "dense_bytes", "compact_bytes", "compact_sha256"}`` (the last two None for ``dense``).
     """
     import torch
 
-    from . import masks
+    from . import compact, masks
     from .io import sha256_file
 
     new = masks.layers_to_state_dict(pruned_layers)
     state = {k: (new[k].to(v.dtype) if k in new else v).contiguous() for k, v in src.state.items()}
     _save_weights(state, dest / src.weights_file)
+    sizes = {"dense_bytes": (dest / src.weights_file).stat().st_size, "compact_bytes": None, "compact_sha256": None}
+    if fmt != "dense":
+        sizes.update(compact.write_beside(dest))
     mask_state = masks.layers_to_state_dict(
         [masks.AdapterLayer(prefix=m.prefix, A=m.A, B=m.B, up_bias=m.up_bias) for m in layer_masks]
     )
@@ -494,7 +517,18 @@ def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> 
                     f"{dest / src.weights_file}: {lay.prefix}: pruned entries are not zero after writing"
                 )
             n_zero += int((t == 0).sum())
-    return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file)}
+    return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file), **sizes}
+
+
+def _keep_format(dest: Path, src: AdapterSource, fmt: str, info: dict) -> None:
+    """For ``--format compact``: remove the dense weight file and the mask file from ``dest`` (both
+    were needed for the checks and ``--evaluate``; the compact file holds the same tensors) and say
+    so in ``info``."""
+    if fmt != "compact":
+        return
+    for name in (src.weights_file, MASK_FILE):
+        (dest / name).unlink()
+    info.update(weights_file=None, mask_file=None, adapter_sha256=None)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -796,7 +830,17 @@ def run(args: argparse.Namespace) -> list[dict]:
     if evaluator is not None:
         log.info("scoring the unpruned adapter on %s/%s (%d examples)", args.evaluate, args.split, df.height)
         full_scores = evaluator.score(src.path, src.name)
-        rows.append({"method": "full", "p": 0.0, "retained": 1.0, "dir": str(src.path), "scores": full_scores})
+        rows.append(
+            {
+                "method": "full",
+                "p": 0.0,
+                "retained": 1.0,
+                "dense_bytes": (src.path / src.weights_file).stat().st_size,
+                "compact_bytes": None,
+                "dir": str(src.path),
+                "scores": full_scores,
+            }
+        )
 
     inputs = _registry.PruneInputs(layers=layers, optimized=optimized, seed=args.seed, calibration=calibration)
     rankings: dict[str, Any] = {}
@@ -827,12 +871,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             "pruned_outside_standard": agreement["pruned_outside"],
             "slack": got.slack,
             "layers": counts,
+            "format": args.format,
             "weights_file": src.weights_file,
             "mask_file": MASK_FILE,
+            "compact_file": None if args.format == "dense" else COMPACT_FILE,
         }
         target = targets[(method, p)]
         with atomic_dir(target) as tmp:
-            info.update(write_pruned(src, pruned, chosen, Path(tmp)))
+            info.update(write_pruned(src, pruned, chosen, Path(tmp), args.format))
             if evaluator is not None:
                 info["evaluation"] = {
                     "task": args.evaluate,
@@ -841,6 +887,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "scores": evaluator.score(Path(tmp), src.name),
                     "unpruned_scores": full_scores,
                 }
+            _keep_format(Path(tmp), src, args.format, info)
             write_json(info, Path(tmp) / "prune.json")
         row = {
             "method": method,
@@ -848,6 +895,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             "retained": info["retained"],
             "n_pruned": n_pruned,
             "n_params": n_params,
+            "dense_bytes": info["dense_bytes"],
+            "compact_bytes": info["compact_bytes"],
             "dir": str(target),
         }
         if evaluator is not None:
@@ -878,11 +927,15 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _print_table(rows: list[dict], metric: str | None) -> None:
-    head = f"{'method':<12} {'p':>6} {'retained %':>10}" + (f" {metric:>10}" if metric else "") + "  output"
-    print(head)
+    def size(n):
+        return f"{n:>13,}" if n is not None else f"{'-':>13}"
+
+    head = f"{'method':<12} {'p':>6} {'retained %':>10} {'dense bytes':>13} {'compact bytes':>13}"
+    print(head + (f" {metric:>10}" if metric else "") + "  output")
     for r in rows:
         score = f" {100 * r['scores'][metric]:>10.2f}" if metric else ""
-        print(f"{r['method']:<12} {r['p']:>6g} {100 * r['retained']:>10.2f}{score}  {r['dir']}")
+        sizes = f"{size(r['dense_bytes'])} {size(r['compact_bytes'])}"
+        print(f"{r['method']:<12} {r['p']:>6g} {100 * r['retained']:>10.2f} {sizes}{score}  {r['dir']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

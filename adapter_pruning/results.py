@@ -14,6 +14,9 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   head is never pruned and not counted); ``n_pruned`` the parameters set to zero. A dense small
   adapter counts against the full-width adapter: ``n_params`` is the full adapter's count and
   ``n_pruned`` the parameters it does not have, so ``retained`` is its exact share;
+* ``dense_bytes``: size of the state's ``adapter.safetensors`` (what ``load_adapter`` reads);
+  ``compact_bytes``: size of its ``adapter.compact.safetensors`` (:mod:`adapter_pruning.compact`;
+  null for ``full`` and ``dense_small``, which have no compact file);
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
@@ -60,6 +63,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "retained": pl.Float64,
     "n_params": pl.Int64,
     "n_pruned": pl.Int64,
+    "dense_bytes": pl.Int64,
+    "compact_bytes": pl.Int64,
     "split": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
@@ -140,6 +145,8 @@ def score_frame(
     slack: int | None = None,
     width: int | None = None,
     lam: float | None = None,
+    dense_bytes: int | None = None,
+    compact_bytes: int | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
     ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
@@ -151,6 +158,8 @@ def score_frame(
             "retained": 1.0 - n_pruned / n_params,
             "n_params": int(n_params),
             "n_pruned": int(n_pruned),
+            "dense_bytes": dense_bytes,
+            "compact_bytes": compact_bytes,
             "split": split,
             "metric": metric,
             "score": float(value),

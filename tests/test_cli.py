@@ -118,6 +118,14 @@ def check_round_trip(model_dir, src: Path, out: Path, method: str, p: float, *, 
     assert per_layer == [layer["n_pruned"] for layer in info["layers"]]
     layers = masks.extract_layers(model, name)
     assert [layer.prefix for layer in layers] == [layer["layer"] for layer in info["layers"]]
+    # --format both (the default): the compact file beside, the same tensors bit for bit, sizes recorded
+    from adapter_pruning import compact
+
+    assert info["format"] == "both" and info["compact_file"] == compact.COMPACT_FILE
+    assert info["dense_bytes"] == (d / info["weights_file"]).stat().st_size
+    assert info["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
+    assert info["compact_sha256"] == sha256_file(d / compact.COMPACT_FILE)
+    compact.verify_beside(d, info)
     return info
 
 
@@ -327,6 +335,43 @@ def test_calibration_methods(tiny_model_dir, tmp_path, shared_data, capsys):
     )
 
 
+def test_format_dense_compact_both(tiny_model_dir, tmp_path, shared_data, capsys):
+    """--format dense writes no compact file; --format compact writes no dense weights nor mask, and
+    expand rebuilds exactly the dense folder --format both wrote (scores equal: --evaluate scored the
+    same tensors); the printed table and summary.json give both sizes."""
+    from adapter_pruning import compact
+
+    src = train_and_save(tiny_model_dir, tmp_path / "a", "seq_bn", reduction_factor=2, steps=2)
+    common = ["--model", tiny_model_dir, "--p", 90, "--evaluate", "rotten_tomatoes", "--split", "test"]
+    common += ["--max-examples", 24, "--data-mirror", shared_data]
+    outs = {}
+    for fmt in ("dense", "compact", "both"):
+        outs[fmt] = tmp_path / fmt
+        assert cli.main([str(a) for a in [src, *common, "--format", fmt, "--out", outs[fmt]]]) == 0
+        printed = capsys.readouterr().out
+        assert "dense bytes" in printed.splitlines()[0] and "compact bytes" in printed.splitlines()[0]
+    files = {fmt: {f.name for f in (outs[fmt] / "tropical" / "p90").iterdir()} for fmt in outs}
+    common_files = {"adapter_config.json", "head_config.json", "model_head.safetensors", "prune.json"}
+    assert files["dense"] == common_files | {"adapter.safetensors", "prune_mask.safetensors"}
+    assert files["compact"] == common_files | {compact.COMPACT_FILE}
+    assert files["both"] == files["dense"] | files["compact"]
+    info = {fmt: json.loads((outs[fmt] / "tropical" / "p90" / "prune.json").read_text()) for fmt in outs}
+    assert info["dense"]["compact_bytes"] is None and info["dense"]["compact_file"] is None
+    assert info["compact"]["weights_file"] is None and info["compact"]["adapter_sha256"] is None
+    assert info["compact"]["compact_bytes"] == info["both"]["compact_bytes"] < info["both"]["dense_bytes"]
+    assert info["compact"]["evaluation"]["scores"] == info["both"]["evaluation"]["scores"]
+    d = outs["compact"] / "tropical" / "p90"
+    assert (d / compact.COMPACT_FILE).read_bytes() == (
+        outs["both"] / "tropical" / "p90" / compact.COMPACT_FILE
+    ).read_bytes()
+    rebuilt = compact.expand(d, tmp_path / "rebuilt")
+    both = outs["both"] / "tropical" / "p90"
+    assert (rebuilt / "adapter.safetensors").read_bytes() == (both / "adapter.safetensors").read_bytes()
+    rows = json.loads((outs["compact"] / "summary.json").read_text())["results"]
+    assert rows[0]["dense_bytes"] == (src / "adapter.safetensors").stat().st_size and rows[0]["compact_bytes"] is None
+    assert rows[1]["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -489,3 +534,6 @@ def test_choices_match_the_package():
 
     assert cli.METHODS == tuple(methods.names()) and cli.SCOPES == masks.SCOPES and cli.SOLVERS == tropical.METHODS
     assert cli.SPLITS == data.SPLITS
+    from adapter_pruning import compact
+
+    assert cli.COMPACT_FILE == compact.COMPACT_FILE

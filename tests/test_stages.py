@@ -128,7 +128,7 @@ def test_pruned_folder_is_the_adapter_folder_with_masked_weights(trained, pruned
     root, _ = trained
     src, dst = root / "adapter", root / "sweep" / "p90"
     files = {f.name for f in src.iterdir() if not f.name.startswith(".")}
-    assert {f.name for f in dst.iterdir()} == files | {"prune.json"}
+    assert {f.name for f in dst.iterdir()} == files | {"prune.json", "adapter.compact.safetensors"}
     for name in files - {"adapter.safetensors"}:
         assert (src / name).read_bytes() == (dst / name).read_bytes(), name
     with safe_open(str(src / "adapter.safetensors"), "pt") as a, safe_open(str(dst / "adapter.safetensors"), "pt") as b:
@@ -198,7 +198,9 @@ def _old_way(trained, tiny_model_dir, p):
         lam=0.5,
     )
     pred = results.predictions_frame(IDS, predictions, lam=0.5, scope="CU", method="tropical", p=p)
-    return frame, pred
+    sizes = json.loads((root / "sweep" / f"p{p:g}" / "prune.json").read_text())  # file sizes: the saved state's
+    frame = frame.with_columns(pl.lit(sizes["dense_bytes"], dtype=pl.Int64).alias("dense_bytes"))
+    return frame.with_columns(pl.lit(sizes["compact_bytes"], dtype=pl.Int64).alias("compact_bytes")), pred
 
 
 def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained, pruned, tiny_model_dir):
@@ -235,11 +237,16 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
     assert full["method"].unique().to_list() == ["full"] and full["p"].unique().to_list() == [0.0]
     assert full["lam"].null_count() == full["scope"].null_count() == full["jaccard_standard"].null_count() == 4
     assert (full["n_pruned"] == 0).all() and full["device"].unique().to_list() == ["cpu"]
+    assert full["dense_bytes"].unique().to_list() == [(root / "adapter" / "adapter.safetensors").stat().st_size]
+    assert full["compact_bytes"].null_count() == 4
     for p, info in zip(PS, pruned):
         frame = pl.read_parquet(root / "evN" / f"p{p:g}.parquet")
         pred = pl.read_parquet(root / "evN" / f"pred_p{p:g}.parquet")
         assert frame["n_pruned"].unique().to_list() == [info["n_pruned"]]
         assert frame["jaccard_standard"].unique().to_list() == [info["jaccard_standard"]]
+        state = root / "sweep" / f"p{p:g}"
+        assert frame["dense_bytes"].unique().to_list() == [(state / "adapter.safetensors").stat().st_size]
+        assert frame["compact_bytes"].unique().to_list() == [(state / "adapter.compact.safetensors").stat().st_size]
         old_frame, old_pred = _old_way(trained, tiny_model_dir, p)  # results identical to before the split
         assert frame.equals(old_frame) and pred.equals(old_pred)
         scores = frame.filter(pl.col("metric") == "accuracy")

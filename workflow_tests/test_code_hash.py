@@ -16,7 +16,14 @@ from helpers import REPO, job_counts, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-FIGURES = {"figure_objective", "figure_zonotope", "figure_score_vs_retained", "figure_methods", "figure_delta"}
+FIGURES = {
+    "figure_objective",
+    "figure_zonotope",
+    "figure_score_vs_retained",
+    "figure_methods",
+    "figure_delta",
+    "figure_convergence",
+}
 ALL = {
     "prepare_data",
     "train_adapter",
@@ -26,10 +33,13 @@ ALL = {
     "aggregate",
     "report_tables",
     "report_comparison",
+    "report_convergence",
 } | FIGURES
 # downstream of results.parquet (figure_delta draws comparison.csv)
 REPORTS = {"aggregate", "report_tables", "report_comparison", "figure_score_vs_retained", "figure_methods"} | {
-    "figure_delta"
+    "figure_delta",
+    "report_convergence",
+    "figure_convergence",
 }
 AFTER_TRAINING = ALL - {"prepare_data"}
 # A new solve reruns pruning and the scoring of every pruned state (rule evaluate, not for `full`).
@@ -49,7 +59,6 @@ EXPECTED = {
     "adapter_pruning/training.py": AFTER_TRAINING,
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
-    # the precision of training, calibration and scoring (and, through it, the defaults module)
     "adapter_pruning/precision.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
     # dense small adapters: not configured in the tiny run
@@ -57,17 +66,19 @@ EXPECTED = {
     "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,
     "adapter_pruning/tropical.py": SOLVE,
-    "adapter_pruning/defaults.py": AFTER_TRAINING,  # imported by precision, which training imports
+    "adapter_pruning/defaults.py": SOLVE,
     "adapter_pruning/stages/solve.py": SOLVE,
     "adapter_pruning/results.py": EVALUATE,
     "adapter_pruning/stages/evaluate.py": EVALUATE,
-    # pruning loads no model: its closure is masks, artifacts and io; its new states are rescored
+    # pruning loads no model: its closure is masks, artifacts, compact and io; its new states are rescored
     "adapter_pruning/stages/prune.py": {"prune", "evaluate"} | REPORTS,
     # the method registry: read by prune (and by Snakemake itself, which reruns nothing for it)
     **{
         f"adapter_pruning/methods/{name}.py": {"prune", "evaluate"} | REPORTS
         for name in ("__init__", "magnitude", "tropical", "random_baseline", "activation", "taylor", "sparsegpt")
     },
+    # the compact file is written by the prune stage only (and checked by aggregate's verifier)
+    "adapter_pruning/compact.py": {"prune", "evaluate"} | REPORTS,
     # import_adapter runs only for tasks under `adapters:`, calibrate only for the methods that need
     # data; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),
@@ -82,6 +93,8 @@ EXPECTED = {
     "adapter_pruning/figures/scores.py": {"figure_score_vs_retained"},
     "adapter_pruning/figures/methods.py": {"figure_methods"},
     "adapter_pruning/figures/delta.py": {"figure_delta"},
+    "adapter_pruning/figures/convergence.py": {"figure_convergence"},
+    "adapter_pruning/convergence.py": {"report_convergence", "figure_convergence"},
     # used by Snakemake itself, the command line or tests only: no job runs them
     "adapter_pruning/config.py": set(),
     "adapter_pruning/codehash.py": set(),

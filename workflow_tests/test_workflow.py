@@ -13,7 +13,7 @@ import yaml
 from helpers import REPO, job_counts, run_snakemake, write_config
 from safetensors.torch import load_file
 
-from adapter_pruning import masks
+from adapter_pruning import compact, masks
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,8 @@ def test_dry_run_default_config(tmp_path, shared_data):
         "aggregate": 1,
         "report_tables": 1,
         "report_comparison": 1,
+        "report_convergence": 1,
+        "figure_convergence": 1,
         "figure_objective": 1,
         "figure_zonotope": 1,
         "figure_score_vs_retained": 1,
@@ -77,6 +79,8 @@ def test_tiny_run_outputs(tiny_run):
         "retained",
         "n_params",
         "n_pruned",
+        "dense_bytes",
+        "compact_bytes",
         "split",
         "metric",
         "score",
@@ -89,18 +93,36 @@ def test_tiny_run_outputs(tiny_run):
     for name in ("table1", "table2"):
         for ext in ("md", "csv", "tex"):
             assert (summary / f"{name}.{ext}").stat().st_size > 0
-    for name in ("objective", "zonotope", "score_vs_retained", "methods/trec", "delta/rotten_tomatoes"):
+    for name in (
+        "objective",
+        "zonotope",
+        "score_vs_retained",
+        "methods/trec",
+        "delta/rotten_tomatoes/tropical_vs_standard",
+    ):
         for ext in ("png", "svg"):
             assert (summary / "figures" / f"{name}.{ext}").stat().st_size > 1000
     comparison = pl.read_csv(summary / "comparison.csv")
     assert {"diff", "ci_lo", "ci_hi", "significant", "standard_mean", "tropical_std"} <= set(comparison.columns)
-    assert comparison.height == (3 + 1) * 2  # (rt: 3 scopes, trec: 1) x 2 p, one λ
+    assert {"p_value", "p_holm", "p_bh", "floor", "diff_std"} <= set(comparison.columns)
+    assert comparison.height == (3 + 1) * 2  # (rt: 3 scopes, trec: 1) x 2 p, one λ, one pair (the default)
+    assert set(comparison.select("target", "reference").iter_rows()) == {("tropical", "standard")}
     assert (comparison["ci_lo"] <= comparison["diff"]).all() and (comparison["diff"] <= comparison["ci_hi"]).all()
     assert "paired bootstrap" in (summary / "comparison.md").read_text()
+    verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
+    assert verdicts.height == (3 + 1) + 1  # per task × scope (one λ), and overall
+    assert (verdicts["n_states"] + verdicts["n_floor"]).to_list() == [2, 2, 2, 2, 8]
+    assert "Verdicts: pooled paired comparisons" in (summary / "comparison_verdicts.md").read_text()
     assert res["lam"].drop_nulls().unique().to_list() == [0.5]
     t1 = (summary / "table1.md").read_text()
     assert "Combined" in t1 and "rotten_tomatoes" in t1 and "trec" in t1
     assert "T-CN" in (summary / "table2.md").read_text()
+    convergence = pl.read_csv(summary / "convergence.csv")
+    assert sorted(convergence["task"].to_list()) == ["rotten_tomatoes", "trec"]
+    assert (convergence["steps"] == 12).all() and (convergence["seeds"] == 1).all()
+    assert "majority" in (summary / "convergence.md").read_text()
+    for ext in ("png", "svg"):
+        assert (summary / "figures" / f"convergence.{ext}").stat().st_size > 1000
 
 
 def test_standard_prunes_as_many_as_tropical(tiny_run):
@@ -141,6 +163,13 @@ def test_retained_matches_zeros_in_saved_adapter(tiny_run):
         assert n == row["n_params"]
         assert zeros == row["n_pruned"], d
         assert abs((1 - zeros / n) - row["retained"]) < 1e-12
+        # the compact file beside it holds exactly the same tensors; the row gives both sizes
+        back = compact.load(d / compact.COMPACT_FILE)
+        assert sorted(back) == sorted(state)
+        for k, t in state.items():
+            assert back[k].dtype == t.dtype and torch.equal(back[k].view(torch.uint8), t.view(torch.uint8)), k
+        assert row["dense_bytes"] == (d / "adapter.safetensors").stat().st_size
+        assert row["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
         # the head is saved untouched next to it
         head = load_file(d / "model_head.safetensors")
         orig = load_file(d.parents[3] / "adapter" / "model_head.safetensors")
@@ -288,8 +317,9 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
 def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     """The comparison study's machinery on the tiny run: two λ (a lam<λ>/ level in the paths, a `lam`
     column), every mask method of the registry (rule calibrate writes the three statistics in one job),
-    dense small adapters, per_sweep jobs, comparison.* and the per-task figures. The λ = 0.5 states of
-    standard and tropical are those of the one-λ run (λ 0.5 is its default)."""
+    dense small adapters, per_sweep jobs, comparison.* with two configured pairs (P_T alone against P_S
+    alone among them) and the per-task figures. The λ = 0.5 states of standard and tropical are those of
+    the one-λ run (λ 0.5 is its default)."""
     import shutil
 
     from adapter_pruning import methods
@@ -303,7 +333,8 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     base["tropical"] = {**base.get("tropical", {}), "lam": [0.5, 1.0]}
     base["pruning"] = {**base["pruning"], "methods": methods.names(), "dense_small": [1, 2]}
     base["pruning"]["calibration_examples"] = 32
-    base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5}
+    pairs = [["tropical", "standard"], ["tropical_pt", "standard_ps"]]
+    base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5, "comparisons": pairs}
     study = write_config(tmp_path / "study.yaml", base)
     planned = job_counts(run_snakemake(copy, study, "-n", "--quiet", "rules", timeout=120).stdout)
     assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
@@ -352,15 +383,29 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     assert (seed_dir / "dense_small" / "r2" / "dense_small.json").is_file()
     one_lambda = _results(workdir).filter(pl.col("task") == "trec", pl.col("method").is_in(["standard", "tropical"]))
     same = res.filter(
-        pl.col("lam").is_null() | (pl.col("lam") == 0.5),
-        pl.col("method").is_in(["standard", "tropical"]),
+        pl.col("lam").is_null() | (pl.col("lam") == 0.5), pl.col("method").is_in(["standard", "tropical"])
     )
     assert same.sort(pl.all()).equals(one_lambda.sort(pl.all()))
-    comparison = pl.read_csv(copy / "results" / "summary" / "comparison.csv")
-    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2
-    assert {"random_mean", "activation_mean", "taylor_mean", "sparsegpt_mean", "tropical_slack"} <= set(
+    # every table, column and figure for each of the two configured pairs, slack and the dense small adapters
+    summary = copy / "results" / "summary"
+    comparison = pl.read_csv(summary / "comparison.csv")
+    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2 * 2
+    assert list(dict.fromkeys(comparison.select("target", "reference").iter_rows())) == [tuple(p) for p in pairs]
+    assert {"taylor_mean", "sparsegpt_mean", "tropical_slack", "ci_lo", "ci_hi", "p_holm", "p_bh"} <= set(
         comparison.columns
     )
-    assert "## Dense small adapters" in (copy / "results" / "summary" / "comparison.md").read_text()
-    for name in ("methods/trec", "delta/trec", "score_vs_retained"):
-        assert (copy / "results" / "summary" / "figures" / f"{name}.png").stat().st_size > 1000
+    verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
+    assert verdicts.select("target", "reference", "lam", "overall").rows() == [
+        (target, reference, lam, overall)
+        for target, reference in pairs
+        for lam, overall in ((0.5, False), (1.0, False), (None, True))
+    ]
+    md, vmd = (summary / "comparison.md").read_text(), (summary / "comparison_verdicts.md").read_text()
+    assert "## Dense small adapters" in md
+    for target, reference in pairs:
+        assert f"## {target} − {reference}" in md and f"## {target} − {reference}" in vmd
+        for ext in ("png", "svg"):
+            assert (summary / "figures" / "delta" / "trec" / f"{target}_vs_{reference}.{ext}").stat().st_size > 1000
+    assert len(list((summary / "figures" / "delta" / "trec").glob("*.png"))) == 2
+    for name in ("methods/trec", "score_vs_retained"):
+        assert (summary / "figures" / f"{name}.png").stat().st_size > 1000

@@ -65,9 +65,9 @@ def score_splits(
 
 def _state_of(ids: Mapping, state_dir, layers) -> dict:
     """What the score rows say about one state: the full model (no ``prune.json``: method ``full``,
-    p = 0, no scope or λ, every adapter parameter kept), a dense small adapter (its
-    ``dense_small.json``: counted against the full-width adapter) or a pruned one (its
-    ``prune.json``). ``width`` is the evaluated adapter's bottleneck width."""
+    p = 0, no scope or λ, every adapter parameter kept, no compact file), a dense small adapter (its
+    ``dense_small.json``: counted against the full-width adapter, no compact file) or a pruned one
+    (its ``prune.json``). ``width`` is the evaluated adapter's bottleneck width."""
     from .. import artifacts
 
     width = int(layers[0].A.shape[0])
@@ -77,6 +77,7 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
         info = small
     elif info is None:
         n_params = sum(layer.n_params for layer in layers)
+        dense_bytes = (Path(state_dir) / "adapter.safetensors").stat().st_size
         return {
             "lam": None,
             "scope": None,
@@ -85,6 +86,7 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
             "n_params": n_params,
             "n_pruned": 0,
             "width": width,
+            "dense_bytes": dense_bytes,
         }
     for key in ("model", "task", "seed"):
         if str(info[key]) != str(ids[key]):
@@ -105,6 +107,7 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
             "n_params": small["n_params_full"],
             "n_pruned": small["n_params_full"] - small["n_params"],
             "width": width,
+            "dense_bytes": (Path(state_dir) / "adapter.safetensors").stat().st_size,
         }
     return {
         "lam": info["lam"],
@@ -117,6 +120,8 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
         "pruned_outside_standard": info["pruned_outside_standard"],
         "slack": info["slack"],
         "width": width,
+        "dense_bytes": info.get("dense_bytes"),
+        "compact_bytes": info.get("compact_bytes"),
     }
 
 
@@ -214,6 +219,8 @@ def evaluate_states(
             slack=st.get("slack"),
             width=st["width"],
             lam=st["lam"],
+            dense_bytes=st["dense_bytes"],
+            compact_bytes=st.get("compact_bytes"),
         )
         write_parquet(
             results.predictions_frame(

@@ -106,16 +106,18 @@ def prune_sweep(
     anything is written.
 
     Each folder is the trained adapter's folder with ``adapter.safetensors`` rewritten with the pruned
-    tensors (:func:`artifacts.copy_adapter_with`), plus ``prune.json``: the counts, λ, the values the
-    survivors keep (``original``, ``optimized`` or ``updated``), the mask diagnostics of
-    :func:`masks.mask_agreement` against Standard's mask with the same count in every scope group
-    (``jaccard_standard``, ``pruned_outside_standard``; 1 and 0 for magnitude pruning itself), the
-    ``slack`` (:class:`masks.MethodMasks`) and the file's sha256. Each is written atomically and then
-    checked (:func:`artifacts.verify_pruned`).
+    tensors (:func:`artifacts.copy_adapter_with`), ``adapter.compact.safetensors`` (the same tensors,
+    :func:`compact.write_beside`), plus ``prune.json``: the counts, λ, the values the survivors keep
+    (``original``, ``optimized`` or ``updated``), the mask diagnostics of :func:`masks.mask_agreement`
+    against Standard's mask with the same count in every scope group (``jaccard_standard``,
+    ``pruned_outside_standard``; 1 and 0 for magnitude pruning itself), the ``slack``
+    (:class:`masks.MethodMasks`), both files' sha256 and sizes (``dense_bytes``, ``compact_bytes``).
+    Each is written atomically and then checked (:func:`artifacts.verify_pruned`,
+    :func:`compact.verify_beside`).
     """
     import torch
 
-    from .. import artifacts, masks
+    from .. import artifacts, compact, masks
     from .. import methods as registry
 
     if len(out_dirs) != len(methods) * len(ps):
@@ -148,10 +150,14 @@ def prune_sweep(
         for p, out_dir in zip(ps, out_dirs[k * len(ps) : (k + 1) * len(ps)]):
             pruned, info = prune_layers(inputs, method, method_ids, p, ranking)
             tensors = {**state, **masks.layers_to_state_dict(pruned)}
-            info = artifacts.write_pruned(
-                out_dir, lambda tmp, tensors=tensors: artifacts.copy_adapter_with(tmp, adapter_dir, tensors), info
-            )
+
+            def save(tmp, tensors=tensors):  # the dense folder, then the compact file; prune.json gets both sizes
+                artifacts.copy_adapter_with(tmp, adapter_dir, tensors)
+                return compact.write_beside(tmp, verify=False)  # verify_beside checks it below
+
+            info = artifacts.write_pruned(out_dir, save, info)
             artifacts.verify_pruned(out_dir)  # the saved file holds the zeros prune.json reports
+            compact.verify_beside(out_dir, info)  # and the compact file exactly its tensors
             log.info(
                 "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f, slack %d)",
                 ids["scope"],

@@ -214,6 +214,8 @@ def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
     counts = _dry_run_after_change(tiny_run, tmp_path, tropical={"lam1": 0.123456})
     assert set(counts) == {"all", "tropical_solve", "prune", "evaluate", "aggregate", "report_tables"} | {
         "report_comparison",
+        "report_convergence",  # it reads results.parquet (the full model's test scores)
+        "figure_convergence",
         "figure_objective",
         "figure_zonotope",
         "figure_score_vs_retained",

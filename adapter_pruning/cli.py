@@ -22,8 +22,11 @@ the bottleneck's parameters or make it non-piecewise-linear: ``phm_layer`` (Comp
 
 What it does (``docs/METHOD.md``): per adapter layer ``A (r, d+1)`` (down weight | down bias) and
 ``B (d, r)`` (up weight), ``λ1 = LAM * lambda_scale(A, B)``, ``λ2 = LAM2 * lambda_scale(A, B)``;
-``tropical.solve`` gives ``Â, B̂``; ``masks.pruning_masks`` gives the masks of every method for
-every ``p``; ``masks.apply_masks`` sets the pruned parameters to real zeros.
+``tropical.solve`` gives ``Â, B̂``; each method of ``--method`` (the registry
+``adapter_pruning.methods``) chooses its mask for every ``p`` and sets the pruned parameters to real
+zeros. Methods that need data (``activation``, ``taylor``, ``sparsegpt``) get their calibration
+statistics from ``--calibration TASK``: ``--calibration-examples`` training examples of that task
+(seeded with ``--seed``), one pass of the model with the adapter (and its head) over them.
 
 Output, one AdapterHub directory per method and percentage, ``OUT/<method>/p<p>/`` (``p`` printed
 with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
@@ -34,7 +37,8 @@ with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
     adapter.compact.safetensors  the same tensors, compact and lossless (adapter_pruning.compact)  [compact, both]
     head_config.json, model_head.safetensors | pytorch_model_head.bin   copied when present
     prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask   [dense, both]
-    prune.json                   counts, retained share, solver summary, λ, sha256, file sizes, scores
+    prune.json                   counts, retained share, mask diagnostics and slack, solver summary, λ,
+                                 calibration, sha256, file sizes, scores
 
 plus ``OUT/summary.json`` (one row per output, and the unpruned score with ``--evaluate``).
 ``--format`` picks the weight files: ``both`` (default: the folder loads with plain ``load_adapter``
@@ -60,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import methods as _registry
 from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     HEAD_WEIGHT_FILES,
     WEIGHT_FILES,
@@ -94,8 +99,8 @@ PROG = "adapter-prune"
 MASK_FILE = "prune_mask.safetensors"
 #: The compact weight file (``adapter_pruning.compact.COMPACT_FILE``; kept torch-free here).
 COMPACT_FILE = "adapter.compact.safetensors"
-#: Method names of ``masks.pruning_masks`` (kept torch-free here so that ``--help`` is fast).
-METHODS = ("standard", "tropical")
+#: Method names: the registry ``adapter_pruning.methods`` (torch-free, so that ``--help`` is fast).
+METHODS = tuple(_registry.names())
 SCOPES = ("CU", "CB", "CN")
 SOLVERS = ("fast", "algorithm1")
 #: ``--format``: which weight files each output holds (the dense one, the compact one, or both).
@@ -201,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=METHODS,
         default=["tropical"],
-        help="pruning method(s): 'tropical' prunes P_T ∩ P_S (docs/METHOD.md); 'standard' prunes the "
-        "same number of smallest-magnitude parameters per scope group",
+        metavar="METHOD",
+        help="pruning method(s) (docs/METHOD.md): "
+        + "; ".join(f"{m.name}: {m.summary}" for m in _registry.REGISTRY.values()).replace("%", "%%")
+        + ". activation, taylor and sparsegpt need --calibration",
     )
     ap.add_argument(
         "--p",
@@ -222,10 +229,27 @@ def build_parser() -> argparse.ArgumentParser:
         "hidden unit's inputs and each output node's inputs separately",
     )
     ap.add_argument(
-        "--values",
-        choices=("original", "optimized"),
-        default="original",
-        help="values of the surviving weights: the original ones (paper) or the optimized Â, B̂",
+        "--seed",
+        type=_nonneg_int,
+        default=0,
+        help="seed of method random's scores and of the calibration sample",
+    )
+    cal = ap.add_argument_group("calibration (methods activation, taylor, sparsegpt)")
+    cal.add_argument(
+        "--calibration",
+        metavar="TASK",
+        choices=_task_names(),
+        default=None,
+        help="task whose training examples calibrate the methods that need data (input RMS, second moments, "
+        "gradients of the task loss; taylor needs the adapter's classification head for TASK): "
+        f"{', '.join(_task_names())}; read from --data-mirror",
+    )
+    cal.add_argument(
+        "--calibration-examples",
+        type=_pos_int,
+        default=256,
+        metavar="N",
+        help="calibration examples: a sample of N training examples drawn with --seed (all when fewer)",
     )
     ap.add_argument(
         "--format",
@@ -287,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-mirror",
         default=None,
         metavar="PATH",
-        help="folder laid out as <PATH>/<task>/<split>.parquet (default: ../shared/data beside the "
+        help="data of --evaluate and --calibration: a folder laid out as <PATH>/<task>/<split>.parquet "
+        "(default: ../shared/data beside the "
         f"repository if it exists, here {DEFAULT_MIRROR}; else the Hugging Face hub)",
     )
     ev.add_argument(
@@ -301,18 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length",
         type=_pos_int,
         default=None,
-        help="token budget per example (default: the task's recommended length)",
+        help="token budget per example of --evaluate and --calibration (default: the task's recommended length)",
     )
-    ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation batch size")
+    ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation and calibration batch size")
     ev.add_argument(
-        "--device", default="auto", help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)"
+        "--device",
+        default="auto",
+        help="evaluation and calibration device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)",
     )
     ev.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=DEFAULT_PRECISION,
-        help="precision of the scoring forward passes: fp32 (default), bf16 (fast on GPUs and CPUs with "
-        "AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
+        help="precision of the scoring and calibration forward passes: fp32 (default), bf16 (fast on GPUs and "
+        "CPUs with AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
     )
     ap.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars and no log lines (errors still go to stderr)"
@@ -555,22 +582,114 @@ class _Evaluator:
                 self.model.delete_head(name)
 
 
+def _mirror(args) -> Path | None:
+    """``--data-mirror`` (checked), or the default mirror when it exists, or None (the hub)."""
+    if args.data_mirror is not None:
+        mirror = Path(args.data_mirror)
+        if not mirror.is_dir():
+            raise CliError(f"--data-mirror {mirror}: no such directory")
+        return mirror
+    return DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
+
+
 def _check_evaluation(args, src: AdapterSource):
     """Checks and data loading for ``--evaluate`` (cheap; before the solve). Returns the data frame."""
     from .data import DataError, load_split
 
     check_head(src, args.evaluate)
-    if args.data_mirror is not None:
-        mirror = Path(args.data_mirror)
-        if not mirror.is_dir():
-            raise CliError(f"--data-mirror {mirror}: no such directory")
-    else:
-        mirror = DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
     try:
-        df = load_split(args.evaluate, args.split, mirror=mirror, caps=args.max_examples)
+        df = load_split(args.evaluate, args.split, mirror=_mirror(args), caps=args.max_examples)
     except (DataError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     return df
+
+
+def _check_calibration(args, src: AdapterSource, methods: list[str]):
+    """What the methods need for calibration (``adapter_pruning.methods``), checked before the solve:
+    ``(calibration examples, statistics)``, or ``(None, [])`` when no method needs data. A method that
+    needs data without ``--calibration`` is refused, naming it; ``taylor`` needs the head for the task."""
+    from .data import DataError, load_split
+    from .stages.calibrate import calibration_sample
+
+    needed = _registry.calibration_needed(methods)
+    if not needed:
+        if args.calibration is not None:
+            log.info("--calibration %s: no method of --method needs calibration data; not used", args.calibration)
+        return None, []
+    if args.calibration is None:
+        who = [m for m in methods if _registry.get(m).calibration]
+        raise CliError(
+            f"--method {' '.join(who)} needs calibration data ({', '.join(needed)}): pass --calibration TASK, "
+            "the task whose training examples the adapter was trained for"
+        )
+    if "gradients" in needed:
+        check_head(src, args.calibration, needed_by="--method taylor (the gradient of the task loss)")
+    try:
+        df = load_split(args.calibration, "train", mirror=_mirror(args))
+    except (DataError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    return calibration_sample(df, args.calibration_examples, args.seed), needed
+
+
+def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[str], layers) -> tuple[dict, dict]:
+    """The calibration statistics ``needed`` of every adapter layer (in the order of ``layers``) from one
+    pass of the backbone with the adapter (and its head, if saved) over ``df``; and what to record."""
+    from .data import TASKS
+    from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+    from .precision import PrecisionError, check_precision
+    from .stages.calibrate import calibration_statistics
+
+    try:
+        device = resolve_device(args.device)
+        precision = check_precision(args.precision, device, what="--precision")
+        model = _load_adapter_model(model_resolved)
+        tokenizer = load_tokenizer(model_resolved)
+    except (ModelError, PrecisionError) as exc:
+        raise CliError(str(exc)) from exc
+    quiet = logging.getLogger("adapters")  # it warns that no adapter is active while it adds this one
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        name = model.load_adapter(
+            str(src.path),
+            with_head=bool(src.head_files),
+            set_active=True,
+            use_safetensors=src.weights_file.endswith(".safetensors"),
+        )
+    finally:
+        quiet.setLevel(level)
+    if src.head_files and name in model.heads:
+        model.active_head = name
+    model.to(device)
+    max_length = args.max_length or TASKS[args.calibration].recommended_max_length
+    log.info("calibrating %s on %d %s training examples", ", ".join(needed), df.height, args.calibration)
+    stats, n_tokens = calibration_statistics(
+        model,
+        tokenizer,
+        name,
+        df,
+        statistics=needed,
+        max_length=max_length,
+        batch_size=args.batch_size,
+        device=device,
+        precision=precision,
+    )
+    out = {}
+    for statistic, per_prefix in stats.items():
+        missing = [layer.prefix for layer in layers if layer.prefix not in per_prefix]
+        if missing:
+            raise CliError(f"{src.path}: the loaded model has no adapter layer {missing[0]!r} to calibrate")
+        out[statistic] = [per_prefix[layer.prefix] for layer in layers]
+    record = {
+        "task": args.calibration,
+        "examples": df.height,
+        "tokens": n_tokens,
+        "seed": args.seed,
+        "max_length": max_length,
+        "precision": precision,
+        "statistics": needed,
+    }
+    return out, record
 
 
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
@@ -630,11 +749,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     model_name, model_resolved = check_model(args.model, src)
     _check_out(out, list(targets.values()))
     df = _check_evaluation(args, src) if args.evaluate else None
+    calibration_df, needed = _check_calibration(args, src, methods)
     evaluator = _make_evaluator(args, model_resolved, df) if args.evaluate else None
 
     from . import masks
 
     layers = masks.extract_layers(src.state, src.name)
+    calibration, calibration_record = (
+        _calibrate(args, src, model_resolved, calibration_df, needed, layers) if needed else ({}, None)
+    )
     log.info(
         "%s: %s adapter %r, %d layers (d=%d, r=%s), weights %s",
         src.path,
@@ -691,7 +814,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             )
         },
         "scope": args.scope,
-        "values": args.values,
+        "seed": args.seed,
+        "calibration": calibration_record,
         "solver": {
             "method": args.solver,
             "lam_rel": args.lam,
@@ -718,18 +842,20 @@ def run(args: argparse.Namespace) -> list[dict]:
             }
         )
 
+    inputs = _registry.PruneInputs(layers=layers, optimized=optimized, seed=args.seed, calibration=calibration)
+    rankings: dict[str, Any] = {}
     jobs = [(m, p) for p in ps for m in methods]
-    by_p: dict[float, dict] = {}
     for method, p in maybe_tqdm(jobs, progress, desc="prune", unit="adapter"):
-        if p not in by_p:
-            try:
-                by_p = {p: masks.pruning_masks(layers, optimized, p, args.scope)}
-            except ValueError as exc:
-                raise CliError(f"masks for p={p:g}: {exc}") from exc
-        chosen = by_p[p][method]
-        pruned = masks.apply_masks(
-            layers, chosen, values=args.values, optimized=optimized if args.values == "optimized" else None
-        )
+        spec = _registry.get(method)
+        try:
+            if method not in rankings:  # a method's scores do not depend on p
+                rankings[method] = spec.ranking(inputs)
+            got = spec.masks(inputs, p, args.scope, rankings[method])
+            pruned = spec.apply(inputs, got.masks)
+        except ValueError as exc:
+            raise CliError(f"method {method} at p={p:g}: {exc}") from exc
+        chosen = got.masks
+        agreement = masks.mask_agreement(chosen, got.reference)
         counts = [_layer_counts(m) | per_layer[k] for k, m in enumerate(chosen)]
         n_params = sum(c["n_params"] for c in counts)
         n_pruned = sum(c["n_pruned"] for c in counts)
@@ -740,6 +866,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             "n_params": n_params,
             "n_pruned": n_pruned,
             "retained": 1.0 - n_pruned / n_params,
+            "values": spec.survivors,
+            "jaccard_standard": agreement["jaccard_retained"],
+            "pruned_outside_standard": agreement["pruned_outside"],
+            "slack": got.slack,
             "layers": counts,
             "format": args.format,
             "weights_file": src.weights_file,
@@ -800,12 +930,12 @@ def _print_table(rows: list[dict], metric: str | None) -> None:
     def size(n):
         return f"{n:>13,}" if n is not None else f"{'-':>13}"
 
-    head = f"{'method':<10} {'p':>6} {'retained %':>10} {'dense bytes':>13} {'compact bytes':>13}"
+    head = f"{'method':<12} {'p':>6} {'retained %':>10} {'dense bytes':>13} {'compact bytes':>13}"
     print(head + (f" {metric:>10}" if metric else "") + "  output")
     for r in rows:
         score = f" {100 * r['scores'][metric]:>10.2f}" if metric else ""
         sizes = f"{size(r['dense_bytes'])} {size(r['compact_bytes'])}"
-        print(f"{r['method']:<10} {r['p']:>6g} {100 * r['retained']:>10.2f} {sizes}{score}  {r['dir']}")
+        print(f"{r['method']:<12} {r['p']:>6g} {100 * r['retained']:>10.2f} {sizes}{score}  {r['dir']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -158,7 +158,6 @@ def prune_timing(seed_dir: Path, repeat: int) -> dict[str, float]:
                 ids,
                 ["standard", "tropical"],
                 ps,
-                {"values": "original"},
                 seed_dir / "adapter",
                 seed_dir / "tropical" / "optimized.safetensors",
                 [tmp / m / f"p{p:g}" for m in ("standard", "tropical") for p in ps],

@@ -238,11 +238,10 @@ def tiny_sweep(tiny_model_dir, tmp_path_factory):
             ids,
             list(METHODS),
             ps,
-            {"values": "original"},
             adapter,
             root / "optimized.safetensors",
             out,
-            calibration_path=root / "calibration.safetensors",
+            calibration={"input_rms": root / "calibration.safetensors"},
         )
         for d, info in zip(out, infos):
             dirs[(scope, info["method"], info["p"])] = d
@@ -282,7 +281,10 @@ def test_compact_equals_the_masks_api_pruned_layers(tiny_sweep):
     layers = masks.extract_layers(state, name)
     optimized = artifacts.read_optimized(root / "optimized.safetensors", layers)
     rms = artifacts.read_input_rms(root / "calibration.safetensors", layers)
-    scores = {"random": masks.random_scores(layers, 0), "activation": masks.activation_scores(layers, rms)}
+    from adapter_pruning.methods.activation import activation_scores
+    from adapter_pruning.methods.random_baseline import random_scores
+
+    scores = {"random": random_scores(layers, 0), "activation": activation_scores(layers, rms)}
     for scope in SCOPES:
         for p in (50.0, 90.0, 99.0):
             got = masks.pruning_masks(layers, optimized, p, scope, scores=scores)
@@ -382,11 +384,10 @@ def test_real_minilm_adapter_every_method_and_scope(real_rt_adapter, tmp_path):
             ids,
             list(METHODS),
             [90.0],
-            {"values": "original"},
             adapter,
             tmp_path / "opt.safetensors",
             out,
-            calibration_path=tmp_path / "calib.safetensors",
+            calibration={"input_rms": tmp_path / "calib.safetensors"},
         )
         for d, info in zip(out, infos):
             compact.verify_beside(d, artifacts.verify_pruned(d))

@@ -16,7 +16,9 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   ``n_pruned`` the parameters it does not have, so ``retained`` is its exact share;
 * ``dense_bytes``: size of the state's ``adapter.safetensors`` (what ``load_adapter`` reads);
   ``compact_bytes``: size of its ``adapter.compact.safetensors`` (:mod:`adapter_pruning.compact`;
-  null for ``full`` and ``dense_small``, which have no compact file);
+  null for ``full`` and ``dense_small``, which have no compact file); ``structured_bytes``: size of
+  the weight file of its ``structured/`` adapter, the smaller standard adapter of a unit-pruned state
+  (scope ``UN``, :mod:`adapter_pruning.structured`; null for every other state);
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
@@ -65,6 +67,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "n_pruned": pl.Int64,
     "dense_bytes": pl.Int64,
     "compact_bytes": pl.Int64,
+    "structured_bytes": pl.Int64,
     "split": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
@@ -147,6 +150,7 @@ def score_frame(
     lam: float | None = None,
     dense_bytes: int | None = None,
     compact_bytes: int | None = None,
+    structured_bytes: int | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
     ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
@@ -160,6 +164,7 @@ def score_frame(
             "n_pruned": int(n_pruned),
             "dense_bytes": dense_bytes,
             "compact_bytes": compact_bytes,
+            "structured_bytes": structured_bytes,
             "split": split,
             "metric": metric,
             "score": float(value),

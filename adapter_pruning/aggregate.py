@@ -167,7 +167,8 @@ def collect(
             if tuple(info.get(k) for k in sizes) != tuple(row[k] for k in sizes):
                 raise CorruptFileError(
                     f"{d}/prune.json: files of {', '.join(str(info.get(k)) for k in sizes)} bytes (dense, compact, "
-                    f"structured), but the score file says {', '.join(str(row[k]) for k in sizes)}; rerun that evaluation"
+                    f"structured), but the score file says {', '.join(str(row[k]) for k in sizes)}; rerun that "
+                    "evaluation"
                 )
     write_parquet(df, out_path)
     return df

@@ -242,9 +242,7 @@ class MaskMethod:
             ranking = ranking if ranking is not None else self.ranking(inputs, scope)
             if not isinstance(ranking, UnitRanking):
                 raise ValueError(f"method {self.name!r}: scope {UNIT_SCOPE} needs its unit ranking")
-            return unit_method_masks(
-                inputs.layers, ranking.scores, p, tie=ranking.tie, magnitude=ranking.magnitude
-            )
+            return unit_method_masks(inputs.layers, ranking.scores, p, tie=ranking.tie, magnitude=ranking.magnitude)
         optimized = inputs.need("optimized", self.name) if "optimized" in self.requires else None
         if self.count == "intersection":
             return method_masks(inputs.layers, optimized, p, scope)["tropical"]

@@ -39,7 +39,8 @@ def optimized_unit_norms(inputs: PruneInputs, method: str = "tropical") -> list:
     import torch
 
     return [
-        torch.linalg.vector_norm(A_hat.to(torch.float64), dim=1) * torch.linalg.vector_norm(B_hat.to(torch.float64), dim=0)
+        torch.linalg.vector_norm(A_hat.to(torch.float64), dim=1)
+        * torch.linalg.vector_norm(B_hat.to(torch.float64), dim=0)
         for A_hat, B_hat in inputs.need("optimized", method)
     ]
 

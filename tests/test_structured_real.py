@@ -1,5 +1,5 @@
 """Structured unit pruning on the real packaged MiniLM: a Rotten Tomatoes adapter trained by the package
-on real data (``real_rt_adapter``), pruned with ``adapter-prune --scope UN``; every method's
+on real data (``real_rt_adapter``), pruned with ``adapter-prune --scope UN``; each method's
 ``structured/`` folder, loaded with plain ``adapters`` code (``load_adapter``, with its head), is a
 smaller standard adapter (per-layer ``reduction_factor``) whose logits on real validation examples equal
 the masked dense adapter's to float tolerance."""
@@ -15,7 +15,7 @@ from adapter_pruning import structured
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("standard", "tropical", "activation", "random")
+METHODS = ("standard", "tropical", "activation")
 
 
 def _plain_model(minilm_path, folder):

@@ -11,7 +11,7 @@
 * **calibration norms** (``.../calibration/input_rms.safetensors``, baseline ``activation``): per
   layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
-  ``n_examples`` and ``n_tokens``. :func:`write_input_rms` / :func:`read_input_rms`.
+  ``info``: ``n_examples``, ``n_tokens`` and the device. :func:`write_input_rms` / :func:`read_input_rms`.
 * **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
   of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
   ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
@@ -23,6 +23,7 @@ Every write is atomic (``adapter_pruning.io``); every reader raises
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,11 +32,13 @@ from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_fil
 __all__ = [
     "read_adapter_state",
     "read_adapter_layers",
+    "read_train_device",
     "copy_adapter_with",
     "write_optimized",
     "read_optimized",
     "write_input_rms",
     "read_input_rms",
+    "read_input_rms_info",
     "write_pruned",
     "read_pruned_info",
     "verify_pruned",
@@ -55,6 +58,20 @@ def read_adapter_state(adapter_dir) -> tuple[dict, str]:
     except Exception as exc:
         raise CorruptFileError(f"{adapter_dir / 'adapter.safetensors'}: unreadable safetensors file ({exc})") from exc
     return state, cfg["name"]
+
+
+def read_train_device(adapter_dir) -> dict[str, str | None]:
+    """Where the adapter in ``adapter_dir`` was trained, from its ``metrics.json`` (written by
+    ``training.train_adapter``): ``{"train_device": "cpu" | "cuda", "train_device_name": GPU or CPU
+    model}``; None values for an adapter imported from elsewhere (``import_adapter``), a folder without
+    ``metrics.json``, or (the name) one trained before the name was recorded."""
+    path = Path(adapter_dir) / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {}
+    device = metrics.get("device")
+    return {
+        "train_device": None if device is None else str(device).split(":")[0],
+        "train_device_name": metrics.get("device_name"),
+    }
 
 
 def read_adapter_layers(adapter_dir) -> list:
@@ -138,16 +155,31 @@ def read_optimized(path, layers) -> list:
     return [(A_hat[k].to(layer.A.dtype), B_hat[k].to(layer.B.dtype)) for k, layer in enumerate(layers)]
 
 
-def write_input_rms(path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int) -> None:
-    """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically."""
+def write_input_rms(
+    path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int, device: Mapping | None = None
+) -> None:
+    """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically, with one
+    metadata key ``info``: sorted JSON of ``n_examples``, ``n_tokens`` and ``device`` (where the norms
+    were computed: :func:`adapter_pruning.devices.describe`'s ``device`` and ``device_name``). One key
+    only, as in :func:`write_optimized`."""
     from safetensors.torch import save_file
 
     tensors = {}
     for prefix, (down_in, up_in) in input_rms.items():
         tensors[f"{prefix}.down_in"] = down_in.detach().cpu().double().contiguous()
         tensors[f"{prefix}.up_in"] = up_in.detach().cpu().double().contiguous()
+    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(device or {})}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"n": f"{int(n_examples)},{int(n_tokens)}"})
+        save_file(tensors, str(tmp), metadata={"info": json.dumps(info, sort_keys=True)})
+
+
+def read_input_rms_info(path) -> dict:
+    """The ``info`` metadata of a calibration file (:func:`write_input_rms`)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta["info"]) if "info" in meta else {}
 
 
 def read_input_rms(path, layers) -> list:

@@ -14,8 +14,11 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
   share of this state's pruned parameters that Standard keeps (0 for Standard; null for ``full``);
-* ``device`` (``cpu`` or ``cuda:<GPU name>``) and ``torch``, ``transformers``, ``adapters``: the
-  versions that evaluated the state (provenance).
+* ``device`` (``cpu`` or ``cuda``) and ``device_name`` (the GPU's model, or the CPU's): where the
+  state was scored; ``train_device`` and ``train_device_name``: where its adapter was trained (from the
+  adapter's ``metrics.json``; null for an adapter imported from elsewhere); ``torch``, ``transformers``,
+  ``adapters``: the versions that scored the state (provenance). Which of these may differ between
+  the rows of one results file: :data:`adapter_pruning.aggregate.POLICY`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ SCHEMA: dict[str, pl.DataType] = {
     "jaccard_standard": pl.Float64,
     "pruned_outside_standard": pl.Float64,
     "device": pl.String,
+    "device_name": pl.String,
+    "train_device": pl.String,
+    "train_device_name": pl.String,
     "torch": pl.String,
     "transformers": pl.String,
     "adapters": pl.String,
@@ -77,16 +83,16 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
 
 
 def runtime_provenance(device) -> dict[str, str]:
-    """``device`` (``cpu`` or ``cuda:<GPU name>``) and the versions of torch, transformers, adapters."""
+    """``device`` (``cpu`` or ``cuda``), ``device_name`` (:func:`adapter_pruning.devices.describe`) and
+    the versions of torch, transformers, adapters."""
     import adapters
     import torch
     import transformers
 
-    dev = str(device)
-    if dev.startswith("cuda"):
-        dev = f"cuda:{torch.cuda.get_device_name(torch.device(dev))}"
+    from .devices import describe
+
     return {
-        "device": dev,
+        **describe(device),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "adapters": adapters.__version__,
@@ -136,6 +142,7 @@ def score_frame(
             "jaccard_standard": jaccard_standard,
             "pruned_outside_standard": pruned_outside_standard,
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},
+            **{k: provenance.get(k) for k in ("device_name", "train_device", "train_device_name")},
         }
         for split, metrics in scores.items()
         for metric, value in sorted(metrics.items())

@@ -187,7 +187,7 @@ def _old_way(trained, tiny_model_dir, p):
         n_params=info["n_params"],
         n_pruned=info["n_pruned"],
         primary_metric="accuracy",
-        provenance=results.runtime_provenance("cpu"),
+        provenance={**results.runtime_provenance("cpu"), **artifacts.read_train_device(root / "adapter")},
         jaccard_standard=info["jaccard_standard"],
         pruned_outside_standard=info["pruned_outside_standard"],
         lam=0.5,
@@ -230,6 +230,11 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
     assert full["method"].unique().to_list() == ["full"] and full["p"].unique().to_list() == [0.0]
     assert full["lam"].null_count() == full["scope"].null_count() == full["jaccard_standard"].null_count() == 4
     assert (full["n_pruned"] == 0).all() and full["device"].unique().to_list() == ["cpu"]
+    # where it was scored and where its adapter was trained, both recorded
+    from adapter_pruning.devices import cpu_name
+
+    assert full["device_name"].unique().to_list() == [cpu_name()]
+    assert full.select("train_device", "train_device_name").unique().rows() == [("cpu", cpu_name())]
     for p, info in zip(PS, pruned):
         frame = pl.read_parquet(root / "evN" / f"p{p:g}.parquet")
         pred = pl.read_parquet(root / "evN" / f"pred_p{p:g}.parquet")
@@ -332,6 +337,11 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         device="cpu",
         batch_size=8,
     )
+    from adapter_pruning.devices import cpu_name
+
+    info = artifacts.read_input_rms_info(root / "calibration.safetensors")  # counts and where it ran
+    assert info["n_examples"] == 16 and info["n_tokens"] > 16
+    assert (info["device"], info["device_name"]) == ("cpu", cpu_name())
     counts = {}
     for method in ("tropical", "random", "activation"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CN", "method": method}

@@ -49,6 +49,8 @@ EXPECTED = {
     "adapter_pruning/training.py": AFTER_TRAINING,
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
+    # the device a job resolves and records (every torch rule imports it)
+    "adapter_pruning/devices.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
     "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,

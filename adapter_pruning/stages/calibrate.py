@@ -74,8 +74,10 @@ def calibrate(
     threads: int | None = None,
 ) -> None:
     """Collect the input norms on ``spec['examples']`` training examples (a seeded sample, seed =
-    the run's seed) and save them (:func:`adapter_pruning.artifacts.write_input_rms`)."""
-    from .. import artifacts, data, models
+    the run's seed) and save them with the device they were computed on
+    (:func:`adapter_pruning.artifacts.write_input_rms`). ``device``: as
+    :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or ``cuda``)."""
+    from .. import artifacts, data, devices, models
 
     set_threads(threads)
     dev = models.resolve_device(device)
@@ -94,4 +96,4 @@ def calibrate(
         n,
         n_tokens,
     )
-    artifacts.write_input_rms(out_path, norms, n_examples=n, n_tokens=n_tokens)
+    artifacts.write_input_rms(out_path, norms, n_examples=n, n_tokens=n_tokens, device=devices.describe(dev))

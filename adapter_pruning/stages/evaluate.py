@@ -90,7 +90,10 @@ def evaluate_states(
     ``split_paths``; write state ``k``'s score rows to ``out_scores[k]`` and its per-example
     predictions to ``out_predictions[k]``.
 
-    ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``.
+    ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``;
+    ``device`` as :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or
+    ``cuda``). Every score row records where it was scored (``device``, ``device_name``) and where
+    its adapter was trained (``train_device``, ``train_device_name``, from its ``metrics.json``).
     The backbone, the first state's adapter and head, the tokenizer and the data are loaded, and the
     data tokenized, once; each state's adapter tensors are then loaded into that model
     (``masks.load_into_model``). Every state must carry the same adapter (name, layers) and a
@@ -118,7 +121,7 @@ def evaluate_states(
     log.info(
         "tokenized %s in %.1f s", ", ".join(f"{s} ({df.height})" for s, df in frames.items()), time.perf_counter() - t0
     )
-    provenance = results.runtime_provenance(dev)
+    provenance = {**results.runtime_provenance(dev), **artifacts.read_train_device(first)}
     for state_dir, out_score, out_pred in zip(state_dirs, out_scores, out_predictions):
         state_dir = Path(state_dir)
         if (state_dir / "model_head.safetensors").read_bytes() != head_bytes:

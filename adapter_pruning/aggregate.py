@@ -35,6 +35,8 @@ __all__ = [
     "PAIR",
     "check_policy",
     "check_devices",
+    "check_precisions",
+    "MixedPrecisionError",
     "collect",
     "load_results",
     "table1_frame",
@@ -67,26 +69,33 @@ class MixedDevicesError(ValueError):
     of device (CPU and GPU), or the two sides of one paired comparison scored on different devices."""
 
 
+class MixedPrecisionError(ValueError):
+    """The states to aggregate were trained or scored in different precisions (fp32, bf16, tf32)."""
+
+
 #: The device policy: how the rows of one results file may differ in the columns that say how a
 #: state was computed, ``{column: (rule, flag)}``. Rules: ``"same"``: one value in every row (CPU and
-#: GPU runs train and score differently, docs/benchmarks.md); ``"pair"``: one value within each paired
-#: comparison (:data:`PAIR`: all methods of one pruning state, which report_comparison pairs; a
-#: per_sweep job scores them in one process) and any number across the results, each listed in a note
-#: (e.g. jobs of one grid that landed on A100 and H100 nodes); ``"note"``: any values, listed in a
-#: note. Null values (an imported adapter has no training record) are ignored. ``flag``: the config
-#: key (``report.<flag>``) that turns the column's refusals into notes. The workflow keeps a run
-#: inside this policy before it starts (one planned device kind per run, ``adapter_pruning.devices``;
-#: precision from the config); this check is the backstop for results folders filled by several runs.
+#: GPU runs train and score differently, docs/benchmarks.md, and so do fp32 and bf16); ``"pair"``: one
+#: value within each paired comparison (:data:`PAIR`: all methods of one pruning state, which
+#: report_comparison pairs; a per_sweep job scores them in one process) and any number across the
+#: results, each listed in a note (e.g. jobs of one grid that landed on A100 and H100 nodes);
+#: ``"note"``: any values, listed in a note. Null values (an imported adapter has no training record)
+#: are ignored. ``flag``: the config key (``report.<flag>``) that turns the column's refusals into
+#: notes. The workflow keeps a run inside this policy before it starts (one planned device kind per
+#: run, ``adapter_pruning.devices``; one precision per stage from the config; both in the rules'
+#: params); this check is the backstop for results folders filled by several runs.
 POLICY: dict[str, tuple[str, str]] = {
     "device": ("same", "allow_mixed_devices"),
     "train_device": ("same", "allow_mixed_devices"),
+    "precision": ("same", "allow_mixed_precision"),
+    "train_precision": ("same", "allow_mixed_precision"),
     "device_name": ("pair", "allow_mixed_devices"),
     "train_device_name": ("note", "allow_mixed_devices"),
 }
 #: The columns of one paired comparison: every method of one pruning state (the full model is a
 #: reference, not a side of a pair).
 PAIR = ("model", "task", "seed", "lam", "scope", "p")
-_ERRORS = {"allow_mixed_devices": MixedDevicesError}
+_ERRORS = {"allow_mixed_devices": MixedDevicesError, "allow_mixed_precision": MixedPrecisionError}
 
 
 def _state_examples(df: pl.DataFrame, n: int = 3) -> str:
@@ -107,9 +116,9 @@ def _values(df: pl.DataFrame, column: str) -> list[str]:
 def check_policy(df: pl.DataFrame, *, policy: Mapping[str, tuple[str, str]] | None = None, **allow: bool) -> list[str]:
     """Check results rows against the device policy (:data:`POLICY`, or ``policy``); return the notes
     (one line per column whose values differ where the policy accepts it), or raise the flag's error
-    (:class:`MixedDevicesError`) naming every refused column with its values and example states.
-    ``allow``: ``allow_mixed_devices=True`` etc. turn that flag's refusals into notes. Columns absent
-    from ``df`` are skipped."""
+    (:class:`MixedDevicesError`, :class:`MixedPrecisionError`) naming every refused column with its
+    values and example states. ``allow``: ``allow_mixed_devices=True``, ``allow_mixed_precision=True``
+    turn that flag's refusals into notes. Columns absent from ``df`` are skipped."""
     policy = POLICY if policy is None else policy
     notes, refused = [], {}
     pruned = df.filter(pl.col("method") != "full")
@@ -150,9 +159,19 @@ def check_policy(df: pl.DataFrame, *, policy: Mapping[str, tuple[str, str]] | No
     return notes
 
 
+def _only(flag: str) -> dict[str, tuple[str, str]]:
+    return {c: rule for c, rule in POLICY.items() if rule[1] == flag}
+
+
 def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> list[str]:
-    """:func:`check_policy` with ``allow_mixed_devices=allow_mixed`` (config ``report.allow_mixed_devices``)."""
-    return check_policy(df, allow_mixed_devices=allow_mixed)
+    """:func:`check_policy` for the device columns (config ``report.allow_mixed_devices``)."""
+    return check_policy(df, policy=_only("allow_mixed_devices"), allow_mixed_devices=allow_mixed)
+
+
+def check_precisions(df: pl.DataFrame, *, allow_mixed: bool = False) -> list[str]:
+    """:func:`check_policy` for ``precision`` and ``train_precision`` (config ``report.allow_mixed_precision``):
+    a bf16 score and an fp32 score of the same state differ (docs/benchmarks.md, "bf16 compute")."""
+    return check_policy(df, policy=_only("allow_mixed_precision"), allow_mixed_precision=allow_mixed)
 
 
 def collect(
@@ -161,6 +180,7 @@ def collect(
     *,
     pruned_dirs: Iterable[str | Path] = (),
     allow_mixed_devices: bool = False,
+    allow_mixed_precision: bool = False,
 ) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
@@ -168,8 +188,9 @@ def collect(
     ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned`); their counts must equal
     those of the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. Results outside
-    the device policy are refused (:func:`check_policy`) unless ``allow_mixed_devices``; what it
-    accepts (e.g. two GPU models) is logged as a note.
+    the policy (:data:`POLICY`, :func:`check_policy`: device kinds, precisions, pairs scored on
+    different devices) are refused unless ``allow_mixed_devices`` / ``allow_mixed_precision``; what
+    it accepts (e.g. two GPU models) is logged as a note.
     """
     from .artifacts import verify_pruned
 
@@ -192,7 +213,8 @@ def collect(
     dup = df.filter(df.select(_KEY).is_duplicated())
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
-    for note in check_devices(df, allow_mixed=allow_mixed_devices):
+    notes = check_policy(df, allow_mixed_devices=allow_mixed_devices, allow_mixed_precision=allow_mixed_precision)
+    for note in notes:
         log.info("note: %s", note)
     for row in df.unique(["model", "task", "seed", "lam", "scope", "method", "p"]).iter_rows(named=True):
         key = (row["model"], row["task"], row["seed"], row["lam"], row["scope"], row["method"], row["p"])

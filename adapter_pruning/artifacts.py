@@ -11,7 +11,7 @@
 * **calibration norms** (``.../calibration/input_rms.safetensors``, baseline ``activation``): per
   layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
-  ``info``: ``n_examples``, ``n_tokens`` and the device. :func:`write_input_rms` / :func:`read_input_rms`.
+  ``info``: ``n_examples``, ``n_tokens``, device and precision. :func:`write_input_rms` / :func:`read_input_rms`.
 * **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
   of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
   ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
@@ -33,6 +33,7 @@ __all__ = [
     "read_adapter_state",
     "read_adapter_layers",
     "read_train_device",
+    "read_train_precision",
     "copy_adapter_with",
     "write_optimized",
     "read_optimized",
@@ -72,6 +73,20 @@ def read_train_device(adapter_dir) -> dict[str, str | None]:
         "train_device": None if device is None else str(device).split(":")[0],
         "train_device_name": metrics.get("device_name"),
     }
+
+
+def read_train_precision(adapter_dir) -> str | None:
+    """The precision the adapter in ``adapter_dir`` was trained in, from its ``metrics.json``
+    (``training.train_adapter`` writes ``precision``; an adapter it trained before that key existed was
+    trained in ``fp32``); None for an adapter imported from elsewhere (``import_adapter``) or a folder
+    without ``metrics.json``."""
+    path = Path(adapter_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = read_json(path)
+    if "precision" in metrics:
+        return str(metrics["precision"])
+    return None if metrics.get("imported") or "config" not in metrics else "fp32"
 
 
 def read_adapter_layers(adapter_dir) -> list:
@@ -156,19 +171,19 @@ def read_optimized(path, layers) -> list:
 
 
 def write_input_rms(
-    path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int, device: Mapping | None = None
+    path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
 ) -> None:
     """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically, with one
-    metadata key ``info``: sorted JSON of ``n_examples``, ``n_tokens`` and ``device`` (where the norms
-    were computed: :func:`adapter_pruning.devices.describe`'s ``device`` and ``device_name``). One key
-    only, as in :func:`write_optimized`."""
+    metadata key ``info``: sorted JSON of ``n_examples``, ``n_tokens`` and ``provenance`` (how the norms
+    were computed, e.g. :func:`adapter_pruning.devices.describe`'s ``device`` and ``device_name``, and
+    ``precision``). One key only, as in :func:`write_optimized`."""
     from safetensors.torch import save_file
 
     tensors = {}
     for prefix, (down_in, up_in) in input_rms.items():
         tensors[f"{prefix}.down_in"] = down_in.detach().cpu().double().contiguous()
         tensors[f"{prefix}.up_in"] = up_in.detach().cpu().double().contiguous()
-    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(device or {})}
+    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(provenance or {})}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"info": json.dumps(info, sort_keys=True)})
 

@@ -69,7 +69,7 @@ from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     check_not_all_zero,
     read_adapter_dir,
 )
-from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
+from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_PRECISION, DEFAULT_STEPS, DEFAULT_TOL, PRECISIONS
 
 __all__ = [
     "AdapterSource",
@@ -290,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--device", default="auto", help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)"
     )
+    ev.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="precision of the scoring forward passes: fp32 (default), bf16 (fast on GPUs and CPUs with "
+        "AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
+    )
     ap.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars and no log lines (errors still go to stderr)"
     )
@@ -476,6 +483,7 @@ class _Evaluator:
     tokenizer: Any
     df: Any
     device: Any
+    precision: str
     max_length: int
     batch_size: int
     progress: bool
@@ -505,6 +513,7 @@ class _Evaluator:
                 max_length=self.max_length,
                 device=self.device,
                 progress=self.progress,
+                precision=self.precision,
             )
         finally:
             self.model.delete_adapter(loaded)
@@ -533,12 +542,14 @@ def _check_evaluation(args, src: AdapterSource):
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
     from .data import TASKS
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+    from .precision import PrecisionError, check_precision
 
     try:
         device = resolve_device(args.device)
+        precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except ModelError as exc:
+    except (ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     model.eval()
     return _Evaluator(
@@ -548,6 +559,7 @@ def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
         tokenizer=tokenizer,
         df=df,
         device=device,
+        precision=precision,
         max_length=args.max_length or TASKS[args.evaluate].recommended_max_length,
         batch_size=args.batch_size,
         progress=not args.quiet,
@@ -727,6 +739,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             "scope": args.scope,
             "evaluate": args.evaluate,
             "split": args.split if args.evaluate else None,
+            "precision": args.precision if args.evaluate else None,
             "results": rows,
         },
         out / "summary.json",

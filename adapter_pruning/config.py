@@ -141,8 +141,9 @@ def fill_tropical_defaults(config: dict) -> dict:
 
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     """Checks the schema cannot express (``data.mirror`` exists; ``model`` is a registered alias, a local
-    model folder with ``config.json`` or a valid Hugging Face model id; each of ``adapters`` fits its task
-    and the model, :func:`adapter_problems`); raise :class:`ConfigError` naming the key and value."""
+    model folder with ``config.json`` or a valid Hugging Face model id; no ``tf32`` precision with
+    ``device: cpu``; each of ``adapters`` fits its task and the model, :func:`adapter_problems`); raise
+    :class:`ConfigError` naming the key and value."""
     problems = []
     mirror = config.get("data", {}).get("mirror")
     if mirror is not None:
@@ -166,6 +167,10 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             f"model = {model!r}: not a registered alias ({', '.join(sorted(aliases))}), an existing local "
             f"folder, or a Hugging Face model id ('name' or 'org/name'): {why}"
         )
+    if config.get("device") == "cpu":
+        for key in ("training", "evaluation"):
+            if config.get(key, {}).get("precision") == "tf32":
+                problems.append(f"{key}.precision = 'tf32': a CUDA precision, but device = 'cpu' (use fp32 or bf16)")
     if config.get("adapters"):
         problems += adapter_problems(
             config,

@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from .precision import autocast
+
 __all__ = [
     "compute_metrics",
     "encode",
@@ -158,6 +160,7 @@ def predict_logits(
     batch_tokens: int | str | None = "auto",
     encodings: Mapping[str, Sequence[Sequence[int]]] | None = None,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Logits ``(len(df), num_labels)`` (float32) in the original row order.
 
@@ -167,7 +170,9 @@ def predict_logits(
     :func:`resolve_batch_tokens`), None (rows only) or a budget. ``encodings``: ``encode(tokenizer,
     df, max_length)`` computed beforehand, so that scoring several adapter states (or validating
     during training) on the same rows tokenizes them once; None tokenizes ``df`` here. The result is
-    the same either way."""
+    the same either way. ``precision``: the forward passes' precision
+    (:func:`adapter_pruning.precision.autocast`: ``fp32``, ``bf16``, ``tf32`` on CUDA); the logits are
+    returned as float32 whatever it is."""
     if batch_size < 1 or max_length < 2:
         raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size}, {max_length}")
     if df.height == 0:
@@ -198,7 +203,7 @@ def predict_logits(
 
         todo = tqdm(todo, desc="predict", unit="batch", leave=False)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             for idx in todo:
                 batch = collate(enc, idx, pad_id, pad_to=pad_to, padding_side=tokenizer.padding_side)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -223,6 +228,7 @@ def predict(
     batch_tokens: int | str | None = "auto",
     encodings: Mapping[str, Sequence[Sequence[int]]] | None = None,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted class indices (int64) for every row of ``df``, in the original order (arguments
     as :func:`predict_logits`)."""
@@ -237,6 +243,7 @@ def predict(
         batch_tokens=batch_tokens,
         encodings=encodings,
         progress=progress,
+        precision=precision,
     )
     return logits.argmax(axis=1).astype(np.int64)
 

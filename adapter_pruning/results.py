@@ -14,6 +14,10 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
   share of this state's pruned parameters that Standard keeps (0 for Standard; null for ``full``);
+* ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
+  ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the
+  adapter's ``metrics.json``; null for an adapter imported from elsewhere). Both define the score
+  (:mod:`adapter_pruning.precision`);
 * ``device`` (``cpu`` or ``cuda``) and ``device_name`` (the GPU's model, or the CPU's): where the
   state was scored; ``train_device`` and ``train_device_name``: where its adapter was trained (from the
   adapter's ``metrics.json``; null for an adapter imported from elsewhere); ``torch``, ``transformers``,
@@ -55,6 +59,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "primary": pl.Boolean,
     "jaccard_standard": pl.Float64,
     "pruned_outside_standard": pl.Float64,
+    "precision": pl.String,
+    "train_precision": pl.String,
     "device": pl.String,
     "device_name": pl.String,
     "train_device": pl.String,
@@ -127,7 +133,9 @@ def score_frame(
     pruned_outside_standard: float | None = None,
     lam: float | None = None,
 ) -> pl.DataFrame:
-    """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``)."""
+    """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
+    ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
+    and optionally ``precision`` (default ``fp32``) and ``train_precision`` (default null)."""
     state = _state(ids, lam=lam, scope=scope, method=method, p=p)
     rows = [
         {
@@ -141,6 +149,8 @@ def score_frame(
             "primary": metric == primary_metric,
             "jaccard_standard": jaccard_standard,
             "pruned_outside_standard": pruned_outside_standard,
+            "precision": provenance.get("precision", "fp32"),
+            "train_precision": provenance.get("train_precision"),
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},
             **{k: provenance.get(k) for k in ("device_name", "train_device", "train_device_name")},
         }

@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from . import io
+from . import io, precision
 from .data import TASKS, DataError, TaskSpec, validate_prepared
 from .devices import describe
 from .evaluation import collate, encode, evaluate
@@ -67,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
+    precision: str = "fp32"  # adapter_pruning.precision: fp32 | bf16 | tf32 (CUDA); training and its validations
     progress: bool = True  # tqdm bar on stderr
 
     def __post_init__(self) -> None:
@@ -85,6 +86,10 @@ class TrainConfig:
             raise ValueError("TrainConfig.warmup_steps and weight_decay must be >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"TrainConfig.max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
+        if self.precision not in precision.PRECISIONS:
+            raise ValueError(
+                f"TrainConfig.precision must be one of {list(precision.PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 def _seed_everything(seed: int) -> None:
@@ -213,13 +218,19 @@ def _train_step(
     task: str,
     step: int,
 ) -> float:
-    """One optimisation step on one batch (cross-entropy, optional gradient clipping); return its loss."""
+    """One optimisation step on one batch (cross-entropy, optional gradient clipping); return its loss.
+    The forward pass and the loss run in ``cfg.precision`` (:func:`adapter_pruning.precision.autocast`),
+    the backward pass outside autocast with the same float32 matmul setting; parameters, gradients
+    and the optimizer state stay float32."""
     model.train()
-    logits = model(**inputs).logits
-    loss = torch.nn.functional.cross_entropy(logits, target)
+    device = target.device
+    with precision.autocast(cfg.precision, device):
+        logits = model(**inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
     if not torch.isfinite(loss):
         raise RuntimeError(f"training {task} adapter: loss became {loss.item()} at step {step}; lower lr")
-    loss.backward()
+    with precision.float32_matmul(cfg.precision):
+        loss.backward()
     if cfg.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()
@@ -243,6 +254,7 @@ def _validate(
         max_length=cfg.max_length,
         device=device,
         encodings=val_encodings,
+        precision=cfg.precision,
     )
     return scores, time.perf_counter() - t0
 
@@ -327,13 +339,14 @@ def train_adapter(
     index i), ``val_curve`` (list of ``{step, accuracy, macro_f1, seconds}``), ``seconds_per_step``
     (mean wall time of a training step, validation excluded), ``eval_seconds``, ``total_seconds``,
     ``n_train, n_val, num_trainable_params, device`` (``cpu`` or ``cuda``), ``device_name`` (the GPU's or
-    CPU's model, :func:`adapter_pruning.devices.describe`), ``threads, config, versions``.
+    CPU's model, :func:`adapter_pruning.devices.describe`), ``threads, precision, config, versions``.
     """
     cfg = cfg or TrainConfig()
     task_spec = _check_inputs(task, train_df, val_df)
     out_dir = Path(out_dir)
     model_path = resolve_model(model_name)
     device = resolve_device(cfg.device)
+    precision.check_precision(cfg.precision, device, what="training precision")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
 
@@ -342,7 +355,7 @@ def train_adapter(
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "training %s adapter on %s: %d train / %d validation rows, %d steps of %d, lr %g, %d trainable "
-        "parameters, device %s, %d threads",
+        "parameters, device %s, %d threads, precision %s",
         task,
         model_name,
         train_df.height,
@@ -353,6 +366,7 @@ def train_adapter(
         n_trainable,
         device,
         torch.get_num_threads(),
+        cfg.precision,
     )
     history, best = _train_loop(model, tokenizer, task_spec, train_df, val_df, cfg, device)
     best.restore(model)
@@ -379,6 +393,7 @@ def train_adapter(
         "num_trainable_params": n_trainable,
         **describe(device),
         "threads": torch.get_num_threads(),
+        "precision": cfg.precision,
         "config": dataclasses.asdict(cfg),
         "versions": {
             "torch": torch.__version__,

@@ -264,7 +264,14 @@ def import_params(wildcards):
 
 
 def eval_params(wildcards):
-    return apc.canonical({"model": config["model"], "device": DEVICE, "max_length": max_length(wildcards.task)})
+    return apc.canonical(
+        {
+            "model": config["model"],
+            "device": DEVICE,
+            "max_length": max_length(wildcards.task),
+            "precision": config["evaluation"]["precision"],
+        }
+    )
 
 
 def tropical_params(wildcards):
@@ -278,6 +285,7 @@ def calibrate_params(wildcards):
             "device": DEVICE,
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
+            "precision": config["evaluation"]["precision"],
         }
     )
 

@@ -1,6 +1,6 @@
 rule aggregate:
     """One row per evaluated state and split -> results/summary/results.parquet. Every score file is
-    checked on read (schema, ranges, duplicates, devices); each pruned adapter was verified against
+    checked on read (schema, ranges, duplicates, devices, precisions); each pruned adapter was verified against
     its prune.json by the job that wrote and scored it."""
     input:
         scores=all_scores(),
@@ -22,6 +22,7 @@ rule aggregate:
         runtime=10,
     params:
         allow_mixed_devices=config["report"]["allow_mixed_devices"],
+        allow_mixed_precision=config["report"]["allow_mixed_precision"],
         code=code_hash("aggregate.py"),
     script:
         "../scripts/aggregate.py"

@@ -12,5 +12,6 @@ with logged(sm.log[0]):
         list(sm.input.scores),
         sm.output[0],
         allow_mixed_devices=sm.params.allow_mixed_devices,
+        allow_mixed_precision=sm.params.allow_mixed_precision,
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

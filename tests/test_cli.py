@@ -246,9 +246,21 @@ def test_evaluate_tiny(tiny_model_dir, tmp_path, shared_data, capsys):
     ev = json.loads((out / "tropical" / "p50" / "prune.json").read_text())["evaluation"]
     assert ev["task"] == "rotten_tomatoes" and ev["split"] == "test" and ev["n_examples"] == 40
     assert set(ev["scores"]) == {"accuracy", "macro_f1"} and set(ev["unpruned_scores"]) == {"accuracy", "macro_f1"}
-    rows = json.loads((out / "summary.json").read_text())["results"]
-    assert [r["method"] for r in rows] == ["full", "tropical"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in summary["results"]] == ["full", "tropical"] and summary["precision"] == "fp32"
     assert "accuracy" in capsys.readouterr().out
+    # --precision bf16 scores in bf16 (recorded); tf32 on the CPU is refused before anything is written
+    common = ["--evaluate", "rotten_tomatoes", "--split", "test", "--max-examples", 40, "--data-mirror", shared_data]
+    out16 = tmp_path / "out16"
+    rc = run_cli(src, "--model", tiny_model_dir, "--p", 50, "--out", out16, "--precision", "bf16", *common)
+    assert rc == 0 and json.loads((out16 / "summary.json").read_text())["precision"] == "bf16"
+    expect_error(
+        capsys,
+        [src, "--model", tiny_model_dir, "--p", 50, "--out", tmp_path / "o32", "--precision", "tf32", "--device", "cpu"]
+        + common,
+        "--precision: 'tf32' is a CUDA precision",
+    )
+    assert not (tmp_path / "o32").exists()
 
 
 # --------------------------------------------------------------------------- errors

@@ -68,6 +68,19 @@ def test_semantic_checks(tmp_path):
     assert "data.mirror" in str(err.value) and "nowhere" in str(err.value)
 
 
+def test_tf32_needs_a_gpu_device():
+    cfg = _default()
+    cfg["device"] = "cpu"
+    cfg["evaluation"]["precision"] = "tf32"
+    with pytest.raises(apc.ConfigError, match=r"evaluation.precision = 'tf32': a CUDA precision, but device = 'cpu'"):
+        apc.check_semantics(cfg, REPO)
+    cfg["device"] = "auto"  # may land on a GPU: decided by the job
+    apc.check_semantics(cfg, REPO)
+    cfg["training"]["precision"] = "fp16"
+    with pytest.raises(apc.ConfigError, match=r"training.precision = \"fp16\""):
+        apc.check_config(cfg)
+
+
 def test_local_model_folder_must_hold_a_model(tmp_path):
     cfg = _default()
     cfg["model"] = str(tmp_path)

@@ -187,7 +187,11 @@ def _old_way(trained, tiny_model_dir, p):
         n_params=info["n_params"],
         n_pruned=info["n_pruned"],
         primary_metric="accuracy",
-        provenance={**results.runtime_provenance("cpu"), **artifacts.read_train_device(root / "adapter")},
+        provenance={
+            **results.runtime_provenance("cpu"),
+            **artifacts.read_train_device(root / "adapter"),
+            "train_precision": artifacts.read_train_precision(root / "adapter"),
+        },
         jaccard_standard=info["jaccard_standard"],
         pruned_outside_standard=info["pruned_outside_standard"],
         lam=0.5,
@@ -341,7 +345,7 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
 
     info = artifacts.read_input_rms_info(root / "calibration.safetensors")  # counts and where it ran
     assert info["n_examples"] == 16 and info["n_tokens"] > 16
-    assert (info["device"], info["device_name"]) == ("cpu", cpu_name())
+    assert (info["device"], info["device_name"], info["precision"]) == ("cpu", cpu_name(), "fp32")
     counts = {}
     for method in ("tropical", "random", "activation"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CN", "method": method}

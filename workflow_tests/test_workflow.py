@@ -205,6 +205,41 @@ def test_changing_training_lr_reruns_training_and_downstream(tiny_run, tmp_path)
     assert counts["prune"] == 16 and counts["evaluate"] == 2 + 16
 
 
+def test_changing_evaluation_precision_reruns_only_scoring(tiny_run, tmp_path):
+    counts = _dry_run_after_change(tiny_run, tmp_path, evaluation={"precision": "bf16"})
+    assert not {"prepare_data", "train_adapter", "tropical_solve", "prune"} & set(counts)
+    assert counts["evaluate"] == 2 + 16 and counts["aggregate"] == 1
+
+
+def test_changing_training_precision_reruns_training_and_downstream(tiny_run, tmp_path):
+    counts = _dry_run_after_change(tiny_run, tmp_path, training={"precision": "bf16"})
+    assert "prepare_data" not in counts
+    assert counts["train_adapter"] == 2 and counts["tropical_solve"] == 2
+    assert counts["prune"] == 16 and counts["evaluate"] == 2 + 16
+
+
+def test_bf16_run_records_its_precision(tiny_run, tmp_path):
+    """A run trained and scored in bf16 (one task of the tiny run): every score row says so, and the
+    trained adapter's metrics.json too."""
+    import shutil
+
+    workdir, cfg, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    base = yaml.safe_load(cfg.read_text())
+    base["tasks"] = ["trec"]
+    base["training"] = {**base["training"], "precision": "bf16"}
+    base["evaluation"] = {**base["evaluation"], "precision": "bf16"}
+    base["report"] = {**base.get("report", {}), "zonotope_task": "trec"}
+    run_snakemake(copy, write_config(tmp_path / "bf16.yaml", base), "--cores", "2", timeout=900)
+    res = _results(copy)
+    assert set(res["precision"]) == {"bf16"} and set(res["train_precision"]) == {"bf16"}
+    metrics = json.loads((copy / "results" / "tiny" / "trec" / "seed0" / "adapter" / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16"
+    fp32 = _results(workdir).filter(pl.col("task") == "trec")
+    assert set(fp32["precision"]) == {"fp32"} and res.height == fp32.height
+
+
 def test_lint_is_clean(tmp_path):
     proc = run_snakemake(tmp_path, REPO / "config" / "config.yaml", "--lint", timeout=120, check=False)
     out = proc.stdout + proc.stderr
@@ -275,6 +310,13 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
     # one job per λ (per_sweep: every method and p of a scope in one job); the full model's scores stand
     assert planned["prune"] == planned["evaluate_sweep"] == 2 and "evaluate" not in planned
     run_snakemake(copy, study, "--cores", "2", timeout=900)
+    # evaluation.precision defines calibration and scoring: changing it reruns those, and the sweeps that
+    # prune with the calibration (activation), nothing upstream
+    base["evaluation"]["precision"] = "bf16"
+    changed = write_config(tmp_path / "study-bf16.yaml", base)
+    replanned = job_counts(run_snakemake(copy, changed, "-n", "--quiet", "rules", timeout=120).stdout)
+    assert replanned["calibrate"] == 1 and replanned["evaluate_sweep"] == 2 and replanned["evaluate"] == 1
+    assert replanned["prune"] == 2 and not {"train_adapter", "tropical_solve"} & set(replanned)
     res = _results(copy)
     pruned = res.filter(pl.col("method") != "full")
     assert sorted(pruned["lam"].unique().to_list()) == [0.5, 1.0]

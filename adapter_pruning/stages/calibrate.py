@@ -11,14 +11,18 @@ from ..models import set_threads
 log = logging.getLogger("adapter_pruning")
 
 
-def input_rms(model, tokenizer, name: str, df, *, max_length: int, batch_size: int, device) -> tuple[dict, int]:
+def input_rms(
+    model, tokenizer, name: str, df, *, max_length: int, batch_size: int, device, precision: str = "fp32"
+) -> tuple[dict, int]:
     """Per adapter layer ``prefix -> (down_in (d,), up_in (r,))``: the root mean square, over every
     non-padding token of ``df``, of each feature entering ``adapter_down`` (the hidden states) and
-    ``adapter_up`` (the ReLU bottleneck activations); and the number of tokens. float64, CPU."""
+    ``adapter_up`` (the ReLU bottleneck activations); and the number of tokens. float64, CPU. The
+    forward passes run in ``precision`` (:mod:`adapter_pruning.precision`); the sums are float64."""
     import numpy as np
     import torch
 
     from .. import evaluation, masks
+    from ..precision import autocast
 
     layers = masks.extract_layers(model, name)
     sums: dict[str, list] = {}
@@ -45,7 +49,7 @@ def input_rms(model, tokenizer, name: str, df, *, max_length: int, batch_size: i
     n_tokens = 0
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             for start in range(0, df.height, batch_size):
                 batch = evaluation.collate(
                     enc,
@@ -74,19 +78,21 @@ def calibrate(
     threads: int | None = None,
 ) -> None:
     """Collect the input norms on ``spec['examples']`` training examples (a seeded sample, seed =
-    the run's seed) and save them with the device they were computed on
+    the run's seed), forward passes in ``spec['precision']`` (``evaluation.precision``; fp32 when
+    absent), and save them with the device and precision they were computed in
     (:func:`adapter_pruning.artifacts.write_input_rms`). ``device``: as
     :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or ``cuda``)."""
-    from .. import artifacts, data, devices, models
+    from .. import artifacts, data, devices, models, precision
 
     set_threads(threads)
     dev = models.resolve_device(device)
+    prec = precision.check_precision(spec.get("precision", "fp32"), dev, what="evaluation.precision")
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     df = data.read_prepared(train_path, ids["task"])
     n = min(int(spec["examples"]), df.height)
     df = df.sample(n=n, seed=int(ids["seed"]), shuffle=True) if n < df.height else df
     norms, n_tokens = input_rms(
-        model, tokenizer, name, df, max_length=spec["max_length"], batch_size=batch_size, device=dev
+        model, tokenizer, name, df, max_length=spec["max_length"], batch_size=batch_size, device=dev, precision=prec
     )
     log.info(
         "%s seed %s: input norms of %d layers from %d examples (%d tokens)",
@@ -96,4 +102,5 @@ def calibrate(
         n,
         n_tokens,
     )
-    artifacts.write_input_rms(out_path, norms, n_examples=n, n_tokens=n_tokens, device=devices.describe(dev))
+    provenance = {**devices.describe(dev), "precision": prec}
+    artifacts.write_input_rms(out_path, norms, n_examples=n, n_tokens=n_tokens, provenance=provenance)

@@ -18,11 +18,22 @@ log = logging.getLogger("adapter_pruning")
 
 
 def score_splits(
-    model, tokenizer, task, splits: Mapping, *, max_length, batch_size, device, batch_tokens="auto", encodings=None
+    model,
+    tokenizer,
+    task,
+    splits: Mapping,
+    *,
+    max_length,
+    batch_size,
+    device,
+    batch_tokens="auto",
+    encodings=None,
+    precision="fp32",
 ) -> tuple[dict, dict]:
     """Score ``model`` on each split; ``splits`` maps a split name to a prepared Parquet file or to an
     already loaded prepared frame, ``encodings`` (optional) a split name to its ``evaluation.encode``
-    at ``max_length`` (the split is then not tokenized again). Returns ``({split: {metric: score}},
+    at ``max_length`` (the split is then not tokenized again), ``precision`` that of the forward passes
+    (:mod:`adapter_pruning.precision`). Returns ``({split: {metric: score}},
     {split: predictions})`` with ``predictions`` a frame of ``id``, ``prediction``, ``label`` in the
     split's row order."""
     import polars as pl
@@ -42,6 +53,7 @@ def score_splits(
             device=device,
             batch_tokens=batch_tokens,
             encodings=(encodings or {}).get(split),
+            precision=precision,
         )
         scores[split] = evaluation.compute_metrics(pred, df["label"].to_numpy(), data.TASKS[task].num_labels)
         predictions[split] = pl.DataFrame({"id": df["id"], "prediction": pred, "label": df["label"]})
@@ -90,17 +102,19 @@ def evaluate_states(
     ``split_paths``; write state ``k``'s score rows to ``out_scores[k]`` and its per-example
     predictions to ``out_predictions[k]``.
 
-    ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone) and ``max_length``;
-    ``device`` as :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or
-    ``cuda``). Every score row records where it was scored (``device``, ``device_name``) and where
-    its adapter was trained (``train_device``, ``train_device_name``, from its ``metrics.json``).
+    ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone), ``max_length`` and
+    ``precision`` (of the forward passes; ``fp32`` when absent); ``device`` as
+    :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or ``cuda``).
+    Every score row records the precision (``precision``), where it was scored (``device``,
+    ``device_name``) and how and where its adapter was trained (``train_precision``, ``train_device``,
+    ``train_device_name``, from its ``metrics.json``).
     The backbone, the first state's adapter and head, the tokenizer and the data are loaded, and the
     data tokenized, once; each state's adapter tensors are then loaded into that model
     (``masks.load_into_model``). Every state must carry the same adapter (name, layers) and a
     byte-identical ``model_head.safetensors`` (pruning never touches the head); otherwise a
     ``ValueError`` names the folder.
     """
-    from .. import artifacts, data, evaluation, masks, models, results
+    from .. import artifacts, data, evaluation, masks, models, precision, results
     from ..io import write_parquet
 
     if not (len(state_dirs) == len(out_scores) == len(out_predictions)):
@@ -111,6 +125,7 @@ def evaluate_states(
         return
     set_threads(threads)
     dev = models.resolve_device(device)
+    prec = precision.check_precision(spec.get("precision", "fp32"), dev, what="evaluation.precision")
     first = Path(state_dirs[0])
     model, tokenizer, name = models.load_trained(spec["model"], first, device=dev)
     head = first / "model_head.safetensors"
@@ -121,7 +136,12 @@ def evaluate_states(
     log.info(
         "tokenized %s in %.1f s", ", ".join(f"{s} ({df.height})" for s, df in frames.items()), time.perf_counter() - t0
     )
-    provenance = {**results.runtime_provenance(dev), **artifacts.read_train_device(first)}
+    provenance = {
+        **results.runtime_provenance(dev),
+        **artifacts.read_train_device(first),
+        "precision": prec,
+        "train_precision": artifacts.read_train_precision(first),
+    }
     for state_dir, out_score, out_pred in zip(state_dirs, out_scores, out_predictions):
         state_dir = Path(state_dir)
         if (state_dir / "model_head.safetensors").read_bytes() != head_bytes:
@@ -145,6 +165,7 @@ def evaluate_states(
             device=dev,
             batch_tokens=batch_tokens,
             encodings=encodings,
+            precision=prec,
         )
         frame = results.score_frame(
             ids,

@@ -52,6 +52,7 @@ def train_adapter(
         threads=threads,
         reduction_factor=spec["reduction_factor"],
         non_linearity=spec["non_linearity"],
+        precision=spec.get("precision", "fp32"),
     )
     return training.train_adapter(
         spec["model"],

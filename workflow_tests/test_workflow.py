@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from pathlib import Path
@@ -120,8 +121,14 @@ def test_the_run_plans_one_device_records_it_and_refuses_cuda_it_cannot_have(tin
     assert res.select("device", "device_name", "train_device", "train_device_name").unique().rows() == [
         ("cpu", cpu_name(), "cpu", cpu_name())
     ]
-    metadata = [json.loads(p.read_text()) for p in (workdir / ".snakemake" / "metadata").iterdir()]
-    specs = {m["rule"]: json.loads(m["params"][0]) for m in metadata if m["rule"] in ("train_adapter", "evaluate")}
+    # the params Snakemake recorded (the repr of each value, sorted; the spec is the JSON object)
+    specs = {}
+    for path in (workdir / ".snakemake" / "metadata").iterdir():
+        record = json.loads(path.read_text())
+        for param in record.get("params", []):
+            value = ast.literal_eval(param)
+            if isinstance(value, str) and value.startswith("{"):
+                specs[record["rule"]] = json.loads(value)
     assert specs["train_adapter"]["device"] == specs["evaluate"]["device"] == "cpu", specs
     auto = run_snakemake(workdir, cfg, "-n", "--config", "device=auto", timeout=120)
     assert "device auto -> cpu (no NVIDIA GPU here" in auto.stderr + auto.stdout

@@ -32,11 +32,13 @@ rule all:
         rules.aggregate.output,
         rules.report_tables.output,
         rules.report_comparison.output,
+        rules.report_convergence.output,
+        rules.figure_convergence.output,
         rules.figure_objective.output,
         rules.figure_zonotope.output,
         rules.figure_score_vs_retained.output,
         expand(rules.figure_methods.output, task=TASKS),
-        expand(rules.figure_delta.output, task=TASKS),
+        expand(rules.figure_delta.output, task=TASKS) if PAIRS else [],
 
 
 onsuccess:

@@ -69,7 +69,8 @@ from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     check_not_all_zero,
     read_adapter_dir,
 )
-from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_PRECISION, DEFAULT_STEPS, DEFAULT_TOL, PRECISIONS
+from .defaults import DEFAULT_LAM_REL, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TOL
+from .precision import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
     "AdapterSource",

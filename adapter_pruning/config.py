@@ -15,8 +15,9 @@ the workflow before any job runs:
    tropical-solver defaults from :mod:`adapter_pruning.defaults` (their one source of truth).
 3. :func:`check_semantics` checks what the schema cannot express: the data mirror folder exists,
    ``model`` is a registered alias, a local model folder with ``config.json``, or a valid Hugging Face
-   model id (:func:`hf_model_id_problem`), and every entry of ``adapters`` is a saved adapter the
-   workflow can use for its task on that model (:func:`adapter_problems`).
+   model id (:func:`hf_model_id_problem`), every entry of ``adapters`` is a saved adapter the
+   workflow can use for its task on that model (:func:`adapter_problems`), and every pair of
+   ``report.comparisons`` names two configured methods (:func:`comparison_pairs`).
 
 Each error is a :class:`ConfigError`. The module also derives values the rules use: :func:`canonical`
 params strings, :func:`model_label` and :func:`fmt_p` (code hashes: :mod:`adapter_pruning.codehash`).
@@ -41,6 +42,8 @@ __all__ = [
     "canonical",
     "check_config",
     "check_semantics",
+    "comparison_pairs",
+    "default_comparisons",
     "fill_tropical_defaults",
     "fmt_p",
     "hf_model_id_problem",
@@ -171,6 +174,7 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
         for key in ("training", "evaluation"):
             if config.get(key, {}).get("precision") == "tf32":
                 problems.append(f"{key}.precision = 'tf32': a CUDA precision, but device = 'cpu' (use fp32 or bf16)")
+    problems += _comparison_problems(config)[1]
     if config.get("adapters"):
         problems += adapter_problems(
             config,
@@ -318,3 +322,46 @@ def fmt_p(p: float) -> str:
     """Canonical text of a pruning percentage for paths: 98 -> '98', 2.5 -> '2.5'."""
     p = float(p)
     return str(int(p)) if p.is_integer() else repr(p)
+
+
+def default_comparisons(methods) -> list[tuple[str, str]]:
+    """The comparisons ``report.comparisons: null`` means, for the configured ``methods`` (in their
+    order): every method against ``standard`` (``(method, "standard")``), then ``tropical`` against
+    every other method (``("tropical", method)``), each pair once; only pairs of two configured
+    methods."""
+    methods = list(methods)
+    pairs = [(m, "standard") for m in methods if m != "standard" and "standard" in methods]
+    pairs += [("tropical", m) for m in methods if m not in ("tropical", "standard") and "tropical" in methods]
+    return list(dict.fromkeys(pairs))
+
+
+def comparison_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The ``(target, reference)`` method pairs of ``comparison.*``, ``comparison_verdicts.*`` and the
+    per-pair Δ figures: ``report.comparisons``, or :func:`default_comparisons` of
+    ``pruning.methods`` when it is null or absent. Raises :class:`ConfigError` naming the entry when a
+    pair names a method that ``pruning.methods`` does not list, the same method twice, or repeats
+    another pair."""
+    pairs, problems = _comparison_problems(config)
+    if problems:
+        raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+    return pairs
+
+
+def _comparison_problems(config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    methods = list(config.get("pruning", {}).get("methods") or ["standard", "tropical"])
+    given = config.get("report", {}).get("comparisons")
+    if given is None:
+        return default_comparisons(methods), []
+    problems, pairs = [], []
+    for i, pair in enumerate(given):
+        key = f"report.comparisons[{i}] = {list(pair)!r}"
+        unknown = [m for m in pair if m not in methods]
+        if unknown:
+            problems.append(f"{key}: {', '.join(map(repr, unknown))} not in pruning.methods {methods}")
+        elif pair[0] == pair[1]:
+            problems.append(f"{key}: target and reference are the same method")
+        elif tuple(pair) in pairs:
+            problems.append(f"{key}: listed twice")
+        else:
+            pairs.append(tuple(pair))
+    return pairs, problems

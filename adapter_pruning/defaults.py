@@ -19,8 +19,3 @@ DEFAULT_STEPS: int = 1000
 DEFAULT_TOL: float = 1e-6
 #: A layer whose ``Â`` or ``B̂`` has at least this share of exact zeros has collapsed (λ too large).
 MAX_ZERO_SHARE: float = 0.99
-
-#: Precisions of the model's passes (adapter_pruning.precision; config training.precision and
-#: evaluation.precision) and the default.
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "tf32")
-DEFAULT_PRECISION = "fp32"

@@ -25,9 +25,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-import torch
-
-from .defaults import DEFAULT_PRECISION, PRECISIONS  # torch-free, so that the CLI and config read them
+# torch is imported inside the functions: the CLI and the config checks read PRECISIONS without it.
 
 __all__ = [
     "PRECISIONS",
@@ -41,13 +39,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "tf32")
+DEFAULT_PRECISION = "fp32"
+
 
 class PrecisionError(ValueError):
     """A precision that is unknown or that the device cannot run."""
 
 
-def native_bf16(device: str | torch.device = "cpu") -> bool:
+def native_bf16(device="cpu") -> bool:
     """Whether ``device`` computes bfloat16 matmuls natively (CPU: AVX512-BF16 or AMX; CUDA: sm80+)."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -58,12 +61,14 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return bool(avx512_bf16() or amx()) or "AMX" in capability.upper()
 
 
-def check_precision(precision: str, device: str | torch.device, *, what: str = "precision") -> str:
+def check_precision(precision: str, device, *, what: str = "precision") -> str:
     """Return ``precision`` if ``device`` can run it; otherwise raise :class:`PrecisionError` naming
     ``what`` (e.g. the config key). ``tf32`` needs CUDA; ``bf16`` on CUDA needs bf16 support (sm80+);
     ``bf16`` on a CPU without native support runs (emulated) with a warning."""
     if precision not in PRECISIONS:
         raise PrecisionError(f"{what}: {precision!r} is not one of {list(PRECISIONS)}")
+    import torch
+
     device = torch.device(device)
     if precision == "tf32" and device.type != "cuda":
         raise PrecisionError(f"{what}: 'tf32' is a CUDA precision, but this job runs on {device} (use fp32 or bf16)")
@@ -82,6 +87,8 @@ def float32_matmul(precision: str) -> Iterator[None]:
     backward pass (which runs outside autocast) in it so that it computes like its forward pass."""
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    import torch
+
     value = "high" if precision == "tf32" else "highest"
     old, old_cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision(value)
@@ -94,10 +101,12 @@ def float32_matmul(precision: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def autocast(precision: str, device: str | torch.device) -> Iterator[None]:
+def autocast(precision: str, device) -> Iterator[None]:
     """Run the enclosed forward passes in ``precision`` on ``device`` (see the module docstring).
     Backward passes belong outside it (PyTorch's autocast rule), inside :func:`float32_matmul`. Call
     :func:`check_precision` once beforehand: this only refuses an unknown value."""
+    import torch
+
     with float32_matmul(precision):
         if precision == "bf16":
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):

@@ -75,12 +75,12 @@ def summary_text(
     """The end-of-run summary for the results folder ``results_dir`` (the config's ``results``).
 
     Lists ``summary/results.parquet`` (with its row count), every ``summary/table*.md`` and
-    ``summary/comparison.md`` (with its title; ``.csv``/``.tex`` beside it), the figures in
-    ``summary/figures/`` (per-task ones as ``methods/<task>``, ``delta/<task>``), the report command,
-    the device policy's notes (e.g. states scored on two GPU models), and then Table 1 as written in
-    ``summary/table1.md``. Paths are shown relative to ``base`` when
-    inside it, else absolute. When the run made no ``results.parquet`` (a partial target), says so
-    in one line.
+    ``summary/comparison*.md`` (with its title; ``.csv``/``.tex`` beside it), the figures in
+    ``summary/figures/`` (per-task ones as ``methods/<task>``; a folder of per-pair figures as
+    ``delta/<task>/* (<count>)``), the report command, the device policy's notes (e.g. states scored
+    on two GPU models), and then Table 1 as written in ``summary/table1.md``. Paths are shown
+    relative to ``base`` when inside it, else absolute. When the run made no ``results.parquet`` (a
+    partial target), says so in one line.
     """
     summary = Path(results_dir) / "summary"
     parquet = summary / "results.parquet"
@@ -90,7 +90,7 @@ def summary_text(
     rows = _row_count(parquet)
     what = "one row per evaluated state, split and metric"
     lines.append(f"  {_shown(parquet, base)}   {what}" + (f" ({rows:,} rows)" if rows is not None else ""))
-    for md in sorted(summary.glob("table*.md")) + sorted(summary.glob("comparison.md")):
+    for md in sorted(summary.glob("table*.md")) + sorted(summary.glob("comparison*.md")):
         others = [ext for ext in ("csv", "tex") if md.with_suffix(f".{ext}").is_file()]
         also = f" (also .{', .'.join(others)})" if others else ""
         lines.append(f"  {_shown(md, base)}   {_first_heading(md) or md.stem}{also}")
@@ -98,6 +98,13 @@ def summary_text(
     if figures.is_dir():
         files = [f for f in figures.rglob("*") if f.is_file()]
         names = sorted({f.relative_to(figures).with_suffix("").as_posix() for f in files})
+        # a folder of per-pair figures (delta/<task>/<target>_vs_<reference>) as one entry with a count
+        deep: dict[str, int] = {}
+        for name in names:
+            if name.count("/") >= 2:
+                folder = name.rsplit("/", 1)[0]
+                deep[folder] = deep.get(folder, 0) + 1
+        names = sorted({n for n in names if n.count("/") < 2} | {f"{d}/* ({c})" for d, c in deep.items()})
         kinds = sorted({f.suffix for f in files if f.suffix})
         lines.append(
             f"  {_shown(figures, base)}{os.sep}   figures: {', '.join(names) or 'none'}"

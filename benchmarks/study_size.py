@@ -10,8 +10,15 @@ little), so a throughput measured in tokens per second (``benchmarks/bench_batch
 total into a time. It also times the tokenization of one state's splits on this machine and
 multiplies it by the evaluated states (tokenizing per state) and by the scoring jobs of
 ``evaluation.mode: per_sweep`` (one per seed for the full model, one per seed, λ and scope for the
-pruned states: the data is tokenized once per job). Usage:
-``.venv/bin/python benchmarks/study_size.py --configfile config/study.yaml [--json out.json]``
+pruned states: the data is tokenized once per job).
+
+With ``--throughput FILE`` (the ``--json`` output of ``benchmarks/bench_precision.py``, on the
+machine to project onto: this CPU at 1 or 2 threads, or a GPU) it also projects the study's compute
+time per precision measured there: scoring = each task's tokens over the tokens/s measured on that
+task (the mean over measured tasks for one that was not), training = seeds × (steps × s/step +
+validations × validation examples over the measured examples/s). Job-seconds on one worker (one
+thread, or the one GPU), per-job start-up excluded. Usage:
+``.venv/bin/python benchmarks/study_size.py --configfile config/study.yaml [--throughput b.json ...] [--json o.json]``
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configfile", type=Path, nargs="*", default=[])
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--throughput", type=Path, nargs="*", default=[], help="bench_precision.py --json outputs to project onto"
+    )
     args = ap.parse_args()
 
     from adapter_pruning import config as apc
@@ -61,6 +71,7 @@ def main() -> None:
         pruned = n_lam * len(scopes) * len(cfg["pruning"]["methods"]) * len(cfg["pruning"]["percentages"])
         examples = tokens = 0
         tokenize_seconds = 0.0
+        validation_examples = 0
         for split in ("validation", "test"):
             df = data.load_split(
                 task,
@@ -75,6 +86,8 @@ def main() -> None:
             tokenize_seconds += time.perf_counter() - t0
             examples += df.height
             tokens += sum(len(ids) for ids in enc["input_ids"])
+            if split == "validation":
+                validation_examples = df.height
         seeds = 1 if task in (cfg.get("adapters") or {}) else len(cfg["seeds"])  # imported: first seed only
         states = seeds * (1 + pruned)
         jobs = seeds * (1 + n_lam * len(scopes))  # per_sweep: evaluate (full) + evaluate_sweep per (λ, scope)
@@ -85,6 +98,7 @@ def main() -> None:
                 "seeds": seeds,
                 "states_per_seed": 1 + pruned,
                 "examples_per_state": examples,
+                "validation_examples": validation_examples,
                 "tokens_per_state": tokens,
                 "states": states,
                 "examples": states * examples,
@@ -107,9 +121,65 @@ def main() -> None:
         "tokenize_seconds_once_per_state": sum(r["tokenize_seconds_once_per_state"] for r in rows),
         "tokenize_seconds_once_per_job": sum(r["tokenize_seconds_once_per_job"] for r in rows),
     }
+    summary["projections"] = [p for f in args.throughput for p in project(cfg, rows, json.loads(f.read_text()), f)]
     print(json.dumps(summary, indent=1))
+    for proj in summary["projections"]:
+        print(
+            f"{proj['source']} ({proj['device']}, {proj['threads']} thread(s)), {proj['precision']}: scoring "
+            f"{proj['scoring_hours']:.1f} h, training {proj['training_hours']:.1f} h"
+            + (f" (tasks without a measurement: {proj['unmeasured']})" if proj["unmeasured"] else "")
+        )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
+
+
+def project(cfg: dict, rows: list[dict], bench: dict, source: Path) -> list[dict]:
+    """Projected job-hours of scoring and training the study of ``rows`` (with configuration ``cfg``)
+    per precision and thread count measured in ``bench`` (a bench_precision.py report)."""
+    out = []
+    train = cfg["training"]
+    n_validations = train["steps"] // train["eval_every"] + (train["steps"] % train["eval_every"] != 0)
+    for run in bench["runs"]:
+        measured = run["tasks"]
+        precisions = sorted(
+            {p for t in measured.values() for p in t.get("scoring", {}) if isinstance(t["scoring"][p], dict)}
+        )
+        for prec in precisions:
+            tok_s = {t: m["scoring"][prec]["tokens_per_s"] for t, m in measured.items() if "scoring" in m}
+            ex_s = {t: m["scoring"][prec]["ex_per_s"] for t, m in measured.items() if "scoring" in m}
+            step_s = {t: m["training"][prec]["s_per_step"] for t, m in measured.items() if "training" in m}
+            if not tok_s:
+                continue
+            mean_tok, mean_ex = sum(tok_s.values()) / len(tok_s), sum(ex_s.values()) / len(ex_s)
+            mean_step = sum(step_s.values()) / len(step_s) if step_s else None
+            scoring = training = 0.0
+            tasks = []
+            for r in rows:
+                t = r["task"]
+                sec_score = r["tokens"] / tok_s.get(t, mean_tok)
+                n_val = r.get("validation_examples", 0)
+                step = step_s.get(t, mean_step)
+                sec_train = (
+                    None
+                    if step is None
+                    else r["seeds"] * (train["steps"] * step + n_validations * n_val / ex_s.get(t, mean_ex))
+                )
+                scoring += sec_score
+                training += sec_train or 0.0
+                tasks.append({"task": t, "scoring_hours": sec_score / 3600, "training_hours": (sec_train or 0) / 3600})
+            out.append(
+                {
+                    "source": str(source),
+                    "device": bench["env"].get("device_name") or bench["env"]["device"],
+                    "threads": run["threads"],
+                    "precision": prec,
+                    "scoring_hours": scoring / 3600,
+                    "training_hours": training / 3600,
+                    "unmeasured": [r["task"] for r in rows if r["task"] not in tok_s],
+                    "tasks": tasks,
+                }
+            )
+    return out
 
 
 if __name__ == "__main__":

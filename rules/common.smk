@@ -39,6 +39,8 @@ MODEL = apc.model_label(config)
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 METHODS = list(config["pruning"]["methods"])
+# The (target, reference) method pairs of comparison.*, comparison_verdicts.* and figures/delta/.
+PAIRS = apc.comparison_pairs(config)
 PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
 # The λ values ({path text: value}); with several, the tropical/, pruned/, scores/ and predictions/
 # paths get a lam<λ>/ level (LAM); with one, they keep the one-λ layout and `lam` is not a wildcard.
@@ -217,6 +219,18 @@ def zonotope_run(template):
     return expand(template, model=MODEL, task=task, seed=seeds_for(task)[0], lam=fmt_table_lam())[0]
 
 
+def delta_figure_files():
+    """The outputs of figure_delta for one task: PNG and SVG of every pair, named
+    `<target>_vs_<reference>_{png,svg}`."""
+    return {
+        f"{target}_vs_{reference}_{ext}": path
+        for target, reference in PAIRS
+        for ext, path in figure_files(
+            f"delta/{{task}}/{target}_vs_{reference}", subcategory="Δ per task and method pair"
+        ).items()
+    }
+
+
 def figure_files(name, category="Figures", subcategory=None):
     """The PNG and SVG outputs of figure `name` (a path template), with its report caption."""
     caption = name.split("/")[0]
@@ -306,6 +320,8 @@ localrules:
     aggregate,
     report_tables,
     report_comparison,
+    report_convergence,
+    figure_convergence,
     figure_objective,
     figure_zonotope,
     figure_score_vs_retained,

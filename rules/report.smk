@@ -63,9 +63,11 @@ rule report_tables:
 
 
 rule report_comparison:
-    """Tropical vs Standard with statistics: per task, scope, λ and p, every method's mean ± std over
-    seeds and the paired difference Tropical − Standard with a 95 % paired-bootstrap CI over seeds and
-    test examples; win counts beside the paper's claims. Markdown, CSV and LaTeX."""
+    """Every method pair of report.comparisons with statistics: per task, scope, λ and p, every method's
+    mean ± std over seeds and Δ = target − reference with a 95 % paired-bootstrap CI over seeds and test
+    examples, its p-value, Holm and BH adjusted p-values, win counts beside the paper's claims
+    (comparison.{md,csv,tex}); pooled over p per task × scope × λ and overall, the verdicts better /
+    worse / equivalent within ±report.equivalence_margin / inconclusive (comparison_verdicts.{md,csv})."""
     input:
         results=rules.aggregate.output[0],
         predictions=all_predictions(),
@@ -73,6 +75,14 @@ rule report_comparison:
         **{
             ext: report(f"{R}/summary/comparison.{ext}", caption="../report/comparison.rst", category="Tables")
             for ext in ("md", "csv", "tex")
+        },
+        **{
+            f"verdicts_{ext}": report(
+                f"{R}/summary/comparison_verdicts.{ext}",
+                caption="../report/comparison_verdicts.rst",
+                category="Tables",
+            )
+            for ext in ("md", "csv")
         },
     log:
         "logs/report_comparison.log",
@@ -85,10 +95,67 @@ rule report_comparison:
         mem_mb=4000,
         runtime=30,
     params:
-        spec=lambda wc: apc.canonical({k: config["report"][k] for k in ("bootstrap_resamples", "bootstrap_seed")}),
+        spec=lambda wc: apc.canonical(
+            {
+                "comparisons": PAIRS,
+                **{
+                    k: config["report"][k]
+                    for k in ("bootstrap_resamples", "bootstrap_seed", "equivalence_margin", "floor_fraction")
+                },
+            }
+        ),
         code=code_hash("report_comparison.py"),
     script:
         "../scripts/report_comparison.py"
+
+
+rule report_convergence:
+    """Did training converge? Per task the full model's validation score by step (mean over seeds), the
+    seeds whose best step is the last validation (still improving), and the full model's test score
+    beside the paper's and the majority class's (Markdown, CSV; the curves for the figure)."""
+    input:
+        adapters=per_seed(f"{SEED_DIR}/adapter"),
+        results=rules.aggregate.output[0],
+        train=expand(data_file("train"), task=TASKS),
+        test=expand(data_file("test"), task=TASKS),
+    output:
+        md=report(f"{R}/summary/convergence.md", caption="../report/convergence.rst", category="Tables"),
+        csv=f"{R}/summary/convergence.csv",
+        curves=f"{R}/summary/convergence_curves.csv",
+    log:
+        "logs/report_convergence.log",
+    benchmark:
+        "logs/benchmarks/report_convergence.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        runs=[[task, seed] for task in TASKS for seed in seeds_for(task)],
+        tasks=TASKS,
+        code=code_hash("report_convergence.py"),
+    script:
+        "../scripts/report_convergence.py"
+
+
+rule figure_convergence:
+    """The full model's validation score against the training step, per task and seed (mean in bold)."""
+    input:
+        rules.report_convergence.output.curves,
+    output:
+        **figure_files("convergence", category="Tables"),
+    log:
+        "logs/figures/convergence.log",
+    benchmark:
+        "logs/benchmarks/figures/convergence.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        code=code_hash("figure_convergence.py"),
+    script:
+        "../scripts/figure_convergence.py"
 
 
 rule figure_objective:
@@ -166,20 +233,24 @@ rule figure_methods:
         "../scripts/figure_methods.py"
 
 
-rule figure_delta:
-    """One task: Tropical − Standard (test, points) vs retained share with its paired-bootstrap 95 % CI,
-    one line per λ."""
-    input:
-        comparison=rules.report_comparison.output.csv,
-    output:
-        **figure_files("delta/{task}", subcategory="Tropical - Standard per task"),
-    log:
-        "logs/figures/delta_{task}.log",
-    benchmark:
-        "logs/benchmarks/figures/delta_{task}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        code=code_hash("figure_delta.py"),
-    script:
-        "../scripts/figure_delta.py"
+# One Δ figure per method pair; with no pair (a run of one method) there is nothing to draw.
+if PAIRS:
+
+    rule figure_delta:
+        """One task: Δ = target − reference (test, points) vs retained share with its paired-bootstrap
+        95 % CI, one line per λ, one figure per method pair of report.comparisons."""
+        input:
+            comparison=rules.report_comparison.output.csv,
+        output:
+            **delta_figure_files(),
+        log:
+            "logs/figures/delta_{task}.log",
+        benchmark:
+            "logs/benchmarks/figures/delta_{task}.tsv"
+        conda:
+            "../envs/pipeline.yaml"
+        params:
+            pairs=PAIRS,
+            code=code_hash("figure_delta.py"),
+        script:
+            "../scripts/figure_delta.py"

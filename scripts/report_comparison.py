@@ -11,13 +11,27 @@ from adapter_pruning.joblog import exit_now, logged  # noqa: E402
 sm = snakemake  # noqa: F821
 spec = json.loads(sm.params.spec)
 with logged(sm.log[0]):
-    frame = comparison.comparison_frame(
+    resamples, floor_fraction = spec["bootstrap_resamples"], spec["floor_fraction"]
+    out = comparison.compare(
         load_results(sm.input.results),
-        comparison.read_predictions(list(sm.input.predictions)),
-        resamples=spec["bootstrap_resamples"],
+        list(sm.input.predictions),  # read one file at a time, kept as integer arrays
+        pairs=[tuple(pair) for pair in spec["comparisons"]],
+        resamples=resamples,
         seed=spec["bootstrap_seed"],
+        margin=spec["equivalence_margin"] / 100,  # points -> metric units
+        floor_fraction=floor_fraction,
     )
     comparison.write_comparison(
-        frame, comparison.win_counts(frame), dict(sm.output.items()), resamples=spec["bootstrap_resamples"]
+        out.states,
+        comparison.win_counts(out.states),
+        {ext: sm.output[ext] for ext in ("md", "csv", "tex")},
+        resamples=resamples,
+        floor_fraction=floor_fraction,
+    )
+    comparison.write_verdicts(
+        out.verdicts,
+        {ext: sm.output[f"verdicts_{ext}"] for ext in ("md", "csv")},
+        resamples=resamples,
+        floor_fraction=floor_fraction,
     )
 exit_now()  # outputs are safely written: skip the slow interpreter teardown

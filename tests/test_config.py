@@ -41,6 +41,10 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["data"]["caps"].update(test=0), "data.caps.test = 0"),
         (lambda c: c["evaluation"].update(batch_tokens="many"), 'evaluation.batch_tokens = "many"'),
         (lambda c: c["evaluation"].update(batch_tokens=0), "evaluation.batch_tokens = 0"),
+        (lambda c: c["report"].update(comparisons=[["tropical", "standard", "random"]]), "is too long"),
+        (lambda c: c["report"].update(comparisons=[]), "report.comparisons = []: [] is not of type"),
+        (lambda c: c["report"].update(equivalence_margin=0), "report.equivalence_margin = 0"),
+        (lambda c: c["report"].update(floor_fraction=1.5), "report.floor_fraction = 1.5"),
     ],
 )
 def test_bad_values_are_named(mutate, fragment):
@@ -86,6 +90,39 @@ def test_local_model_folder_must_hold_a_model(tmp_path):
     cfg["model"] = str(tmp_path)
     with pytest.raises(apc.ConfigError, match="no config.json"):
         apc.check_semantics(cfg, REPO)
+
+
+def test_default_comparisons():
+    methods = ["standard", "tropical", "random", "activation"]
+    assert apc.default_comparisons(methods) == [
+        ("tropical", "standard"),
+        ("random", "standard"),
+        ("activation", "standard"),
+        ("tropical", "random"),
+        ("tropical", "activation"),
+    ]
+    assert apc.default_comparisons(["tropical", "standard"]) == [("tropical", "standard")]
+    assert apc.default_comparisons(["tropical", "random"]) == [("tropical", "random")]
+    assert apc.default_comparisons(["tropical"]) == []
+    # method names are plain strings: a method added to pruning.methods joins the defaults
+    assert ("taylor", "standard") in apc.default_comparisons(["standard", "tropical", "taylor"])
+
+
+def test_comparison_pairs_name_configured_methods():
+    cfg = _default()
+    cfg["pruning"]["methods"] = ["standard", "tropical", "random"]
+    assert apc.comparison_pairs(cfg) == apc.default_comparisons(cfg["pruning"]["methods"])
+    cfg["report"] = {"comparisons": [["random", "standard"], ["tropical", "random"]]}
+    assert apc.comparison_pairs(cfg) == [("random", "standard"), ("tropical", "random")]
+    apc.check_semantics(cfg, REPO)
+    cfg["report"]["comparisons"] = [["random", "standard"], ["tropical", "activation"], ["random", "random"]]
+    cfg["report"]["comparisons"].append(["random", "standard"])
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_semantics(cfg, REPO)
+    msg = str(err.value)
+    assert "report.comparisons[1] = ['tropical', 'activation']: 'activation' not in pruning.methods" in msg
+    assert "report.comparisons[2] = ['random', 'random']: target and reference are the same method" in msg
+    assert "report.comparisons[3] = ['random', 'standard']: listed twice" in msg
 
 
 def test_canonical_params_ignore_key_order():

@@ -27,12 +27,13 @@ def _results(root: Path, name: str = "results") -> Path:
     for stem in ("table1", "table2"):
         for ext in ("csv", "tex"):
             (summary / f"{stem}.{ext}").write_text("x")
-    (summary / "comparison.md").write_text("# Tropical vs Standard: paired bootstrap\n", encoding="utf-8")
-    for stem in ("comparison",):
-        for ext in ("csv", "tex"):
+    (summary / "comparison.md").write_text("# Method comparisons per pruning state\n", encoding="utf-8")
+    (summary / "comparison_verdicts.md").write_text("# Verdicts: pooled paired comparisons\n", encoding="utf-8")
+    for stem, exts in (("comparison", ("csv", "tex")), ("comparison_verdicts", ("csv",))):
+        for ext in exts:
             (summary / f"{stem}.{ext}").write_text("x")
-    (summary / "figures" / "delta").mkdir()
-    for stem in ("objective", "zonotope", "delta/trec"):
+    (summary / "figures" / "delta" / "trec").mkdir(parents=True)
+    for stem in ("objective", "zonotope", "delta/trec/tropical_vs_standard", "delta/trec/random_vs_standard"):
         for ext in ("png", "svg"):
             (summary / "figures" / f"{stem}.{ext}").write_bytes(b"x")
     return root / name
@@ -53,9 +54,10 @@ def test_summary_lists_outputs_and_prints_table1(tmp_path):
     assert "results/summary/results.parquet" in text and "(5 rows)" in text
     assert "results/summary/table1.md   Table 1: retained adapter parameters vs score" in text
     assert "results/summary/table2.md   Table 2: rotten_tomatoes" in text
-    assert "results/summary/comparison.md   Tropical vs Standard: paired bootstrap" in text
+    assert "results/summary/comparison.md   Method comparisons per pruning state" in text
+    assert "results/summary/comparison_verdicts.md   Verdicts: pooled paired comparisons (also .csv)" in text
     assert text.count("(also .csv, .tex)") == 3
-    assert "results/summary/figures/   figures: delta/trec, objective, zonotope (.png, .svg)" in text
+    assert "results/summary/figures/   figures: delta/trec/* (2), objective, zonotope (.png, .svg)" in text
     assert "snakemake --report report.html" in text
     assert TABLE1.rstrip() in text  # the headline comparison, as written
 

@@ -16,7 +16,14 @@ from helpers import REPO, job_counts, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-FIGURES = {"figure_objective", "figure_zonotope", "figure_score_vs_retained", "figure_methods", "figure_delta"}
+FIGURES = {
+    "figure_objective",
+    "figure_zonotope",
+    "figure_score_vs_retained",
+    "figure_methods",
+    "figure_delta",
+    "figure_convergence",
+}
 ALL = {
     "prepare_data",
     "train_adapter",
@@ -26,10 +33,13 @@ ALL = {
     "aggregate",
     "report_tables",
     "report_comparison",
+    "report_convergence",
 } | FIGURES
 # downstream of results.parquet (figure_delta draws comparison.csv)
 REPORTS = {"aggregate", "report_tables", "report_comparison", "figure_score_vs_retained", "figure_methods"} | {
-    "figure_delta"
+    "figure_delta",
+    "report_convergence",
+    "figure_convergence",
 }
 AFTER_TRAINING = ALL - {"prepare_data"}
 # A new solve reruns pruning and the scoring of every pruned state (rule evaluate, not for `full`).
@@ -49,6 +59,7 @@ EXPECTED = {
     "adapter_pruning/training.py": AFTER_TRAINING,
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
+    "adapter_pruning/precision.py": AFTER_TRAINING,
     # the device a job resolves and records (every torch rule imports it)
     "adapter_pruning/devices.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
@@ -75,6 +86,8 @@ EXPECTED = {
     "adapter_pruning/figures/scores.py": {"figure_score_vs_retained"},
     "adapter_pruning/figures/methods.py": {"figure_methods"},
     "adapter_pruning/figures/delta.py": {"figure_delta"},
+    "adapter_pruning/figures/convergence.py": {"figure_convergence"},
+    "adapter_pruning/convergence.py": {"report_convergence", "figure_convergence"},
     # used by Snakemake itself, the command line or tests only: no job runs them
     "adapter_pruning/config.py": set(),
     "adapter_pruning/codehash.py": set(),

@@ -35,6 +35,8 @@ def test_dry_run_default_config(tmp_path, shared_data):
         "aggregate": 1,
         "report_tables": 1,
         "report_comparison": 1,
+        "report_convergence": 1,
+        "figure_convergence": 1,
         "figure_objective": 1,
         "figure_zonotope": 1,
         "figure_score_vs_retained": 1,
@@ -94,18 +96,36 @@ def test_tiny_run_outputs(tiny_run):
     for name in ("table1", "table2"):
         for ext in ("md", "csv", "tex"):
             assert (summary / f"{name}.{ext}").stat().st_size > 0
-    for name in ("objective", "zonotope", "score_vs_retained", "methods/trec", "delta/rotten_tomatoes"):
+    for name in (
+        "objective",
+        "zonotope",
+        "score_vs_retained",
+        "methods/trec",
+        "delta/rotten_tomatoes/tropical_vs_standard",
+    ):
         for ext in ("png", "svg"):
             assert (summary / "figures" / f"{name}.{ext}").stat().st_size > 1000
     comparison = pl.read_csv(summary / "comparison.csv")
     assert {"diff", "ci_lo", "ci_hi", "significant", "standard_mean", "tropical_std"} <= set(comparison.columns)
-    assert comparison.height == (3 + 1) * 2  # (rt: 3 scopes, trec: 1) x 2 p, one λ
+    assert {"p_value", "p_holm", "p_bh", "floor", "diff_std"} <= set(comparison.columns)
+    assert comparison.height == (3 + 1) * 2  # (rt: 3 scopes, trec: 1) x 2 p, one λ, one pair (the default)
+    assert set(comparison.select("target", "reference").iter_rows()) == {("tropical", "standard")}
     assert (comparison["ci_lo"] <= comparison["diff"]).all() and (comparison["diff"] <= comparison["ci_hi"]).all()
     assert "paired bootstrap" in (summary / "comparison.md").read_text()
+    verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
+    assert verdicts.height == (3 + 1) + 1  # per task × scope (one λ), and overall
+    assert (verdicts["n_states"] + verdicts["n_floor"]).to_list() == [2, 2, 2, 2, 8]
+    assert "Verdicts: pooled paired comparisons" in (summary / "comparison_verdicts.md").read_text()
     assert res["lam"].drop_nulls().unique().to_list() == [0.5]
     t1 = (summary / "table1.md").read_text()
     assert "Combined" in t1 and "rotten_tomatoes" in t1 and "trec" in t1
     assert "T-CN" in (summary / "table2.md").read_text()
+    convergence = pl.read_csv(summary / "convergence.csv")
+    assert sorted(convergence["task"].to_list()) == ["rotten_tomatoes", "trec"]
+    assert (convergence["steps"] == 12).all() and (convergence["seeds"] == 1).all()
+    assert "majority" in (summary / "convergence.md").read_text()
+    for ext in ("png", "svg"):
+        assert (summary / "figures" / f"convergence.{ext}").stat().st_size > 1000
 
 
 def test_the_run_plans_one_device_records_it_and_refuses_cuda_it_cannot_have(tiny_run, tmp_path):
@@ -336,7 +356,8 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
     base["tropical"] = {**base.get("tropical", {}), "lam": [0.5, 1.0]}
     base["pruning"] = {**base["pruning"], "methods": ["standard", "tropical", "random", "activation"]}
     base["pruning"]["calibration_examples"] = 32
-    base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5}
+    pairs = [["tropical", "standard"], ["activation", "random"]]
+    base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5, "comparisons": pairs}
     study = write_config(tmp_path / "study.yaml", base)
     planned = job_counts(run_snakemake(copy, study, "-n", "--quiet", "rules", timeout=120).stdout)
     assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
@@ -368,8 +389,22 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
         pl.col("lam").is_null() | (pl.col("lam") == 0.5), pl.col("method").is_in(["standard", "tropical"])
     )
     assert same.sort(pl.all()).equals(one_lambda.sort(pl.all()))
-    comparison = pl.read_csv(copy / "results" / "summary" / "comparison.csv")
-    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2
-    assert {"random_mean", "activation_mean", "ci_lo", "ci_hi"} <= set(comparison.columns)
-    for name in ("methods/trec", "delta/trec"):
-        assert (copy / "results" / "summary" / "figures" / f"{name}.png").stat().st_size > 1000
+    # every table, column and figure for each of the two configured pairs
+    summary = copy / "results" / "summary"
+    comparison = pl.read_csv(summary / "comparison.csv")
+    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2 * 2
+    assert list(dict.fromkeys(comparison.select("target", "reference").iter_rows())) == [tuple(p) for p in pairs]
+    assert {"random_mean", "activation_mean", "ci_lo", "ci_hi", "p_holm", "p_bh"} <= set(comparison.columns)
+    verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
+    assert verdicts.select("target", "reference", "lam", "overall").rows() == [
+        (target, reference, lam, overall)
+        for target, reference in pairs
+        for lam, overall in ((0.5, False), (1.0, False), (None, True))
+    ]
+    md, vmd = (summary / "comparison.md").read_text(), (summary / "comparison_verdicts.md").read_text()
+    for target, reference in pairs:
+        assert f"## {target} − {reference}" in md and f"## {target} − {reference}" in vmd
+        for ext in ("png", "svg"):
+            assert (summary / "figures" / "delta" / "trec" / f"{target}_vs_{reference}.{ext}").stat().st_size > 1000
+    assert len(list((summary / "figures" / "delta" / "trec").glob("*.png"))) == 2
+    assert (summary / "figures" / "methods" / "trec.png").stat().st_size > 1000

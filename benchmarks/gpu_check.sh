@@ -3,8 +3,9 @@
 # and its own Python (3.12, torch with CUDA), in about 5 minutes,
 #
 #   1. install    the bundle .gpu_bundle/ (benchmarks/gpu_bundle.py builds it) into $GPU_CHECK_SITE
-#                 (/tmp/site; pip install --no-index --no-deps --target, PYTHONPATH), unless this
-#                 Python already has the pipeline's versions (then nothing is installed)
+#                 (/tmp/site; pip install --no-index --no-deps --target, the .tar.xz unpacked there,
+#                 PYTHONPATH), unless this Python already has the pipeline's versions (then nothing
+#                 is installed)
 #   2. env        Python, torch, CUDA, the GPU and driver, the packages' versions
 #   3. pytest     tests/test_gpu.py, including the tiny workflow with device: cuda (run 1)
 #   4. workflow   the same tiny workflow again (run 2; run 1 too if pytest did not make it)
@@ -20,8 +21,9 @@
 # $GPU_CHECK_SECONDS (default 420) that keeps time for the report, so one step that hangs or fails
 # does not take the others with it; the script exits 0 when every step did.
 #
-#   GPU_CHECK_DEVICE=cpu PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh   # the same steps on the
-#       CPU with this repository's environment (a few repetitions only): checks the check's plumbing
+#   GPU_CHECK_DEVICE=cpu PYTHON=.venv/bin/python GPU_CHECK_SECONDS=2400 bash benchmarks/gpu_check.sh
+#       the same steps on the CPU with this repository's environment (a few repetitions only, step
+#       limits x 5): checks the check's plumbing
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -48,12 +50,14 @@ DATA=$REPO/../shared/data
 if [ -d "$BUNDLE/data" ]; then DATA=$BUNDLE/data; fi
 export ADAPTER_PRUNING_DATA=$DATA
 QUICK=""
-if [ "$DEVICE" != cuda ]; then QUICK=--quick; fi
+LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
+if [ "$DEVICE" != cuda ]; then QUICK=--quick; LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-5}; fi
 
 # step NAME LIMIT_SECONDS COMMAND...: run COMMAND under timeout (LIMIT, or what is left of the budget
-# minus the report's reserve), record "name, exit status, seconds" in $WORK/steps.tsv.
+# minus the report's reserve; LIMIT x GPU_CHECK_LIMIT_SCALE, default 1, 5 in CPU mode), record "name,
+# exit status, seconds" in $WORK/steps.tsv.
 step() {
-  local name=$1 limit=$2
+  local name=$1 limit=$(( $2 * LIMIT_SCALE ))
   shift 2
   local left=$(( START + BUDGET - REPORT_RESERVE - $(date +%s) ))
   if [ "$left" -lt 10 ]; then
@@ -98,10 +102,11 @@ EOF
 install_bundle() {
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     "$BUNDLE"/wheels/*.whl || return 1
-  local f
-  for f in "$BUNDLE"/xz/*.tar.xz; do
-    tar -xJf "$f" -C "$SITE" || return 1
-  done
+  # the .tar.xz with Python's tarfile (lzma is in the standard library; an xz binary may be missing)
+  "$PY" -c 'import sys, tarfile
+for f in sys.argv[2:]:
+    with tarfile.open(f, "r:xz") as t:
+        t.extractall(sys.argv[1], filter="data")' "$SITE" "$BUNDLE"/xz/*.tar.xz
 }
 
 {

@@ -542,6 +542,7 @@ def _check_evaluation(args, src: AdapterSource):
 
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
     from .data import TASKS
+    from .devices import DeviceError
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
     from .precision import PrecisionError, check_precision
 
@@ -550,7 +551,7 @@ def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
         precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except (ModelError, PrecisionError) as exc:
+    except (DeviceError, ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     model.eval()
     return _Evaluator(

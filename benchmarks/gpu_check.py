@@ -1,5 +1,6 @@
 """The Python steps of ``benchmarks/gpu_check.sh`` (docs/benchmarks.md, "The GPU check").
 
+    python benchmarks/gpu_check.py install    --bundle .gpu_bundle --site /tmp/site
     python benchmarks/gpu_check.py env        --out env.json
     python benchmarks/gpu_check.py workflow   RUN_DIR --model TINY_DIR --data MIRROR [--device cuda]
     python benchmarks/gpu_check.py compare    RUN1 RUN2 --out compare.json
@@ -34,6 +35,26 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "workflow_tests"))
 
 PACKAGES = ("torch", "transformers", "tokenizers", "huggingface-hub", "adapters", "polars", "snakemake", "numpy")
+
+
+def install(bundle: Path, site: Path, python: str = sys.executable) -> None:
+    """Install the bundle (benchmarks/gpu_bundle.py) into ``site`` as ``pip install --target`` does: the
+    wheels with ``pip install --no-index --no-deps --target``, the ``.tar.xz`` (unpacked wheels) with
+    ``tarfile`` (lzma is in the standard library; an xz binary may be missing)."""
+    import tarfile
+
+    wheels = sorted(str(p) for p in (bundle / "wheels").glob("*.whl"))
+    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir"]
+    subprocess.run([*pip, "--upgrade", "--target", str(site), *wheels], check=True)
+    for txz in sorted((bundle / "xz").glob("*.tar.xz")):
+        with tarfile.open(txz) as tar:
+            tar.extractall(site, filter="data")
+
+
+def cmd_install(args) -> dict:
+    t0 = time.perf_counter()
+    install(Path(args.bundle), Path(args.site))
+    return {"site": args.site, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def cmd_env(args) -> dict:
@@ -375,6 +396,9 @@ def _markdown(r: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("install")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--site", required=True)
     p = sub.add_parser("env")
     p.add_argument("--out", required=True)
     p = sub.add_parser("workflow")

@@ -99,21 +99,11 @@ sys.exit(0 if bad else 1)
 EOF
 }
 
-install_bundle() {
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$BUNDLE"/wheels/*.whl || return 1
-  # the .tar.xz with Python's tarfile (lzma is in the standard library; an xz binary may be missing)
-  "$PY" -c 'import sys, tarfile
-for f in sys.argv[2:]:
-    with tarfile.open(f, "r:xz") as t:
-        t.extractall(sys.argv[1], filter="data")' "$SITE" "$BUNDLE"/xz/*.tar.xz
-}
-
 {
   echo "# $(date -u +%FT%TZ) device=$DEVICE python=$PY"
   nvidia-smi 2>&1 || echo "(no nvidia-smi)"
   if needs_bundle; then
-    step install 150 install_bundle
+    step install 150 "$PY" benchmarks/gpu_check.py install --bundle "$BUNDLE" --site "$SITE"
     export PYTHONPATH=$SITE:$PYTHONPATH
   else
     printf '%s\t%s\t%s\t%s\n' install 0 0 "nothing to install" >> "$WORK/steps.tsv"

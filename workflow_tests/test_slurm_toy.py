@@ -120,7 +120,7 @@ def test_jobs_really_ran_under_slurm(slurm_cluster, toy_runs):  # noqa: F811
     # Snakemake's side: a run ID and one "submitted with SLURM jobid <id>" line per submission.
     assert failed.run_id and fixed.run_id and failed.run_id != fixed.run_id
     # SLURM's side: slurmctld knows these jobs, named after the run ID (squeue keeps finished
-    # jobs for MinJobAge=300 s).
+    # jobs for MinJobAge=3600 s).
     queue = {jid: (state, name) for jid, state, name in slurm_cluster.queue()}
     for jid in failed.slurm_job_ids[:2] + fixed.slurm_job_ids:
         run_id = failed.run_id if jid in failed.slurm_job_ids else fixed.run_id

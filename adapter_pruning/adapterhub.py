@@ -272,7 +272,8 @@ def check_head(src: AdapterSource, task: str, needed_by: str = "--evaluate") -> 
         )
     if num_labels != want:
         raise AdapterError(
-            f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task {task!r} has {want} labels"
+            f"{src.path / 'head_config.json'}: the head has num_labels={num_labels} but task {task!r} has "
+            f"{want} labels; {needed_by} needs a head for that task"
         )
 
 

@@ -184,19 +184,22 @@ def collect(
 ) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
-    ``pruned_dirs``: saved pruned adapters to verify first (checksum and zeros against their
-    ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned`); their counts must equal
-    those of the matching score rows. A truncated or modified file raises
+    ``pruned_dirs``: saved pruned adapters to verify first (checksums, zeros and the compact file
+    against their ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned` and
+    :func:`adapter_pruning.compact.verify_beside`); their counts and file sizes must equal those of
+    the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. Results outside
     the policy (:data:`POLICY`, :func:`check_policy`: device kinds, precisions, pairs scored on
     different devices) are refused unless ``allow_mixed_devices`` / ``allow_mixed_precision``; what
     it accepts (e.g. two GPU models) is logged as a note.
     """
     from .artifacts import verify_pruned
+    from .compact import verify_beside
 
     infos = {}
     for d in pruned_dirs:
         info = verify_pruned(d)
+        verify_beside(d, info)
         lam = None if info.get("lam") is None else float(info["lam"])
         key = (info["model"], info["task"], int(info["seed"]), lam, info["scope"], info["method"], float(info["p"]))
         infos[key] = (
@@ -224,6 +227,11 @@ def collect(
                 raise CorruptFileError(
                     f"{d}/prune.json: {info['n_pruned']} of {info['n_params']} pruned, but the score file says "
                     f"{row['n_pruned']} of {row['n_params']}; rerun that prune job"
+                )
+            if (info["dense_bytes"], info["compact_bytes"]) != (row["dense_bytes"], row["compact_bytes"]):
+                raise CorruptFileError(
+                    f"{d}/prune.json: files of {info['dense_bytes']} and {info['compact_bytes']} bytes, but the score "
+                    f"file says {row['dense_bytes']} and {row['compact_bytes']}; rerun that evaluation"
                 )
     write_parquet(df, out_path)
     return df

@@ -11,11 +11,28 @@
 * **calibration norms** (``.../calibration/input_rms.safetensors``, baseline ``activation``): per
   layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
-  ``info``: ``n_examples``, ``n_tokens``, device and precision. :func:`write_input_rms` / :func:`read_input_rms`.
-* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics and the sha256
-  of ``adapter.safetensors``): the trained adapter's folder copied byte for byte, except
-  ``adapter.safetensors``, rewritten with the same keys, dtypes and metadata and the pruned values
-  (:func:`copy_adapter_with`). :func:`write_pruned` / :func:`read_pruned_info` / :func:`verify_pruned`.
+  ``info``: ``n_examples``, ``n_tokens``, device and precision (:func:`read_calibration_info`).
+  :func:`write_input_rms` / :func:`read_input_rms`.
+* **calibration second moments** (``.../calibration/second_moments.safetensors``, method
+  ``sparsegpt``): per layer ``<prefix>.down`` ``(d+1, d+1)`` and ``<prefix>.up`` ``(r+1, r+1)``
+  (float64), ``X̃ᵀX̃ / N`` over the calibration tokens of the inputs of ``adapter_down`` and
+  ``adapter_up``, each with the constant input 1 of the map's bias appended as the last feature;
+  metadata as above. :func:`write_second_moments` / :func:`read_second_moments`.
+* **calibration gradients** (``.../calibration/gradients.safetensors``, method ``taylor``): per layer
+  ``<prefix>.A`` ``(r, d+1)``, ``<prefix>.B`` ``(d, r)``, ``<prefix>.up_bias`` ``(d,)`` (float64), the
+  gradient of the mean task loss over the calibration examples with respect to those parameters;
+  metadata as above. :func:`write_gradients` / :func:`read_gradients`.
+  :func:`read_calibration` reads any of the three by name.
+* **dense small adapter** (``.../dense_small/r<width>/``) = an adapter directory trained at bottleneck
+  width ``r'`` plus ``metrics.json`` and ``dense_small.json`` (its width and parameter count, the
+  full-width adapter's, its retained share and ``p``). :func:`read_dense_small_info`.
+* **pruned adapter** = an adapter directory plus ``prune.json`` (counts, diagnostics, the sha256
+  of ``adapter.safetensors`` and of the compact file, and both files' sizes): the trained adapter's
+  folder copied byte for byte, except ``adapter.safetensors``, rewritten with the same keys, dtypes and
+  metadata and the pruned values (:func:`copy_adapter_with`), plus ``adapter.compact.safetensors``, the
+  same tensors in :mod:`adapter_pruning.compact`'s lossless format (written and checked by rule
+  ``prune``, :mod:`adapter_pruning.stages.prune`). :func:`write_pruned` / :func:`read_pruned_info` /
+  :func:`verify_pruned`.
 
 Every write is atomic (``adapter_pruning.io``); every reader raises
 :class:`~adapter_pruning.io.CorruptFileError` naming the file when it is unreadable or inconsistent.
@@ -30,20 +47,30 @@ from pathlib import Path
 from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_file, write_json
 
 __all__ = [
+    "read_train_device",
+    "read_calibration_info",
     "read_adapter_state",
     "read_adapter_layers",
-    "read_train_device",
     "read_train_precision",
     "copy_adapter_with",
     "write_optimized",
     "read_optimized",
     "write_input_rms",
     "read_input_rms",
-    "read_input_rms_info",
+    "write_second_moments",
+    "read_second_moments",
+    "write_gradients",
+    "read_gradients",
+    "read_calibration",
     "write_pruned",
     "read_pruned_info",
     "verify_pruned",
+    "read_dense_small_info",
+    "DENSE_SMALL_INFO",
 ]
+
+#: The file that makes an adapter folder a dense small adapter's.
+DENSE_SMALL_INFO = "dense_small.json"
 
 
 def read_adapter_state(adapter_dir) -> tuple[dict, str]:
@@ -170,31 +197,35 @@ def read_optimized(path, layers) -> list:
     return [(A_hat[k].to(layer.A.dtype), B_hat[k].to(layer.B.dtype)) for k, layer in enumerate(layers)]
 
 
+def _calibration_metadata(n_examples: int, n_tokens: int, provenance: Mapping | None) -> dict[str, str]:
+    """The one metadata key of a calibration file, ``info``: sorted JSON of ``n_examples``, ``n_tokens``
+    and ``provenance`` (how the statistic was computed: ``device``, ``device_name``, ``precision``).
+    One key only, as in :func:`write_optimized`."""
+    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(provenance or {})}
+    return {"info": json.dumps(info, sort_keys=True)}
+
+
+def read_calibration_info(path) -> dict:
+    """The ``info`` metadata of a calibration file (counts, device, precision); {} when absent."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta["info"]) if "info" in meta else {}
+
+
 def write_input_rms(
     path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
 ) -> None:
-    """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically, with one
-    metadata key ``info``: sorted JSON of ``n_examples``, ``n_tokens`` and ``provenance`` (how the norms
-    were computed, e.g. :func:`adapter_pruning.devices.describe`'s ``device`` and ``device_name``, and
-    ``precision``). One key only, as in :func:`write_optimized`."""
+    """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically."""
     from safetensors.torch import save_file
 
     tensors = {}
     for prefix, (down_in, up_in) in input_rms.items():
         tensors[f"{prefix}.down_in"] = down_in.detach().cpu().double().contiguous()
         tensors[f"{prefix}.up_in"] = up_in.detach().cpu().double().contiguous()
-    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(provenance or {})}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"info": json.dumps(info, sort_keys=True)})
-
-
-def read_input_rms_info(path) -> dict:
-    """The ``info`` metadata of a calibration file (:func:`write_input_rms`)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    return json.loads(meta["info"]) if "info" in meta else {}
+        save_file(tensors, str(tmp), metadata=_calibration_metadata(n_examples, n_tokens, provenance))
 
 
 def read_input_rms(path, layers) -> list:
@@ -217,13 +248,92 @@ def read_input_rms(path, layers) -> list:
     return out
 
 
-def write_pruned(out_dir, save_adapter: Callable[[Path], None], info: Mapping) -> dict:
+def _write_per_layer(
+    path, per_layer: Mapping[str, Sequence], suffixes: Sequence[str], *, n_examples, n_tokens, provenance=None
+):
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for prefix, parts in per_layer.items():
+        if len(parts) != len(suffixes):
+            raise ValueError(f"{path}: layer {prefix!r} has {len(parts)} tensors, expected {len(suffixes)}")
+        for suffix, t in zip(suffixes, parts):
+            tensors[f"{prefix}.{suffix}"] = t.detach().cpu().double().contiguous()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=_calibration_metadata(n_examples, n_tokens, provenance))
+
+
+def _read_per_layer(path, layers, suffixes: Sequence[str], shapes, what: str) -> list:
+    """Per layer the tensors ``<prefix>.<suffix>``, each checked against ``shapes(layer)``."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise CorruptFileError(f"{path}: unreadable calibration {what} ({exc}); rerun calibrate") from exc
+    out = []
+    for layer in layers:
+        keys = [f"{layer.prefix}.{s}" for s in suffixes]
+        if any(k not in state for k in keys):
+            raise CorruptFileError(f"{path}: no calibration {what} for layer {layer.prefix!r}; rerun calibrate")
+        parts = tuple(state[k] for k in keys)
+        if [tuple(t.shape) for t in parts] != [tuple(s) for s in shapes(layer)]:
+            raise CorruptFileError(f"{path}: {what} of layer {layer.prefix!r} do not fit its shapes; rerun calibrate")
+        out.append(parts)
+    return out
+
+
+def write_second_moments(
+    path, moments: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
+    """Save ``{prefix: (H_down (d+1, d+1), H_up (r+1, r+1))}`` (see the module docstring), atomically."""
+    _write_per_layer(path, moments, ("down", "up"), n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
+
+
+def read_second_moments(path, layers) -> list:
+    """Read the second moments back as ``[(H_down, H_up)]`` matching ``layers`` (on the CPU)."""
+
+    def shapes(layer):
+        r, d1 = layer.A.shape
+        return (d1, d1), (r + 1, r + 1)
+
+    return _read_per_layer(path, layers, ("down", "up"), shapes, "second moments")
+
+
+def write_gradients(
+    path, gradients: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
+    """Save ``{prefix: (g_A (r, d+1), g_B (d, r), g_up_bias (d,))}`` (see the module docstring), atomically."""
+    suffixes = ("A", "B", "up_bias")
+    _write_per_layer(path, gradients, suffixes, n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
+
+
+def read_gradients(path, layers) -> list:
+    """Read the gradients back as ``[(g_A, g_B, g_up_bias)]`` matching ``layers`` (on the CPU)."""
+
+    def shapes(layer):
+        return tuple(layer.A.shape), tuple(layer.B.shape), tuple(layer.up_bias.shape)
+
+    return _read_per_layer(path, layers, ("A", "B", "up_bias"), shapes, "gradients")
+
+
+def read_calibration(statistic: str, path, layers) -> list:
+    """Read the calibration statistic ``statistic`` (``input_rms``, ``second_moments`` or
+    ``gradients``) of ``layers`` from ``path``."""
+    readers = {"input_rms": read_input_rms, "second_moments": read_second_moments, "gradients": read_gradients}
+    if statistic not in readers:
+        raise ValueError(f"unknown calibration statistic {statistic!r} (known: {', '.join(readers)})")
+    return readers[statistic](path, layers)
+
+
+def write_pruned(out_dir, save_adapter: Callable[[Path], Mapping | None], info: Mapping) -> dict:
     """Write a pruned adapter directory atomically: ``save_adapter(tmp_dir)`` writes the AdapterHub
-    files (e.g. :func:`copy_adapter_with`), then ``prune.json`` = ``info`` plus ``adapter_sha256``.
-    Returns the written info."""
+    files (e.g. :func:`copy_adapter_with`, then :func:`compact.write_beside`) and may return more
+    keys for ``prune.json`` (e.g. the files' sizes); ``prune.json`` = ``info`` plus those plus
+    ``adapter_sha256``. Returns the written info."""
     info = dict(info)
     with atomic_dir(out_dir) as tmp:
-        save_adapter(Path(tmp))
+        info.update(save_adapter(Path(tmp)) or {})
         info["adapter_sha256"] = sha256_file(Path(tmp) / "adapter.safetensors")
         write_json(info, Path(tmp) / "prune.json")
     return info
@@ -236,8 +346,15 @@ def read_pruned_info(state_dir) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
+def read_dense_small_info(state_dir) -> dict | None:
+    """The ``dense_small.json`` of a dense small adapter's folder, or ``None`` for any other folder."""
+    path = Path(state_dir) / DENSE_SMALL_INFO
+    return read_json(path) if path.is_file() else None
+
+
 def verify_pruned(pruned_dir) -> dict:
-    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros.
+    """Check a saved pruned adapter against its ``prune.json``: checksum and number of zeros (the
+    compact file beside it: :func:`compact.verify_beside`).
 
     Returns the prune info; raises :class:`~adapter_pruning.io.CorruptFileError` naming the file.
     """

@@ -22,20 +22,28 @@ the bottleneck's parameters or make it non-piecewise-linear: ``phm_layer`` (Comp
 
 What it does (``docs/METHOD.md``): per adapter layer ``A (r, d+1)`` (down weight | down bias) and
 ``B (d, r)`` (up weight), ``λ1 = LAM * lambda_scale(A, B)``, ``λ2 = LAM2 * lambda_scale(A, B)``;
-``tropical.solve`` gives ``Â, B̂``; ``masks.pruning_masks`` gives the masks of every method for
-every ``p``; ``masks.apply_masks`` sets the pruned parameters to real zeros.
+``tropical.solve`` gives ``Â, B̂``; each method of ``--method`` (the registry
+``adapter_pruning.methods``) chooses its mask for every ``p`` and sets the pruned parameters to real
+zeros. Methods that need data (``activation``, ``taylor``, ``sparsegpt``) get their calibration
+statistics from ``--calibration TASK``: ``--calibration-examples`` training examples of that task
+(seeded with ``--seed``), one pass of the model with the adapter (and its head) over them.
 
 Output, one AdapterHub directory per method and percentage, ``OUT/<method>/p<p>/`` (``p`` printed
 with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
 
     adapter_config.json          copied unchanged
     adapter.safetensors          the pruned weights, same format and file name as the input's
-      | pytorch_adapter.bin      (every other tensor of the input file is kept unchanged)
+      | pytorch_adapter.bin      (every other tensor of the input file is kept unchanged)   [dense, both]
+    adapter.compact.safetensors  the same tensors, compact and lossless (adapter_pruning.compact)  [compact, both]
     head_config.json, model_head.safetensors | pytorch_model_head.bin   copied when present
-    prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask
-    prune.json                   counts, retained share, solver summary, λ, sha256, scores
+    prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask   [dense, both]
+    prune.json                   counts, retained share, mask diagnostics and slack, solver summary, λ,
+                                 calibration, sha256, file sizes, scores
 
 plus ``OUT/summary.json`` (one row per output, and the unpruned score with ``--evaluate``).
+``--format`` picks the weight files: ``both`` (default: the folder loads with plain ``load_adapter``
+as before, and the compact file beside it is what to ship or store), ``dense`` or ``compact`` (the
+smallest folder; ``adapter_pruning.compact.expand`` or ``.load_adapter`` rebuild and load it).
 An existing ``OUT/<method>/p<p>`` is replaced only when it holds a ``prune.json``.
 
 Exit status: 0 success; 2 command-line usage error (argparse); 1 input error (missing directory or
@@ -56,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import methods as _registry
 from .adapterhub import (  # noqa: F401  (re-exported: the CLI's public names)
     HEAD_WEIGHT_FILES,
     WEIGHT_FILES,
@@ -88,10 +97,14 @@ log = logging.getLogger("adapter_pruning.cli")
 PROG = "adapter-prune"
 #: Weight files of a saved adapter, in order of preference (``adapters`` prefers safetensors too).
 MASK_FILE = "prune_mask.safetensors"
-#: Method names of ``masks.pruning_masks`` (kept torch-free here so that ``--help`` is fast).
-METHODS = ("standard", "tropical")
+#: The compact weight file (``adapter_pruning.compact.COMPACT_FILE``; kept torch-free here).
+COMPACT_FILE = "adapter.compact.safetensors"
+#: Method names: the registry ``adapter_pruning.methods`` (torch-free, so that ``--help`` is fast).
+METHODS = tuple(_registry.names())
 SCOPES = ("CU", "CB", "CN")
 SOLVERS = ("fast", "algorithm1")
+#: ``--format``: which weight files each output holds (the dense one, the compact one, or both).
+FORMATS = ("dense", "compact", "both")
 SPLITS = ("train", "validation", "test")
 _REPO = Path(__file__).resolve().parents[1]
 #: Default ``--data-mirror``: ``../shared/data`` beside the repository, when it exists.
@@ -193,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=METHODS,
         default=["tropical"],
-        help="pruning method(s): 'tropical' prunes P_T ∩ P_S (docs/METHOD.md); 'standard' prunes the "
-        "same number of smallest-magnitude parameters per scope group",
+        metavar="METHOD",
+        help="pruning method(s) (docs/METHOD.md): "
+        + "; ".join(f"{m.name}: {m.summary}" for m in _registry.REGISTRY.values()).replace("%", "%%")
+        + ". activation, taylor and sparsegpt need --calibration",
     )
     ap.add_argument(
         "--p",
@@ -214,10 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
         "hidden unit's inputs and each output node's inputs separately",
     )
     ap.add_argument(
-        "--values",
-        choices=("original", "optimized"),
-        default="original",
-        help="values of the surviving weights: the original ones (paper) or the optimized Â, B̂",
+        "--seed",
+        type=_nonneg_int,
+        default=0,
+        help="seed of method random's scores and of the calibration sample",
+    )
+    cal = ap.add_argument_group("calibration (methods activation, taylor, sparsegpt)")
+    cal.add_argument(
+        "--calibration",
+        metavar="TASK",
+        choices=_task_names(),
+        default=None,
+        help="task whose training examples calibrate the methods that need data (input RMS, second moments, "
+        "gradients of the task loss; taylor needs the adapter's classification head for TASK): "
+        f"{', '.join(_task_names())}; read from --data-mirror",
+    )
+    cal.add_argument(
+        "--calibration-examples",
+        type=_pos_int,
+        default=256,
+        metavar="N",
+        help="calibration examples: a sample of N training examples drawn with --seed (all when fewer)",
+    )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="both",
+        help="weight files of each output: 'dense' (the input's format with real zeros; loads with plain "
+        "load_adapter), 'compact' (adapter.compact.safetensors only: lossless, a fraction of the size; "
+        "adapter_pruning.compact.expand rebuilds the dense folder) or 'both'",
     )
     solver = ap.add_argument_group("tropical solver (paper Eq. 2)")
     solver.add_argument(
@@ -271,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-mirror",
         default=None,
         metavar="PATH",
-        help="folder laid out as <PATH>/<task>/<split>.parquet (default: ../shared/data beside the "
+        help="data of --evaluate and --calibration: a folder laid out as <PATH>/<task>/<split>.parquet "
+        "(default: ../shared/data beside the "
         f"repository if it exists, here {DEFAULT_MIRROR}; else the Hugging Face hub)",
     )
     ev.add_argument(
@@ -285,18 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length",
         type=_pos_int,
         default=None,
-        help="token budget per example (default: the task's recommended length)",
+        help="token budget per example of --evaluate and --calibration (default: the task's recommended length)",
     )
-    ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation batch size")
+    ev.add_argument("--batch-size", type=_pos_int, default=128, help="evaluation and calibration batch size")
     ev.add_argument(
-        "--device", default="auto", help="evaluation device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)"
+        "--device",
+        default="auto",
+        help="evaluation and calibration device: auto, cpu, cuda or cuda:N (the solve runs on the CPU)",
     )
     ev.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=DEFAULT_PRECISION,
-        help="precision of the scoring forward passes: fp32 (default), bf16 (fast on GPUs and CPUs with "
-        "AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
+        help="precision of the scoring and calibration forward passes: fp32 (default), bf16 (fast on GPUs and "
+        "CPUs with AVX512-BF16/AMX), tf32 (CUDA only); as the workflow's evaluation.precision",
     )
     ap.add_argument(
         "--quiet", "-q", action="store_true", help="no progress bars and no log lines (errors still go to stderr)"
@@ -433,24 +476,30 @@ def _save_weights(state: dict, path: Path) -> None:
         torch.save(state, str(path))
 
 
-def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> dict:
+def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path, fmt: str = "both") -> dict:
     """Write the pruned adapter (AdapterHub format) and its masks into the directory ``dest``.
 
     The input's weight file is rewritten with the pruned tensors in place of the adapter's four
     tensors per layer (dtypes kept; every other tensor unchanged), under the same file name and
     format; ``adapter_config.json`` and the head files are copied. The written file is read back
-    and checked: every masked entry is zero.
+    and checked: every masked entry is zero. With ``fmt`` ``compact`` or ``both`` the compact file
+    (:mod:`adapter_pruning.compact`) is written too and checked to decode to exactly those tensors;
+    for ``compact`` the caller removes the dense files afterwards (:func:`_keep_format`).
 
-    Returns ``{"n_zero": zeros in the adapter's tensors of the written file, "adapter_sha256": ...}``.
+    Returns ``{"n_zero": zeros in the adapter's tensors of the written file, "adapter_sha256",
+    "dense_bytes", "compact_bytes", "compact_sha256"}`` (the last two None for ``dense``).
     """
     import torch
 
-    from . import masks
+    from . import compact, masks
     from .io import sha256_file
 
     new = masks.layers_to_state_dict(pruned_layers)
     state = {k: (new[k].to(v.dtype) if k in new else v).contiguous() for k, v in src.state.items()}
     _save_weights(state, dest / src.weights_file)
+    sizes = {"dense_bytes": (dest / src.weights_file).stat().st_size, "compact_bytes": None, "compact_sha256": None}
+    if fmt != "dense":
+        sizes.update(compact.write_beside(dest))
     mask_state = masks.layers_to_state_dict(
         [masks.AdapterLayer(prefix=m.prefix, A=m.A, B=m.B, up_bias=m.up_bias) for m in layer_masks]
     )
@@ -468,7 +517,18 @@ def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> 
                     f"{dest / src.weights_file}: {lay.prefix}: pruned entries are not zero after writing"
                 )
             n_zero += int((t == 0).sum())
-    return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file)}
+    return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file), **sizes}
+
+
+def _keep_format(dest: Path, src: AdapterSource, fmt: str, info: dict) -> None:
+    """For ``--format compact``: remove the dense weight file and the mask file from ``dest`` (both
+    were needed for the checks and ``--evaluate``; the compact file holds the same tensors) and say
+    so in ``info``."""
+    if fmt != "compact":
+        return
+    for name in (src.weights_file, MASK_FILE):
+        (dest / name).unlink()
+    info.update(weights_file=None, mask_file=None, adapter_sha256=None)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -522,22 +582,114 @@ class _Evaluator:
                 self.model.delete_head(name)
 
 
+def _mirror(args) -> Path | None:
+    """``--data-mirror`` (checked), or the default mirror when it exists, or None (the hub)."""
+    if args.data_mirror is not None:
+        mirror = Path(args.data_mirror)
+        if not mirror.is_dir():
+            raise CliError(f"--data-mirror {mirror}: no such directory")
+        return mirror
+    return DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
+
+
 def _check_evaluation(args, src: AdapterSource):
     """Checks and data loading for ``--evaluate`` (cheap; before the solve). Returns the data frame."""
     from .data import DataError, load_split
 
     check_head(src, args.evaluate)
-    if args.data_mirror is not None:
-        mirror = Path(args.data_mirror)
-        if not mirror.is_dir():
-            raise CliError(f"--data-mirror {mirror}: no such directory")
-    else:
-        mirror = DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
     try:
-        df = load_split(args.evaluate, args.split, mirror=mirror, caps=args.max_examples)
+        df = load_split(args.evaluate, args.split, mirror=_mirror(args), caps=args.max_examples)
     except (DataError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     return df
+
+
+def _check_calibration(args, src: AdapterSource, methods: list[str]):
+    """What the methods need for calibration (``adapter_pruning.methods``), checked before the solve:
+    ``(calibration examples, statistics)``, or ``(None, [])`` when no method needs data. A method that
+    needs data without ``--calibration`` is refused, naming it; ``taylor`` needs the head for the task."""
+    from .data import DataError, load_split
+    from .stages.calibrate import calibration_sample
+
+    needed = _registry.calibration_needed(methods)
+    if not needed:
+        if args.calibration is not None:
+            log.info("--calibration %s: no method of --method needs calibration data; not used", args.calibration)
+        return None, []
+    if args.calibration is None:
+        who = [m for m in methods if _registry.get(m).calibration]
+        raise CliError(
+            f"--method {' '.join(who)} needs calibration data ({', '.join(needed)}): pass --calibration TASK, "
+            "the task whose training examples the adapter was trained for"
+        )
+    if "gradients" in needed:
+        check_head(src, args.calibration, needed_by="--method taylor (the gradient of the task loss)")
+    try:
+        df = load_split(args.calibration, "train", mirror=_mirror(args))
+    except (DataError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    return calibration_sample(df, args.calibration_examples, args.seed), needed
+
+
+def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[str], layers) -> tuple[dict, dict]:
+    """The calibration statistics ``needed`` of every adapter layer (in the order of ``layers``) from one
+    pass of the backbone with the adapter (and its head, if saved) over ``df``; and what to record."""
+    from .data import TASKS
+    from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
+    from .precision import PrecisionError, check_precision
+    from .stages.calibrate import calibration_statistics
+
+    try:
+        device = resolve_device(args.device)
+        precision = check_precision(args.precision, device, what="--precision")
+        model = _load_adapter_model(model_resolved)
+        tokenizer = load_tokenizer(model_resolved)
+    except (ModelError, PrecisionError) as exc:
+        raise CliError(str(exc)) from exc
+    quiet = logging.getLogger("adapters")  # it warns that no adapter is active while it adds this one
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        name = model.load_adapter(
+            str(src.path),
+            with_head=bool(src.head_files),
+            set_active=True,
+            use_safetensors=src.weights_file.endswith(".safetensors"),
+        )
+    finally:
+        quiet.setLevel(level)
+    if src.head_files and name in model.heads:
+        model.active_head = name
+    model.to(device)
+    max_length = args.max_length or TASKS[args.calibration].recommended_max_length
+    log.info("calibrating %s on %d %s training examples", ", ".join(needed), df.height, args.calibration)
+    stats, n_tokens = calibration_statistics(
+        model,
+        tokenizer,
+        name,
+        df,
+        statistics=needed,
+        max_length=max_length,
+        batch_size=args.batch_size,
+        device=device,
+        precision=precision,
+    )
+    out = {}
+    for statistic, per_prefix in stats.items():
+        missing = [layer.prefix for layer in layers if layer.prefix not in per_prefix]
+        if missing:
+            raise CliError(f"{src.path}: the loaded model has no adapter layer {missing[0]!r} to calibrate")
+        out[statistic] = [per_prefix[layer.prefix] for layer in layers]
+    record = {
+        "task": args.calibration,
+        "examples": df.height,
+        "tokens": n_tokens,
+        "seed": args.seed,
+        "max_length": max_length,
+        "precision": precision,
+        "statistics": needed,
+    }
+    return out, record
 
 
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
@@ -598,11 +750,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     model_name, model_resolved = check_model(args.model, src)
     _check_out(out, list(targets.values()))
     df = _check_evaluation(args, src) if args.evaluate else None
+    calibration_df, needed = _check_calibration(args, src, methods)
     evaluator = _make_evaluator(args, model_resolved, df) if args.evaluate else None
 
     from . import masks
 
     layers = masks.extract_layers(src.state, src.name)
+    calibration, calibration_record = (
+        _calibrate(args, src, model_resolved, calibration_df, needed, layers) if needed else ({}, None)
+    )
     log.info(
         "%s: %s adapter %r, %d layers (d=%d, r=%s), weights %s",
         src.path,
@@ -659,7 +815,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             )
         },
         "scope": args.scope,
-        "values": args.values,
+        "seed": args.seed,
+        "calibration": calibration_record,
         "solver": {
             "method": args.solver,
             "lam_rel": args.lam,
@@ -674,20 +831,32 @@ def run(args: argparse.Namespace) -> list[dict]:
     if evaluator is not None:
         log.info("scoring the unpruned adapter on %s/%s (%d examples)", args.evaluate, args.split, df.height)
         full_scores = evaluator.score(src.path, src.name)
-        rows.append({"method": "full", "p": 0.0, "retained": 1.0, "dir": str(src.path), "scores": full_scores})
-
-    jobs = [(m, p) for p in ps for m in methods]
-    by_p: dict[float, dict] = {}
-    for method, p in maybe_tqdm(jobs, progress, desc="prune", unit="adapter"):
-        if p not in by_p:
-            try:
-                by_p = {p: masks.pruning_masks(layers, optimized, p, args.scope)}
-            except ValueError as exc:
-                raise CliError(f"masks for p={p:g}: {exc}") from exc
-        chosen = by_p[p][method]
-        pruned = masks.apply_masks(
-            layers, chosen, values=args.values, optimized=optimized if args.values == "optimized" else None
+        rows.append(
+            {
+                "method": "full",
+                "p": 0.0,
+                "retained": 1.0,
+                "dense_bytes": (src.path / src.weights_file).stat().st_size,
+                "compact_bytes": None,
+                "dir": str(src.path),
+                "scores": full_scores,
+            }
         )
+
+    inputs = _registry.PruneInputs(layers=layers, optimized=optimized, seed=args.seed, calibration=calibration)
+    rankings: dict[str, Any] = {}
+    jobs = [(m, p) for p in ps for m in methods]
+    for method, p in maybe_tqdm(jobs, progress, desc="prune", unit="adapter"):
+        spec = _registry.get(method)
+        try:
+            if method not in rankings:  # a method's scores do not depend on p
+                rankings[method] = spec.ranking(inputs)
+            got = spec.masks(inputs, p, args.scope, rankings[method])
+            pruned = spec.apply(inputs, got.masks)
+        except ValueError as exc:
+            raise CliError(f"method {method} at p={p:g}: {exc}") from exc
+        chosen = got.masks
+        agreement = masks.mask_agreement(chosen, got.reference)
         counts = [_layer_counts(m) | per_layer[k] for k, m in enumerate(chosen)]
         n_params = sum(c["n_params"] for c in counts)
         n_pruned = sum(c["n_pruned"] for c in counts)
@@ -698,13 +867,19 @@ def run(args: argparse.Namespace) -> list[dict]:
             "n_params": n_params,
             "n_pruned": n_pruned,
             "retained": 1.0 - n_pruned / n_params,
+            "values": spec.survivors,
+            "jaccard_standard": agreement["jaccard_retained"],
+            "pruned_outside_standard": agreement["pruned_outside"],
+            "slack": got.slack,
             "layers": counts,
+            "format": args.format,
             "weights_file": src.weights_file,
             "mask_file": MASK_FILE,
+            "compact_file": None if args.format == "dense" else COMPACT_FILE,
         }
         target = targets[(method, p)]
         with atomic_dir(target) as tmp:
-            info.update(write_pruned(src, pruned, chosen, Path(tmp)))
+            info.update(write_pruned(src, pruned, chosen, Path(tmp), args.format))
             if evaluator is not None:
                 info["evaluation"] = {
                     "task": args.evaluate,
@@ -713,6 +888,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "scores": evaluator.score(Path(tmp), src.name),
                     "unpruned_scores": full_scores,
                 }
+            _keep_format(Path(tmp), src, args.format, info)
             write_json(info, Path(tmp) / "prune.json")
         row = {
             "method": method,
@@ -720,6 +896,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             "retained": info["retained"],
             "n_pruned": n_pruned,
             "n_params": n_params,
+            "dense_bytes": info["dense_bytes"],
+            "compact_bytes": info["compact_bytes"],
             "dir": str(target),
         }
         if evaluator is not None:
@@ -750,11 +928,15 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _print_table(rows: list[dict], metric: str | None) -> None:
-    head = f"{'method':<10} {'p':>6} {'retained %':>10}" + (f" {metric:>10}" if metric else "") + "  output"
-    print(head)
+    def size(n):
+        return f"{n:>13,}" if n is not None else f"{'-':>13}"
+
+    head = f"{'method':<12} {'p':>6} {'retained %':>10} {'dense bytes':>13} {'compact bytes':>13}"
+    print(head + (f" {metric:>10}" if metric else "") + "  output")
     for r in rows:
         score = f" {100 * r['scores'][metric]:>10.2f}" if metric else ""
-        print(f"{r['method']:<10} {r['p']:>6g} {100 * r['retained']:>10.2f}{score}  {r['dir']}")
+        sizes = f"{size(r['dense_bytes'])} {size(r['compact_bytes'])}"
+        print(f"{r['method']:<12} {r['p']:>6g} {100 * r['retained']:>10.2f} {sizes}{score}  {r['dir']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,6 +70,7 @@ __all__ = [
     "minimum_detectable_effect",
     "verdict",
     "compare",
+    "dense_small_frame",
     "win_counts",
     "write_comparison",
     "write_verdicts",
@@ -88,7 +89,17 @@ VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 
 _METRICS = ("accuracy", "macro_f1")
 #: Column order of the methods in the tables: these first (when present), then the others sorted.
-_METHOD_ORDER = ("standard", "tropical", "random", "activation")
+_METHOD_ORDER = (
+    "standard",
+    "tropical",
+    "random",
+    "activation",
+    "standard_ps",
+    "tropical_pt",
+    "tropical_opt",
+    "taylor",
+    "sparsegpt",
+)
 #: Upper bound on resamples × examples drawn at once (the example-weight matrix of one chunk).
 _CHUNK_CELLS = 4_000_000
 #: Power at which :func:`minimum_detectable_effect` is quoted in the tables.
@@ -416,7 +427,7 @@ def _state_name(model, task, seed, lam, scope, method, p, split) -> str:
 
 
 def _methods(results: pl.DataFrame) -> list[str]:
-    present = [m for m in results["method"].unique().to_list() if m != "full"]
+    present = [m for m in results["method"].unique().to_list() if m not in ("full", "dense_small")]
     return [m for m in _METHOD_ORDER if m in present] + sorted(m for m in present if m not in _METHOD_ORDER)
 
 
@@ -746,7 +757,7 @@ def compare(
     pairs = _check_pairs(pairs)
     prim = results.filter(pl.col("primary"), pl.col("split") == split)
     methods = _methods(prim)
-    pruned_all = prim.filter(pl.col("method") != "full")
+    pruned_all = prim.filter(~pl.col("method").is_in(["full", "dense_small"]))
     by_task = _collect_predictions(predictions, split)
     stat_cols = (
         pruned_all.group_by(["model", "task", "scope", "lam", "p", "method"])
@@ -755,6 +766,7 @@ def compare(
             pl.col("score").std().alias("std"),
             pl.col("retained").mean().alias("retained"),
             pl.len().alias("n"),
+            pl.col("slack").cast(pl.Float64).mean().alias("slack"),
         )
         .iter_rows()
     )
@@ -804,10 +816,11 @@ def compare(
                     "floor_score": data.floor,
                 }
                 for m in methods:
-                    mean, std, retained, count = method_stats.get((model, task, scope, lam, p, m), (None,) * 4)
+                    mean, std, retained, count, slack = method_stats.get((model, task, scope, lam, p, m), (None,) * 5)
                     row[f"{m}_mean"] = mean
                     row[f"{m}_std"] = std if count and count > 1 else None
                     row[f"{m}_retained"] = retained
+                    row[f"{m}_slack"] = slack
                 row.update(
                     diff=float(observed[q]),
                     ci_lo=float(lo[q]),
@@ -895,7 +908,7 @@ def compare(
         "n_examples": pl.Int64,
         "full_mean": pl.Float64,
         "floor_score": pl.Float64,
-        **{f"{m}_{k}": pl.Float64 for m in methods for k in ("mean", "std", "retained")},
+        **{f"{m}_{k}": pl.Float64 for m in methods for k in ("mean", "std", "retained", "slack")},
         "diff": pl.Float64,
         "ci_lo": pl.Float64,
         "ci_hi": pl.Float64,
@@ -1041,12 +1054,15 @@ def write_comparison(
     resamples: int,
     level: float = 0.95,
     floor_fraction: float = 0.15,
+    dense_small: pl.DataFrame | None = None,
 ) -> None:
     """Write :func:`compare`'s ``states`` and their :func:`win_counts` as Markdown (``out["md"]``:
     a caption stating the method; the scores of every method per state; per pair the Δ table with
-    its p-values and the win counts beside the paper's), CSV (``out["csv"]``: ``frame`` as is) and
-    LaTeX (``out["tex"]``: the same tables), atomically. Scores are printed ×100 with 2 decimals
-    (mean ± std over seeds, retained share in brackets), Δ in points with its CI."""
+    its p-values, the target's slack, and the win counts beside the paper's), CSV (``out["csv"]``:
+    ``frame`` as is) and LaTeX (``out["tex"]``: the same tables), atomically. Scores are printed ×100
+    with 2 decimals (mean ± std over seeds, retained share in brackets), Δ in points with its CI.
+    ``dense_small`` (:func:`dense_small_frame`), when it has rows, adds a table of the dense small
+    adapters."""
     pct = f"{100 * level:g}"
     methods = _method_columns(frame)
     caption = (
@@ -1089,7 +1105,8 @@ def write_comparison(
     wheader += ["Holm wins", "Holm losses", "floor", "paper"]
     for target, reference in _pairs_of(frame):
         d = frame.filter(pl.col("target") == target, pl.col("reference") == reference)
-        header = ["model", "task", "scope", "λ", "p", "retained", target, reference, f"Δ {target} − {reference} [CI]"]
+        header = ["model", "task", "scope", "λ", "p", "retained", "slack", target, reference]
+        header += [f"Δ {target} − {reference} [CI]"]
         header += ["sd", "p", "Holm", "BH", "floor"]
         rows = [
             [
@@ -1099,6 +1116,7 @@ def write_comparison(
                 _lam(r["lam"]),
                 f"{r['p']:g}",
                 "–" if r[f"{target}_retained"] is None else f"{100 * r[f'{target}_retained']:.1f}%",
+                "–" if r.get(f"{target}_slack") is None else f"{r[f'{target}_slack']:.0f}",
                 _cell(r[f"{target}_mean"], r[f"{target}_std"], r["n_seeds"]),
                 _cell(r[f"{reference}_mean"], r[f"{reference}_std"], r["n_seeds"]),
                 _delta(r),
@@ -1112,7 +1130,9 @@ def write_comparison(
         ]
         pcaption = (
             f"{target} − {reference} per pruning state: Δ in points with its {pct} % CI; retained = {target}'s mean "
-            f"retained share; floor: yes = both at the floor (a floor state), else the method at the floor if any. "
+            f"retained share; slack = {target}'s mean number of parameters that Standard with the same count keeps and "
+            f"its rule allowed it to prune instead (the room it had to differ from Standard; docs/METHOD.md); "
+            f"floor: yes = both at the floor (a floor state), else the method at the floor if any. "
             f"Multiplicity family: one task × this pair ({target} − {reference}), all scopes, λ and p but floor states."
         )
         w = wins.filter(pl.col("target") == target, pl.col("reference") == reference)
@@ -1148,9 +1168,50 @@ def write_comparison(
         md += [f"## {target} − {reference}\n", pcaption, "", _md(header, rows), ""]
         md += [f"### Win counts, {target} − {reference}\n", wcaption, "", _md(wheader, wrows), ""]
         tables += [(header, rows, pcaption), (wheader, wrows, wcaption)]
+    dheader = ["model", "task", "width", "retained", "FM", "dense_small"]
+    drows = [
+        [
+            r["model"],
+            r["task"],
+            str(r["width"]),
+            f"{100 * r['retained']:.1f}%",
+            _cell(r["full_mean"], None, 1),
+            _cell(r["mean"], r["std"], r["n_seeds"]),
+        ]
+        for r in (dense_small.iter_rows(named=True) if dense_small is not None else [])
+    ]
+    if drows:
+        dcaption = (
+            "Dense small adapters: trained from scratch at bottleneck width r' (same data, steps, seeds and "
+            "settings), at their exact retained share of the full adapter's parameters; test score ×100, mean ± std "
+            "over seeds. Compare with the pruned states of similar retained share above."
+        )
+        md += ["## Dense small adapters\n", dcaption, "", _md(dheader, drows), ""]
+        tables.append((dheader, drows, dcaption))
     with atomic_path(out["csv"]) as tmp:
         frame.write_csv(tmp)
     _write_tables(out, md, tables)
+
+
+def dense_small_frame(results: pl.DataFrame, *, split: str = "test") -> pl.DataFrame:
+    """The dense small adapters (method ``dense_small``) of ``results`` on ``split`` and the primary
+    metric: per ``(model, task, width)`` the mean retained share, the score's mean and std over seeds
+    (ddof = 1; null with one seed), the number of seeds and the full model's mean over the same seeds."""
+    prim = results.filter(pl.col("primary"), pl.col("split") == split)
+    small = prim.filter(pl.col("method") == "dense_small")
+    full = prim.filter(pl.col("method") == "full").select("model", "task", "seed", pl.col("score").alias("_fm"))
+    return (
+        small.join(full, on=["model", "task", "seed"], how="left")
+        .group_by(["model", "task", "width"])
+        .agg(
+            pl.col("retained").mean(),
+            pl.col("score").mean().alias("mean"),
+            pl.col("score").std().alias("std"),
+            pl.len().cast(pl.Int64).alias("n_seeds"),
+            pl.col("_fm").mean().alias("full_mean"),
+        )
+        .sort(["model", "task", "width"])
+    )
 
 
 def write_verdicts(

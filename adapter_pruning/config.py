@@ -112,9 +112,40 @@ def check_config(config: Mapping[str, Any], schema: dict | None = None) -> None:
         else:
             detail = err.message
         problems.append((path, f"{where} = {json.dumps(err.instance, default=str)}: {detail}"))
+    extra = _method_problems(config)
+    replaced = {path for path, _ in extra}
+    problems = [item for item in problems if item[0] not in replaced] + extra
     if problems:
         problems.sort(key=lambda item: [str(p) for p in item[0]])
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(msg for _, msg in problems))
+
+
+def _method_problems(config: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+    """``pruning.methods`` entries that name no registered method (:mod:`adapter_pruning.methods`), and
+    the removed ``pruning.values`` (whose unknown-key message alone would not say what replaced it)."""
+    from . import methods
+
+    pruning = config.get("pruning")
+    if not isinstance(pruning, Mapping):
+        return []
+    out = []
+    for i, name in enumerate(pruning.get("methods") or []):
+        if isinstance(name, str) and name not in methods.REGISTRY:
+            out.append(
+                (
+                    ("pruning", "methods", i),
+                    f"pruning.methods[{i}] = {json.dumps(name)}: unknown method (known: {', '.join(methods.REGISTRY)})",
+                )
+            )
+    if "values" in pruning:
+        out.append(
+            (
+                ("pruning", "values"),
+                "pruning.values: removed; Tropical's mask with the optimized Â, B̂ values is the method "
+                "tropical_opt (list it in pruning.methods, beside tropical)",
+            )
+        )
+    return out
 
 
 def fill_tropical_defaults(config: dict) -> dict:
@@ -328,10 +359,21 @@ def default_comparisons(methods) -> list[tuple[str, str]]:
     """The comparisons ``report.comparisons: null`` means, for the configured ``methods`` (in their
     order): every method against ``standard`` (``(method, "standard")``), then ``tropical`` against
     every other method (``("tropical", method)``), each pair once; only pairs of two configured
-    methods."""
+    methods that prune the same number of parameters in every scope group. A method of
+    :mod:`adapter_pruning.methods` whose count is ``p`` (``⌊p · n / 100⌋`` per group, not Tropical's
+    ``k_T``: ``tropical_pt``, ``standard_ps``) is paired with ``standard_ps`` (``P_S``, Standard at
+    ``p``) instead, and with nothing count-matched to Tropical. Names the registry does not know are
+    treated as count-matched."""
+    from . import methods as registry
+
+    def at_p(m: str) -> bool:
+        return m in registry.REGISTRY and registry.REGISTRY[m].count == "p"
+
     methods = list(methods)
-    pairs = [(m, "standard") for m in methods if m != "standard" and "standard" in methods]
-    pairs += [("tropical", m) for m in methods if m not in ("tropical", "standard") and "tropical" in methods]
+    matched = [m for m in methods if not at_p(m)]
+    pairs = [(m, "standard") for m in matched if m != "standard" and "standard" in methods]
+    pairs += [(m, "standard_ps") for m in methods if at_p(m) and m != "standard_ps" and "standard_ps" in methods]
+    pairs += [("tropical", m) for m in matched if m not in ("tropical", "standard") and "tropical" in methods]
     return list(dict.fromkeys(pairs))
 
 

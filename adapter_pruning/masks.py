@@ -1,4 +1,4 @@
-"""Adapter-layer extraction, Standard / Tropical pruning masks per scope, and applying them.
+"""The shared mechanics of pruning: adapter-layer extraction, scope groups, counts, masks, applying them.
 
 Functional API in the spirit of ``torch.nn.utils.prune``; notation as ``docs/METHOD.md``.
 
@@ -17,7 +17,9 @@ Masks (``True`` = pruned, set to zero). For a pruning percentage ``p`` and one *
   ``|optimized|`` (``Â, B̂``, expected in the conserved gauge that ``tropical.solve`` returns; the
   up bias enters ``P_T`` with its original magnitude);
 * **tropical** prunes ``P_T ∩ P_S`` (``k_T <= k`` parameters);
-* **standard** prunes the ``k_T`` smallest ``|original|`` of the same group.
+* **standard** prunes the ``k_T`` smallest ``|original|`` of the same group;
+* a :class:`Ranking` (every other method; ``adapter_pruning.methods`` defines them and their scores)
+  prunes the lowest scores of the group, ``k_T`` of them (count-matched to Tropical) or ``k``.
 
 Ties are broken deterministically. ``P_S``: by original magnitude, then flat index inside the
 group. ``P_T``: by optimized magnitude, then original magnitude, then flat index (many entries of
@@ -46,11 +48,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "AdapterLayer",
-    "BASELINES",
+    "COUNTS",
     "LayerMask",
     "METHODS",
-    "activation_scores",
-    "random_scores",
+    "MethodMasks",
+    "Ranking",
     "SCOPES",
     "apply_masks",
     "extract_layers",
@@ -58,15 +60,16 @@ __all__ = [
     "load_into_model",
     "mask_agreement",
     "mask_report",
+    "method_masks",
     "n_to_prune",
     "pruning_masks",
     "stack_layers",
 ]
 
 SCOPES = ("CU", "CB", "CN")
+#: The paper's two methods, built into :func:`method_masks`; the others are rankings
+#: (:class:`Ranking`) that ``adapter_pruning.methods`` defines.
 METHODS = ("standard", "tropical")
-#: Baselines beyond the paper, count-matched to Tropical (:func:`random_scores`, :func:`activation_scores`).
-BASELINES = ("random", "activation")
 
 _DOWN_W, _DOWN_B = "adapter_down.0.weight", "adapter_down.0.bias"
 _UP_W, _UP_B = "adapter_up.weight", "adapter_up.bias"
@@ -266,17 +269,39 @@ def _ranks(mag: Tensor, tie: Tensor | None = None) -> Tensor:
     return ranks
 
 
-def _group_masks(mag_S: Tensor, mag_T: Tensor, p: float, others: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Masks of every method for groups given as rows of ``(G, n)`` matrices: magnitudes for
-    ``tropical``/``standard``, and for each of ``others`` a score matrix whose ``k_T`` lowest entries
-    per row are pruned (``k_T`` = Tropical's count in that row)."""
-    k = n_to_prune(p, mag_S.shape[-1])
+def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mapping[str, _Rows]) -> dict[str, tuple]:
+    """Masks of every method for groups given as rows of ``(G, n)`` matrices.
+
+    ``mag_S``, ``mag_T``: original and optimized magnitudes (``mag_T`` None: no Tropical mask, and no
+    ranking may be count-matched to it). ``rankings``: per method ``(score, tie, count)`` rows, ``score``
+    None for the original magnitudes. Returns per method ``(mask, reference, slack)``: the pruned
+    entries, Standard's mask with the same count in every row, and per row the number of entries the
+    method's rule lets it prune that the reference keeps (``tropical``: ``k - k_T``; a free ranking:
+    ``n - count``; magnitude: 0)."""
+    n = mag_S.shape[-1]
+    k = n_to_prune(p, n)
     rank_S = _ranks(mag_S)
-    tropical = (rank_S < k) & (_ranks(mag_T, tie=mag_S) < k)
-    k_T = tropical.sum(-1, keepdim=True)
-    out = {"tropical": tropical, "standard": rank_S < k_T}
-    for name, score in others.items():
-        out[name] = _ranks(score) < k_T
+    P_S = rank_S < k
+    zero = torch.zeros(mag_S.shape[0], dtype=torch.int64, device=mag_S.device)
+    out: dict[str, tuple] = {}
+    k_T = ref_T = None
+    if mag_T is not None:
+        tropical = P_S & (_ranks(mag_T, tie=mag_S) < k)
+        k_T = tropical.sum(-1, keepdim=True)
+        ref_T = rank_S < k_T
+        out["tropical"] = (tropical, ref_T, k - k_T[:, 0])
+        out["standard"] = (ref_T, ref_T, zero)
+    for name, (score, tie, count) in rankings.items():
+        if count == "tropical":
+            if k_T is None:
+                raise ValueError(f"method {name!r} is count-matched to Tropical, which needs the optimized tensors")
+            c, ref = k_T, ref_T
+        else:
+            c, ref = k, P_S
+        if score is None:
+            out[name] = (ref, ref, zero)
+        else:
+            out[name] = (_ranks(score, tie) < c, ref, n - (c[:, 0] if isinstance(c, Tensor) else zero + c))
     return out
 
 
@@ -294,57 +319,193 @@ def _unflat(prefix: str, flat: Tensor, layer: AdapterLayer) -> LayerMask:
     )
 
 
-def random_scores(layers: Sequence[AdapterLayer], seed: int) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Baseline ``random``: i.i.d. uniform scores per parameter (float64, CPU generator seeded with
-    ``seed``, drawn layer by layer in the flat order ``A``, ``B``, ``up_bias``), on each layer's
-    device. The ``k_T`` lowest of a group are pruned, so the masks are nested in ``p``."""
-    gen = torch.Generator().manual_seed(int(seed))
-    out = []
-    for layer in layers:
-        flat = torch.rand(layer.n_params, generator=gen, dtype=torch.float64).to(layer.A.device)
-        m = _unflat(layer.prefix, flat, layer)
-        out.append((m.A, m.B, m.up_bias))
-    return out
+#: What a ranking method's count is matched to in every scope group: ``tropical`` = Tropical's count
+#: ``k_T`` there (count matching), ``p`` = ``k = ⌊p · n / 100⌋`` (the count of ``P_S`` and ``P_T``).
+COUNTS = ("tropical", "p")
+
+_Triples = Sequence[tuple[Tensor, Tensor, Tensor]]
+_Rows = tuple[Tensor | None, Tensor | None, str]
 
 
-def activation_scores(
-    layers: Sequence[AdapterLayer], input_rms: Sequence[tuple[Tensor, Tensor]]
-) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Baseline ``activation`` (Wanda, Sun et al. 2023): ``|W_ij| · rms(X_j)`` per weight.
+@dataclass(frozen=True)
+class Ranking:
+    """How a ranking method chooses its pruned set in every scope group.
+
+    Attributes:
+        scores: per layer ``(score_A (r, d+1), score_B (d, r), score_up_bias (d,))``, nonnegative
+            (compared as float64 absolute values); the lowest are pruned. ``None``: the original
+            magnitudes ``|A|, |B|, |up_bias|`` (magnitude pruning: the reference mask itself).
+        count: an entry of :data:`COUNTS`: ``tropical`` prunes ``k_T`` (Tropical's count in the group),
+            ``p`` prunes ``k = ⌊p · n / 100⌋``.
+        tie: optional per-layer triples of the same shapes: equal scores are ordered by ``tie``, then
+            by flat index (without it, by flat index).
+    """
+
+    scores: _Triples | None = None
+    count: str = "tropical"
+    tie: _Triples | None = None
+
+
+@dataclass
+class MethodMasks:
+    """One method's masks at one ``p`` and scope.
+
+    Attributes:
+        masks: one :class:`LayerMask` per layer (``True`` = pruned).
+        reference: Standard's mask with the same count in every scope group (the ``c`` smallest
+            original magnitudes, ``c`` = the method's count there): ``mask_agreement(masks, reference)``
+            gives the mask diagnostics ``jaccard_standard`` and ``pruned_outside_standard``.
+        slack: summed over the scope groups, how many parameters the method's rule allows it to
+            prune that ``reference`` keeps, i.e. how many of its choices could differ from Standard's:
+            Tropical (``P_T ∩ P_S``) may prune only inside ``P_S``, so ``|P_S| - k_T = k - k_T`` per
+            group; a free ranking of ``c`` entries any of the ``n - c`` that Standard keeps; magnitude
+            pruning none.
+    """
+
+    masks: list[LayerMask]
+    reference: list[LayerMask]
+    slack: int
+
+
+def _triple_flat(triple, dev) -> Tensor:
+    return _flat(*(t.to(dev) for t in triple))
+
+
+def _check_triples(name: str, what: str, layers: Sequence[AdapterLayer], per_layer) -> None:
+    if len(per_layer) != len(layers):
+        raise ValueError(f"{what}[{name!r}]: {len(layers)} layers but {len(per_layer)} score triples")
+    for layer, sc in zip(layers, per_layer):
+        for part, s, t in zip(("A", "B", "up_bias"), sc, (layer.A, layer.B, layer.up_bias)):
+            if s.shape != t.shape:
+                raise ValueError(f"{what}[{name!r}] of {layer.prefix!r}: {part} {tuple(s.shape)} != {tuple(t.shape)}")
+
+
+def method_masks(
+    layers: Sequence[AdapterLayer],
+    optimized: Sequence[tuple[Tensor, Tensor]] | None,
+    p: float,
+    scope: str,
+    rankings: Mapping[str, Ranking] | None = None,
+) -> dict[str, MethodMasks]:
+    """The masks of Tropical, Standard and of each ranking method at pruning percentage ``p`` in ``scope``.
 
     Args:
-        layers: the original adapter layers (``A`` ``(r, d+1)``, ``B`` ``(d, r)``, ``up_bias`` ``(d,)``).
-        input_rms: per layer ``(down_in (d,), up_in (r,))``: the root mean square over calibration
-            tokens of each input feature of ``adapter_down`` (the hidden states) and of
-            ``adapter_up`` (the ReLU bottleneck activations); see ``stages.calibrate``.
+        layers: the original adapter layers (``extract_layers``).
+        optimized: one ``(A_hat, B_hat)`` per layer (``tropical.solve``), shapes as ``A``, ``B``; on
+            any device (moved to each layer's). ``None``: no Tropical (and no count-matched) masks.
+        p: pruning percentage in ``(0, 100)``.
+        scope: ``"CU"``, ``"CB"`` or ``"CN"`` (module docstring).
+        rankings: further methods by name (not ``tropical`` or ``standard``), each a :class:`Ranking`.
 
     Returns:
-        Per layer ``(score_A (r, d+1), score_B (d, r), score_up_bias (d,))`` (float64): the down
-        weights scored ``|A_ij| · down_in_j``, the up weights ``|B_ij| · up_in_j``, and both biases by
-        magnitude (a bias's input is the constant 1, whose RMS is 1). Wanda's ``‖X_j‖₂`` is
-        ``sqrt(n_tokens) · rms(X_j)``: the common factor changes no ranking among weights, and the
-        RMS puts weights and biases on one scale.
+        ``{"tropical": ..., "standard": ..., **{name: ...}}`` (the first two only with ``optimized``):
+        per method its :class:`MethodMasks`, one mask per layer in the order of ``layers``. In every
+        scope group a method with ``count="tropical"`` prunes exactly as many parameters as Tropical
+        there, one with ``count="p"`` exactly ``⌊p · n / 100⌋``.
     """
-    if len(input_rms) != len(layers):
-        raise ValueError(f"activation_scores: {len(layers)} layers but {len(input_rms)} input norms")
-    out = []
-    for layer, (down_in, up_in) in zip(layers, input_rms):
-        r, d1 = layer.A.shape
-        if tuple(down_in.shape) != (d1 - 1,) or tuple(up_in.shape) != (r,):
-            raise ValueError(
-                f"layer {layer.prefix!r}: input norms of shapes {tuple(down_in.shape)}, {tuple(up_in.shape)} do not "
-                f"fit A {tuple(layer.A.shape)} (expected ({d1 - 1},), ({r},))"
+    p = _check_p(p)
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if len(layers) == 0:
+        raise ValueError("pruning_masks: no layers given")
+    opt = _check_optimized(layers, optimized) if optimized is not None else None
+    rankings = dict(rankings or {})
+    for name, rk in rankings.items():
+        if name in ("tropical", "standard"):
+            raise ValueError(f"scores: {name!r} is a built-in method")
+        if rk.count not in COUNTS:
+            raise ValueError(f"ranking {name!r}: count must be one of {COUNTS}, got {rk.count!r}")
+        for what, per_layer in (("scores", rk.scores), ("tie", rk.tie)):
+            if per_layer is not None:
+                _check_triples(name, what, layers, per_layer)
+    for k, layer in enumerate(layers):
+        named = [("A", layer.A), ("B", layer.B), ("up_bias", layer.up_bias)]
+        if opt is not None:
+            named += [("A_hat", opt[k][0]), ("B_hat", opt[k][1])]
+        for name, t in named:
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"layer {layer.prefix!r}: {name} contains NaN or inf")
+    names = (("tropical", "standard") if opt is not None else ()) + tuple(rankings)
+    masks: dict[str, list[LayerMask]] = {name: [] for name in names}
+    refs: dict[str, list[LayerMask]] = {name: [] for name in names}
+    slack = dict.fromkeys(names, 0)
+    dev = [layer.A.device for layer in layers]
+
+    def collect(got, split):
+        for name in names:
+            mask, ref, sl = got[name]
+            slack[name] += int(sl.sum())
+            masks[name].extend(split(mask))
+            refs[name].extend(split(ref))
+
+    if scope in ("CU", "CB"):
+        flat_S = [_flat(l.A, l.B, l.up_bias) for l in layers]
+        flat_T = None if opt is None else [_flat(Ah, Bh, l.up_bias) for l, (Ah, Bh) in zip(layers, opt)]
+        flat_R = {
+            name: tuple(
+                None if per_layer is None else [_triple_flat(t, dv) for t, dv in zip(per_layer, dev)]
+                for per_layer in (rk.scores, rk.tie)
             )
-        dev = layer.A.device
-        x_down = torch.cat([down_in.to(dev, torch.float64), torch.ones(1, dtype=torch.float64, device=dev)])
-        out.append(
-            (
-                layer.A.to(torch.float64).abs() * x_down[None, :],
-                layer.B.to(torch.float64).abs() * up_in.to(dev, torch.float64)[None, :],
-                layer.up_bias.to(torch.float64).abs(),
-            )
-        )
-    return out
+            for name, rk in rankings.items()
+        }
+        if scope == "CU":
+            for k, layer in enumerate(layers):
+                rows = {
+                    name: (
+                        None if sc is None else sc[k][None],
+                        None if tie is None else tie[k][None],
+                        rankings[name].count,
+                    )
+                    for name, (sc, tie) in flat_R.items()
+                }
+                got = _group_masks(flat_S[k][None], None if flat_T is None else flat_T[k][None], p, rows)
+                collect(got, lambda m, layer=layer: [_unflat(layer.prefix, m[0], layer)])
+        else:
+            rows = {
+                name: (
+                    None if sc is None else torch.cat(sc)[None],
+                    None if tie is None else torch.cat(tie)[None],
+                    rankings[name].count,
+                )
+                for name, (sc, tie) in flat_R.items()
+            }
+            got = _group_masks(torch.cat(flat_S)[None], None if flat_T is None else torch.cat(flat_T)[None], p, rows)
+
+            def split_cb(m):
+                out, start = [], 0
+                for layer in layers:
+                    stop = start + layer.n_params
+                    out.append(_unflat(layer.prefix, m[0, start:stop], layer))
+                    start = stop
+                return out
+
+            collect(got, split_cb)
+    else:  # CN: rows of A, rows of [B | up_bias]
+        for k, layer in enumerate(layers):
+
+            def a_rows(triple):
+                return triple[0].to(dev[k], torch.float64).abs()
+
+            def b_rows(triple):
+                sB, sub = (t.to(dev[k], torch.float64) for t in triple[1:])
+                return torch.cat([sB, sub[:, None]], 1).abs()
+
+            a_rk, b_rk = {}, {}
+            for name, rk in rankings.items():
+                a_rk[name] = tuple(None if t is None else a_rows(t[k]) for t in (rk.scores, rk.tie)) + (rk.count,)
+                b_rk[name] = tuple(None if t is None else b_rows(t[k]) for t in (rk.scores, rk.tie)) + (rk.count,)
+            orig = (layer.A, layer.B, layer.up_bias)
+            hat = None if opt is None else (opt[k][0], opt[k][1], layer.up_bias)
+            a_got = _group_masks(a_rows(orig), None if hat is None else a_rows(hat), p, a_rk)
+            b_got = _group_masks(b_rows(orig), None if hat is None else b_rows(hat), p, b_rk)
+            for name in names:
+                (am, aref, asl), (bm, bref, bsl) = a_got[name], b_got[name]
+                slack[name] += int(asl.sum()) + int(bsl.sum())
+                for store, a, b in ((masks, am, bm), (refs, aref, bref)):
+                    store[name].append(
+                        LayerMask(prefix=layer.prefix, A=a, B=b[:, :-1].contiguous(), up_bias=b[:, -1].contiguous())
+                    )
+    return {name: MethodMasks(masks=masks[name], reference=refs[name], slack=slack[name]) for name in names}
 
 
 def pruning_masks(
@@ -353,95 +514,26 @@ def pruning_masks(
     p: float,
     scope: str,
     *,
-    scores: Mapping[str, Sequence[tuple[Tensor, Tensor, Tensor]]] | None = None,
+    scores: Mapping[str, _Triples] | None = None,
 ) -> dict[str, list[LayerMask]]:
-    """Standard and Tropical masks (and baselines') of all layers for pruning percentage ``p`` in ``scope``.
+    """Standard and Tropical masks (and those of count-matched scores) of all layers for pruning
+    percentage ``p`` in ``scope``: the ``masks`` of :func:`method_masks`.
 
     Args:
-        layers: the original adapter layers (``extract_layers``).
-        optimized: one ``(A_hat, B_hat)`` per layer (``tropical.solve``), shapes as ``A``, ``B``;
-            on any device (moved to each layer's).
-        p: pruning percentage in ``(0, 100)``.
-        scope: ``"CU"``, ``"CB"`` or ``"CN"`` (module docstring).
-        scores: optional baselines, ``{name: per layer (score_A, score_B, score_up_bias)}``
-            (nonnegative, shapes of ``A``, ``B``, ``up_bias``; e.g. :func:`random_scores`,
-            :func:`activation_scores`): each prunes the lowest scores of every scope group, as many
-            as Tropical prunes there (ties by flat index).
+        layers, optimized, p, scope: as :func:`method_masks` (``optimized`` required).
+        scores: optional ``{name: per layer (score_A, score_B, score_up_bias)}`` (shapes of ``A``,
+            ``B``, ``up_bias``; e.g. ``methods.random_baseline.random_scores``): each prunes the lowest
+            scores of every scope group, as many as Tropical prunes there (ties by flat index).
 
     Returns:
         ``{"tropical": [LayerMask, ...], "standard": [LayerMask, ...], **{name: ...}}``, one mask per
         layer in the order of ``layers``. In every scope group every method prunes exactly as many
         parameters as the tropical one.
     """
-    p = _check_p(p)
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    if len(layers) == 0:
-        raise ValueError("pruning_masks: no layers given")
-    opt = _check_optimized(layers, optimized)
-    scores = dict(scores or {})
-    for name, per_layer in scores.items():
-        if name in ("tropical", "standard"):
-            raise ValueError(f"scores: {name!r} is a built-in method")
-        if len(per_layer) != len(layers):
-            raise ValueError(f"scores[{name!r}]: {len(layers)} layers but {len(per_layer)} score triples")
-        for layer, sc in zip(layers, per_layer):
-            for part, s, t in zip(("A", "B", "up_bias"), sc, (layer.A, layer.B, layer.up_bias)):
-                if s.shape != t.shape:
-                    raise ValueError(
-                        f"scores[{name!r}] of {layer.prefix!r}: {part} {tuple(s.shape)} != {tuple(t.shape)}"
-                    )
-    for layer, (A_hat, B_hat) in zip(layers, opt):
-        for name, t in (("A", layer.A), ("B", layer.B), ("up_bias", layer.up_bias), ("A_hat", A_hat), ("B_hat", B_hat)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"layer {layer.prefix!r}: {name} contains NaN or inf")
-    names = ("tropical", "standard", *scores)
-    out: dict[str, list[LayerMask]] = {name: [] for name in names}
-    dev = [layer.A.device for layer in layers]
-    sc_flat = {
-        name: [_flat(*(s.to(dv) for s in sc)) for sc, dv in zip(per_layer, dev)] for name, per_layer in scores.items()
-    }
-    if scope == "CU":
-        for k, (layer, (A_hat, B_hat)) in enumerate(zip(layers, opt)):
-            got = _group_masks(
-                _flat(layer.A, layer.B, layer.up_bias)[None],
-                _flat(A_hat, B_hat, layer.up_bias)[None],
-                p,
-                {name: f[k][None] for name, f in sc_flat.items()},
-            )
-            for name in names:
-                out[name].append(_unflat(layer.prefix, got[name][0], layer))
-    elif scope == "CB":
-        mag_S = torch.cat([_flat(l.A, l.B, l.up_bias) for l in layers])
-        mag_T = torch.cat([_flat(Ah, Bh, l.up_bias) for l, (Ah, Bh) in zip(layers, opt)])
-        got = _group_masks(mag_S[None], mag_T[None], p, {name: torch.cat(f)[None] for name, f in sc_flat.items()})
-        start = 0
-        for layer in layers:
-            stop = start + layer.n_params
-            for name in names:
-                out[name].append(_unflat(layer.prefix, got[name][0, start:stop], layer))
-            start = stop
-    else:  # CN: rows of A, rows of [B | up_bias]
-        for k, (layer, (A_hat, B_hat)) in enumerate(zip(layers, opt)):
-            a_others, b_others = {}, {}
-            for name, per_layer in scores.items():
-                sA, sB, sub = (s.to(dev[k], torch.float64) for s in per_layer[k])
-                a_others[name] = sA
-                b_others[name] = torch.cat([sB, sub[:, None]], 1)
-            a_got = _group_masks(layer.A.to(torch.float64).abs(), A_hat.to(torch.float64).abs(), p, a_others)
-            ub = layer.up_bias[:, None].to(torch.float64)
-            b_got = _group_masks(
-                torch.cat([layer.B.to(torch.float64), ub], 1).abs(),
-                torch.cat([B_hat.to(torch.float64), ub], 1).abs(),
-                p,
-                b_others,
-            )
-            for name in names:
-                am, bm = a_got[name], b_got[name]
-                out[name].append(
-                    LayerMask(prefix=layer.prefix, A=am, B=bm[:, :-1].contiguous(), up_bias=bm[:, -1].contiguous())
-                )
-    return out
+    if optimized is None:
+        raise ValueError("optimized must hold one (A_hat, B_hat) pair per layer: got None")
+    rankings = {name: Ranking(scores=per_layer) for name, per_layer in (scores or {}).items()}
+    return {name: mm.masks for name, mm in method_masks(layers, optimized, p, scope, rankings).items()}
 
 
 def apply_masks(

@@ -5,15 +5,28 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
 ``(model, task, seed)``), split and metric:
 
 * ``model, task, seed``: what was trained; ``lam``: the tropical λ (``tropical.lam``, or ``lam1``)
-  whose Tropical mask this state is count-matched to (null for the full model); ``scope`` (null for
-  the full model), ``method`` (``full``, ``standard``, ``tropical``, ``random``, ``activation``),
-  ``p`` (requested pruning percentage; 0 for ``full``);
+  of the solve whose ``Â, B̂`` and Tropical count this state's method uses (null for the full model
+  and the dense small adapters); ``scope`` (null for both), ``method`` (``full``, ``dense_small`` or a
+  mask method of :mod:`adapter_pruning.methods`), ``p`` (requested pruning percentage; 0 for
+  ``full``; for ``dense_small`` ``100 · n_pruned / n_params``, the share of the full adapter's
+  parameters the small one lacks);
 * ``retained = 1 − n_pruned / n_params``; ``n_params`` counts every adapter weight and bias (the
-  head is never pruned and not counted); ``n_pruned`` the parameters set to zero;
+  head is never pruned and not counted); ``n_pruned`` the parameters set to zero. A dense small
+  adapter counts against the full-width adapter: ``n_params`` is the full adapter's count and
+  ``n_pruned`` the parameters it does not have, so ``retained`` is its exact share;
+* ``dense_bytes``: size of the state's ``adapter.safetensors`` (what ``load_adapter`` reads);
+  ``compact_bytes``: size of its ``adapter.compact.safetensors`` (:mod:`adapter_pruning.compact`;
+  null for ``full`` and ``dense_small``, which have no compact file);
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
   share of this state's pruned parameters that Standard keeps (0 for Standard; null for ``full``);
+  both against Standard's mask with the same count in every scope group (``masks.MethodMasks``);
+* ``slack``: the room the method had to differ from that Standard mask: how many parameters Standard
+  keeps that the method's rule allows it to prune instead, summed over the scope groups (Tropical:
+  ``|P_S| − k_T``, a count-matched free ranking ``n − k_T``, magnitude pruning 0; null for ``full``
+  and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
+  (the full adapter's for pruned states);
 * ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
   ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the
   adapter's ``metrics.json``; null for an adapter imported from elsewhere). Both define the score
@@ -53,12 +66,16 @@ SCHEMA: dict[str, pl.DataType] = {
     "retained": pl.Float64,
     "n_params": pl.Int64,
     "n_pruned": pl.Int64,
+    "dense_bytes": pl.Int64,
+    "compact_bytes": pl.Int64,
     "split": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
     "primary": pl.Boolean,
     "jaccard_standard": pl.Float64,
     "pruned_outside_standard": pl.Float64,
+    "slack": pl.Int64,
+    "width": pl.Int64,
     "precision": pl.String,
     "train_precision": pl.String,
     "device": pl.String,
@@ -131,7 +148,11 @@ def score_frame(
     provenance: Mapping[str, str],
     jaccard_standard: float | None = None,
     pruned_outside_standard: float | None = None,
+    slack: int | None = None,
+    width: int | None = None,
     lam: float | None = None,
+    dense_bytes: int | None = None,
+    compact_bytes: int | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
     ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
@@ -143,12 +164,16 @@ def score_frame(
             "retained": 1.0 - n_pruned / n_params,
             "n_params": int(n_params),
             "n_pruned": int(n_pruned),
+            "dense_bytes": dense_bytes,
+            "compact_bytes": compact_bytes,
             "split": split,
             "metric": metric,
             "score": float(value),
             "primary": metric == primary_metric,
             "jaccard_standard": jaccard_standard,
             "pruned_outside_standard": pruned_outside_standard,
+            "slack": slack,
+            "width": width,
             "precision": provenance.get("precision", "fp32"),
             "train_precision": provenance.get("train_precision"),
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},

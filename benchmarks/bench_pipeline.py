@@ -187,9 +187,7 @@ def main() -> None:
     dirs = []
     for scope in scopes:
         sweep = [args.out / "inproc" / scope / m / f"p{apc.fmt_p(p)}" for m in methods for p in percentages]
-        prune_sweep(
-            {**ids, "scope": scope}, methods, percentages, {"values": "original"}, run_dir / "adapter", optimized, sweep
-        )
+        prune_sweep({**ids, "scope": scope}, methods, percentages, run_dir / "adapter", optimized, sweep)
         dirs += sweep
     n_states = len(dirs)
     evaluate_states(

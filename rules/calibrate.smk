@@ -1,12 +1,13 @@
 rule calibrate:
-    """Input norms of every adapter layer on `pruning.calibration_examples` training examples (the
-    activation baseline's calibration set, seeded by the run's seed): the RMS over tokens of each
-    feature entering adapter_down and adapter_up. Only in the DAG when methods lists activation."""
+    """The calibration statistics the configured methods read (adapter_pruning.methods: input RMS for
+    activation, second moments X̃ᵀX̃/N for sparsegpt, gradients of the mean task loss for taylor), on
+    `pruning.calibration_examples` training examples seeded by the run's seed, all in one pass over
+    them: one file per statistic. Only in the DAG when a configured method needs one."""
     input:
         adapter=f"{SEED_DIR}/adapter",
         train=data_file("train"),
     output:
-        f"{SEED_DIR}/calibration/input_rms.safetensors",
+        **{s: f"{SEED_DIR}/calibration/{s}.safetensors" for s in CALIBRATION or apm.CALIBRATION},
     log:
         "logs/calibrate/{model}/{task}/seed{seed}.log",
     benchmark:

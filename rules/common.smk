@@ -1,4 +1,5 @@
 # Config validation, paths, input functions and wildcard constraints shared by all rule files.
+import json
 import re
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)  # the package, also inside conda envs and cluster jobs
 from adapter_pruning import config as apc
 from adapter_pruning import devices as apd
+from adapter_pruning import methods as apm
 from adapter_pruning.codehash import script_code_hash
 
 # 1. Readable schema errors (every bad key with its value) before anything else happens.
@@ -39,6 +41,10 @@ MODEL = apc.model_label(config)
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 METHODS = list(config["pruning"]["methods"])
+# The calibration statistics the configured methods read (rule calibrate writes one file each).
+CALIBRATION = apm.calibration_needed(METHODS)
+# Bottleneck widths of the dense small adapters trained from scratch (pruning.dense_small).
+DENSE_SMALL = [int(w) for w in config["pruning"]["dense_small"]]
 # The (target, reference) method pairs of comparison.*, comparison_verdicts.* and figures/delta/.
 PAIRS = apc.comparison_pairs(config)
 PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
@@ -56,15 +62,18 @@ MIRROR = (
 ADAPTERS = {task: str(apc.resolve_path(path, workflow.basedir)) for task, path in config["adapters"].items()}
 
 SEED_DIR = f"{R}/{{model}}/{{task}}/seed{{seed}}"
-# An evaluated state: `full` (the trained adapter) or a pruned one, `<LAM><scope>/<method>/p<p>` (the
-# path of its pruned adapter folder below pruned/, and of its score and predictions files).
-PRUNED_STATE = (
-    r"lam\d+(\.\d+)?/" if len(LAMS) > 1 else ""
-) + r"(CU|CB|CN)/(standard|tropical|random|activation)/p\d+(\.\d+)?"
-STATE = f"full|{PRUNED_STATE}"
-# The states that `evaluate` scores: every state, or in per_sweep mode `full` only (evaluate_sweep
-# scores the pruned ones), so that each state has exactly one rule that scores it.
-EVALUATED_STATES = "full" if config["evaluation"]["mode"] == "per_sweep" else STATE
+# Every registered mask method (adapter_pruning.methods), longest names first for the regex.
+METHOD_PATTERN = "|".join(sorted(apm.names(), key=len, reverse=True))
+# An evaluated state: `full` (the trained adapter), a dense small adapter `dense_small/r<width>` (its
+# folder below the seed's), or a pruned one, `<LAM><scope>/<method>/p<p>` (the path of its pruned
+# adapter folder below pruned/, and of its score and predictions files).
+PRUNED_STATE = (r"lam\d+(\.\d+)?/" if len(LAMS) > 1 else "") + rf"(CU|CB|CN)/({METHOD_PATTERN})/p\d+(\.\d+)?"
+DENSE_STATE = r"dense_small/r\d+"
+STATE = f"full|{DENSE_STATE}|{PRUNED_STATE}"
+# The states that `evaluate` scores: every state, or in per_sweep mode `full` and the dense small
+# adapters only (evaluate_sweep scores the pruned ones), so that each state has exactly one rule that
+# scores it.
+EVALUATED_STATES = f"full|{DENSE_STATE}" if config["evaluation"]["mode"] == "per_sweep" else STATE
 
 
 wildcard_constraints:
@@ -72,7 +81,8 @@ wildcard_constraints:
     task="|".join(TASKS),
     seed=r"\d+",
     scope="CU|CB|CN",
-    method="standard|tropical|random|activation",
+    method=METHOD_PATTERN,
+    width=r"\d+",
     lam=r"\d+(\.\d+)?",
     p=r"\d+(\.\d+)?",
     state=STATE,
@@ -85,6 +95,12 @@ def task_pattern(tasks):
 
 TRAINED_TASKS = task_pattern([t for t in TASKS if t not in ADAPTERS])
 IMPORTED_TASKS = task_pattern([t for t in TASKS if t in ADAPTERS])
+
+
+def dense_small_states(task):
+    """The dense small adapters' states of `task`, `dense_small/r<width>` (none for an imported adapter,
+    which the workflow does not train)."""
+    return [] if task in ADAPTERS else [f"dense_small/r{w}" for w in DENSE_SMALL]
 
 
 def seeds_for(task):
@@ -150,10 +166,14 @@ def per_seed(template, **wildcards):
 
 
 def all_scores():
-    """The score file of every evaluated state: the full model and every pruned state."""
+    """The score file of every evaluated state: the full model, the dense small adapters and every
+    pruned state."""
     files = per_seed(rules.evaluate.output.scores, state="full")
     for task in TASKS:
         for seed in seeds_for(task):
+            files += expand(
+                rules.evaluate.output.scores, model=MODEL, task=task, seed=seed, state=dense_small_states(task)
+            )
             files += states(rules.evaluate.output.scores, task, seed)
     return files
 
@@ -166,10 +186,15 @@ def all_predictions():
 
 
 def state_dir(wildcards):
-    """The adapter folder `evaluate` scores: the trained adapter for state `full`, else the state's
-    pruned adapter folder (pruned/<state>, written by rule prune)."""
+    """The adapter folder `evaluate` scores: the trained adapter for state `full`, a dense small
+    adapter's folder (dense_small/r<width>, written by rule train_dense_small), else the state's pruned
+    adapter folder (pruned/<state>, written by rule prune)."""
     seed_dir = SEED_DIR.format(model=wildcards.model, task=wildcards.task, seed=wildcards.seed)
-    return f"{seed_dir}/adapter" if wildcards.state == "full" else f"{seed_dir}/pruned/{wildcards.state}"
+    if wildcards.state == "full":
+        return f"{seed_dir}/adapter"
+    if wildcards.state.startswith("dense_small/"):
+        return f"{seed_dir}/{wildcards.state}"
+    return f"{seed_dir}/pruned/{wildcards.state}"
 
 
 def sweep_files(template):
@@ -199,12 +224,24 @@ def lam_of(wildcards):
     return LAMS[wildcards.lam] if len(LAMS) > 1 else next(iter(LAMS.values()))
 
 
-def calibration_for(wildcards):
-    """The calibration norms, for method activation only (per_sweep: when a sweep's methods include it)."""
+def job_methods(wildcards):
+    """The methods of a prune job: its `method` wildcard (per_state), or every method (per_sweep)."""
     method = wildcards.get("method")
-    if "activation" not in ([method] if method else METHODS):
+    return [method] if method else METHODS
+
+
+def calibration_for(wildcards):
+    """The calibration statistics the job's methods read (adapter_pruning.methods; none for most)."""
+    stats = apm.calibration_needed(job_methods(wildcards))
+    return [expand(getattr(rules.calibrate.output, s), **wildcards)[0] for s in stats]
+
+
+def optimized_for(wildcards):
+    """The tropical solve's Â, B̂ of the job's λ, if one of the job's methods reads them (every method
+    whose count is Tropical's does)."""
+    if "optimized" not in apm.needs_of(job_methods(wildcards)):
         return []
-    return expand(rules.calibrate.output[0], **wildcards)
+    return expand(rules.tropical_solve.output.optimized, **wildcards)
 
 
 def zonotope_task():
@@ -299,13 +336,15 @@ def calibrate_params(wildcards):
             "device": DEVICE,
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
+            "statistics": CALIBRATION,
             "precision": config["evaluation"]["precision"],
         }
     )
 
 
-def prune_params(wildcards):
-    return apc.canonical({"values": config["pruning"]["values"]})
+def dense_small_params(wildcards):
+    """train_params, plus the dense small adapter's bottleneck width."""
+    return apc.canonical({**json.loads(train_params(wildcards)), "width": int(wildcards.width)})
 
 
 def code_hash(script):

@@ -2,10 +2,11 @@ if config["evaluation"]["mode"] == "per_state":
 
     rule prune:
         """Prune one (λ, scope, method, p) state of an adapter with real zeros and save it (tensor work
-        on the adapter's file, no backbone): the adapter folder with the pruned weights, plus prune.json."""
+        on the adapter's file, no backbone): the adapter folder with the pruned weights, plus prune.json.
+        Its inputs are what the method reads (adapter_pruning.methods): Â, B̂ and calibration statistics."""
         input:
             adapter=f"{SEED_DIR}/adapter",
-            optimized=rules.tropical_solve.output.optimized,
+            optimized=optimized_for,
             calibration=calibration_for,
         output:
             pruned=directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{{method}}/p{{p}}"),
@@ -21,7 +22,6 @@ if config["evaluation"]["mode"] == "per_state":
             runtime=5,
         params:
             percentages=percentages_of,
-            spec=prune_params,
             lam=lam_of,
             code=code_hash("prune.py"),
         script:
@@ -34,7 +34,7 @@ else:
         pruned adapter folders as per_state mode writes, one job per sweep."""
         input:
             adapter=f"{SEED_DIR}/adapter",
-            optimized=rules.tropical_solve.output.optimized,
+            optimized=optimized_for,
             calibration=calibration_for,
         output:
             pruned=[directory(f"{SEED_DIR}/pruned/{LAM}{{scope}}/{m}/p{p}") for m in METHODS for p in PCTS],
@@ -51,7 +51,6 @@ else:
         params:
             percentages=percentages_of,
             methods=METHODS,
-            spec=prune_params,
             lam=lam_of,
             code=code_hash("prune.py"),
         script:

@@ -53,3 +53,33 @@ rule import_adapter:
         code=code_hash("import_adapter.py"),
     script:
         "../scripts/import_adapter.py"
+
+
+rule train_dense_small:
+    """A dense small adapter trained from scratch at bottleneck width r' (pruning.dense_small: the
+    `width` wildcard, reduction_factor = d / r'), with the same data, steps, seed and settings as
+    train_adapter; its folder is scored like any state (method dense_small, at its exact retained
+    share of the full adapter's parameters, dense_small.json)."""
+    input:
+        train=data_file("train"),
+        validation=data_file("validation"),
+    output:
+        directory(f"{SEED_DIR}/dense_small/r{{width}}"),
+    log:
+        "logs/train_dense_small/{model}/{task}/seed{seed}/r{width}.log",
+    benchmark:
+        "logs/benchmarks/train_dense_small/{model}/{task}/seed{seed}/r{width}.tsv"
+    wildcard_constraints:
+        task=TRAINED_TASKS,
+    conda:
+        "../envs/pipeline.yaml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=GPUS_PER_JOB,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        spec=dense_small_params,
+        code=code_hash("train_dense_small.py"),
+    script:
+        "../scripts/train_dense_small.py"

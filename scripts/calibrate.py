@@ -17,7 +17,7 @@ with logged(sm.log[0]):
         spec=spec,
         adapter_dir=sm.input.adapter,
         train_path=sm.input.train,
-        out_path=sm.output[0],
+        out_paths=dict(sm.output.items()),  # {statistic: path}: the statistics the configured methods need
         device=spec["device"],  # the run's planned device, "cpu" or "cuda" (rules/common.smk)
         batch_size=sm.config["evaluation"]["batch_size"],
         threads=sm.threads,

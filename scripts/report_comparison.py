@@ -12,8 +12,9 @@ sm = snakemake  # noqa: F821
 spec = json.loads(sm.params.spec)
 with logged(sm.log[0]):
     resamples, floor_fraction = spec["bootstrap_resamples"], spec["floor_fraction"]
+    results = load_results(sm.input.results)
     out = comparison.compare(
-        load_results(sm.input.results),
+        results,
         list(sm.input.predictions),  # read one file at a time, kept as integer arrays
         pairs=[tuple(pair) for pair in spec["comparisons"]],
         resamples=resamples,
@@ -27,6 +28,7 @@ with logged(sm.log[0]):
         {ext: sm.output[ext] for ext in ("md", "csv", "tex")},
         resamples=resamples,
         floor_fraction=floor_fraction,
+        dense_small=comparison.dense_small_frame(results),
     )
     comparison.write_verdicts(
         out.verdicts,

@@ -118,6 +118,14 @@ def check_round_trip(model_dir, src: Path, out: Path, method: str, p: float, *, 
     assert per_layer == [layer["n_pruned"] for layer in info["layers"]]
     layers = masks.extract_layers(model, name)
     assert [layer.prefix for layer in layers] == [layer["layer"] for layer in info["layers"]]
+    # --format both (the default): the compact file beside, the same tensors bit for bit, sizes recorded
+    from adapter_pruning import compact
+
+    assert info["format"] == "both" and info["compact_file"] == compact.COMPACT_FILE
+    assert info["dense_bytes"] == (d / info["weights_file"]).stat().st_size
+    assert info["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
+    assert info["compact_sha256"] == sha256_file(d / compact.COMPACT_FILE)
+    compact.verify_beside(d, info)
     return info
 
 
@@ -184,7 +192,7 @@ def test_adapter_types_round_trip(case, tiny3, tmp_path):
 
 
 def test_scopes_solver_values(tiny_model_dir, tmp_path):
-    """CB and CN, Algorithm 1, --values optimized, explicit λ: all run and are recorded."""
+    """CB and CN, Algorithm 1, method tropical_opt (optimized values), explicit λ: all run and are recorded."""
     src = train_and_save(tiny_model_dir, tmp_path / "a", "seq_bn", reduction_factor=4)
     for scope in ("CB", "CN"):
         out = tmp_path / scope
@@ -205,18 +213,30 @@ def test_scopes_solver_values(tiny_model_dir, tmp_path):
         0.5,
         "--lam2",
         0.1,
-        "--values",
-        "optimized",
+        "--method",
+        "tropical",
+        "tropical_opt",
         "--p",
         50,
         "--out",
         out,
     )
     assert rc == 0
-    info = json.loads((out / "tropical" / "p50" / "prune.json").read_text())
+    info = json.loads((out / "tropical_opt" / "p50" / "prune.json").read_text())
     assert info["solver"]["method"] == "algorithm1" and info["solver"]["groups"][0]["steps"] == 4
     assert info["values"] == "optimized" and info["n_zero"] >= info["n_pruned"]
     assert info["layers"][0]["lam2"] == pytest.approx(0.1 * info["layers"][0]["lambda_scale"])
+    trop = check_round_trip(tiny_model_dir, src, out, "tropical", 50.0, n_layers=2)
+    assert info["n_pruned"] == trop["n_pruned"] and info["slack"] == trop["slack"] > 0  # Tropical's mask
+    from safetensors.torch import load_file
+
+    mask = load_file(out / "tropical_opt" / "p50" / "prune_mask.safetensors")
+    assert all(
+        torch.equal(mask[k], v) for k, v in load_file(out / "tropical" / "p50" / "prune_mask.safetensors").items()
+    )
+    new = load_file(out / "tropical_opt" / "p50" / "adapter.safetensors")
+    old = cli.read_adapter_dir(src).state
+    assert any(not torch.equal(new[k][mask[k] == 0], old[k][mask[k] == 0]) for k in mask)  # Â, B̂ values
     # rerunning replaces an earlier output in place
     assert run_cli(src, "--model", tiny_model_dir, "--p", 50, "--out", out) == 0
     assert json.loads((out / "tropical" / "p50" / "prune.json").read_text())["values"] == "original"
@@ -268,6 +288,95 @@ def test_evaluate_tiny(tiny_model_dir, tmp_path, shared_data, capsys):
             "device 'cuda' requested, but CUDA is not usable here",
         )
         assert not (tmp_path / "oc").exists()
+
+
+def test_calibration_methods(tiny_model_dir, tmp_path, shared_data, capsys):
+    """activation, taylor and sparsegpt with --calibration: count-matched to Tropical in every CN group,
+    the calibration recorded; without --calibration they are refused by name, and taylor refuses a head
+    that does not fit the task."""
+    src = train_and_save(tiny_model_dir, tmp_path / "a", "seq_bn")
+    out = tmp_path / "out"
+    methods = ["tropical", "standard", "activation", "taylor", "sparsegpt", "tropical_pt", "standard_ps"]
+    common = ["--model", tiny_model_dir, "--p", 60, "--scope", "CN", "--data-mirror", shared_data]
+    rc = run_cli(
+        src,
+        *common,
+        "--method",
+        *methods,
+        "--out",
+        out,
+        "--calibration",
+        "rotten_tomatoes",
+        "--calibration-examples",
+        12,
+        "--seed",
+        3,
+    )
+    assert rc == 0, capsys.readouterr().err
+    infos = {m: json.loads((out / m / "p60" / "prune.json").read_text()) for m in methods}
+    for m in ("standard", "activation", "taylor", "sparsegpt"):
+        assert [la["n_pruned"] for la in infos[m]["layers"]] == [la["n_pruned"] for la in infos["tropical"]["layers"]]
+    assert infos["tropical_pt"]["n_pruned"] == infos["standard_ps"]["n_pruned"] >= infos["tropical"]["n_pruned"]
+    cal = infos["taylor"]["calibration"]
+    assert cal["task"] == "rotten_tomatoes" and cal["examples"] == 12 and cal["seed"] == 3 and cal["tokens"] > 12
+    assert cal["statistics"] == ["input_rms", "second_moments", "gradients"]
+    assert infos["sparsegpt"]["values"] == "updated" and infos["activation"]["values"] == "original"
+    check_round_trip(tiny_model_dir, src, out, "activation", 60.0, n_layers=2)
+    check_round_trip(tiny_model_dir, src, out, "taylor", 60.0, n_layers=2)
+    assert infos["standard_ps"]["slack"] == 0 and infos["standard_ps"]["jaccard_standard"] == 1.0
+    # without data: refused before anything is written
+    err = expect_error(capsys, [src, *common, "--method", "tropical", "taylor", "sparsegpt", "--out", tmp_path / "o2"])
+    assert "--method taylor sparsegpt needs calibration data" in err and "--calibration TASK" in err
+    assert not (tmp_path / "o2").exists()
+    expect_error(
+        capsys,
+        [src, *common, "--method", "taylor", "--calibration", "trec", "--out", tmp_path / "o3"],
+        "--method taylor",
+        "num_labels=2 but task 'trec' has 6 labels",
+    )
+    bare = train_and_save(tiny_model_dir, tmp_path / "b", "seq_bn", with_head=False)
+    expect_error(
+        capsys,
+        [bare, *common, "--method", "taylor", "--calibration", "rotten_tomatoes", "--out", tmp_path / "o4"],
+        "needs the adapter's prediction head",
+    )
+
+
+def test_format_dense_compact_both(tiny_model_dir, tmp_path, shared_data, capsys):
+    """--format dense writes no compact file; --format compact writes no dense weights nor mask, and
+    expand rebuilds exactly the dense folder --format both wrote (scores equal: --evaluate scored the
+    same tensors); the printed table and summary.json give both sizes."""
+    from adapter_pruning import compact
+
+    src = train_and_save(tiny_model_dir, tmp_path / "a", "seq_bn", reduction_factor=2, steps=2)
+    common = ["--model", tiny_model_dir, "--p", 90, "--evaluate", "rotten_tomatoes", "--split", "test"]
+    common += ["--max-examples", 24, "--data-mirror", shared_data]
+    outs = {}
+    for fmt in ("dense", "compact", "both"):
+        outs[fmt] = tmp_path / fmt
+        assert cli.main([str(a) for a in [src, *common, "--format", fmt, "--out", outs[fmt]]]) == 0
+        printed = capsys.readouterr().out
+        assert "dense bytes" in printed.splitlines()[0] and "compact bytes" in printed.splitlines()[0]
+    files = {fmt: {f.name for f in (outs[fmt] / "tropical" / "p90").iterdir()} for fmt in outs}
+    common_files = {"adapter_config.json", "head_config.json", "model_head.safetensors", "prune.json"}
+    assert files["dense"] == common_files | {"adapter.safetensors", "prune_mask.safetensors"}
+    assert files["compact"] == common_files | {compact.COMPACT_FILE}
+    assert files["both"] == files["dense"] | files["compact"]
+    info = {fmt: json.loads((outs[fmt] / "tropical" / "p90" / "prune.json").read_text()) for fmt in outs}
+    assert info["dense"]["compact_bytes"] is None and info["dense"]["compact_file"] is None
+    assert info["compact"]["weights_file"] is None and info["compact"]["adapter_sha256"] is None
+    assert info["compact"]["compact_bytes"] == info["both"]["compact_bytes"] < info["both"]["dense_bytes"]
+    assert info["compact"]["evaluation"]["scores"] == info["both"]["evaluation"]["scores"]
+    d = outs["compact"] / "tropical" / "p90"
+    assert (d / compact.COMPACT_FILE).read_bytes() == (
+        outs["both"] / "tropical" / "p90" / compact.COMPACT_FILE
+    ).read_bytes()
+    rebuilt = compact.expand(d, tmp_path / "rebuilt")
+    both = outs["both"] / "tropical" / "p90"
+    assert (rebuilt / "adapter.safetensors").read_bytes() == (both / "adapter.safetensors").read_bytes()
+    rows = json.loads((outs["compact"] / "summary.json").read_text())["results"]
+    assert rows[0]["dense_bytes"] == (src / "adapter.safetensors").stat().st_size and rows[0]["compact_bytes"] is None
+    assert rows[1]["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
 
 
 # --------------------------------------------------------------------------- errors
@@ -341,7 +450,7 @@ def test_error_model_and_output(tiny_model_dir, tiny_model_factory, tmp_path, ca
         ["x", "--out", "o", "--p", "100"],
         ["x", "--out", "o", "--p", "0"],
         ["x", "--out", "o", "--scope", "XX"],
-        ["x", "--out", "o", "--method", "random"],
+        ["x", "--out", "o", "--method", "wanda"],
         ["x", "--out", "o", "--steps", "-1"],
         ["x"],
     ],
@@ -369,7 +478,7 @@ def test_installed_console_script_help():
         "--solver",
         "--steps",
         "--tol",
-        "--values",
+        "--calibration",
         "--evaluate",
         "--split",
         "--data-mirror",
@@ -428,7 +537,10 @@ def test_real_minilm_rotten_tomatoes(minilm_path, shared_data, tmp_path):
 
 def test_choices_match_the_package():
     """The CLI keeps its choices torch-free (fast ``--help``); they must equal the package's."""
-    from adapter_pruning import data, masks, tropical
+    from adapter_pruning import data, masks, methods, tropical
 
-    assert cli.METHODS == masks.METHODS and cli.SCOPES == masks.SCOPES and cli.SOLVERS == tropical.METHODS
+    assert cli.METHODS == tuple(methods.names()) and cli.SCOPES == masks.SCOPES and cli.SOLVERS == tropical.METHODS
     assert cli.SPLITS == data.SPLITS
+    from adapter_pruning import compact
+
+    assert cli.COMPACT_FILE == compact.COMPACT_FILE

@@ -704,3 +704,62 @@ def test_compare_reads_prediction_files_one_at_a_time(tmp_path):
         compare(results, [*files, tmp_path / "bad.parquet"], pairs=pairs, resamples=10)
     with pytest.raises(ValueError, match=r"predictions of state m/trec/seed0/.* are given twice"):
         compare(results, [*files, files[0]], pairs=pairs, resamples=10)
+
+
+def test_dense_small_frame_by_hand():
+    """Per task and width: the mean retained share, mean ± std of the test score over seeds and the full
+    model's mean over the same seeds; pruned states and other splits are left out."""
+    from adapter_pruning.comparison import dense_small_frame
+
+    prov = {"device": "cpu", "torch": "t", "transformers": "x", "adapters": "a"}
+    frames = []
+    for seed, (small, full) in enumerate([(0.6, 0.8), (0.7, 0.9)]):
+        ids = {"model": "m", "task": "trec", "seed": seed}
+        common = dict(primary_metric="accuracy", provenance=prov)
+        frames.append(
+            score_frame(
+                ids,
+                {"test": {"accuracy": small}, "validation": {"accuracy": 0.1}},
+                scope=None,
+                method="dense_small",
+                p=90.0,
+                n_params=100,
+                n_pruned=90,
+                width=1,
+                **common,
+            )
+        )
+        frames.append(
+            score_frame(
+                ids,
+                {"test": {"accuracy": full}},
+                scope=None,
+                method="full",
+                p=0.0,
+                n_params=100,
+                n_pruned=0,
+                width=4,
+                **common,
+            )
+        )
+        frames.append(
+            score_frame(
+                ids,
+                {"test": {"accuracy": 0.5}},
+                scope="CU",
+                method="tropical",
+                p=90.0,
+                n_params=100,
+                n_pruned=88,
+                lam=0.5,
+                slack=3,
+                width=4,
+                **common,
+            )
+        )
+    got = dense_small_frame(pl.concat(frames))
+    assert got.height == 1
+    row = got.row(0, named=True)
+    assert (row["task"], row["width"], row["n_seeds"]) == ("trec", 1, 2)
+    assert row["retained"] == pytest.approx(0.1) and row["mean"] == pytest.approx(0.65)
+    assert row["std"] == pytest.approx(np.std([0.6, 0.7], ddof=1)) and row["full_mean"] == pytest.approx(0.85)

@@ -17,9 +17,17 @@ def _default():
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "study.yaml", "test.yaml"])
 def test_shipped_configs_are_valid(name):
     apc.check_config(yaml.safe_load((REPO / "config" / name).read_text()))
+
+
+def test_the_study_runs_every_registered_method():
+    from adapter_pruning import methods
+
+    study = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
+    assert sorted(study["pruning"]["methods"]) == sorted(methods.names())
+    assert study["pruning"]["dense_small"] == [1, 2, 4, 8]
 
 
 @pytest.mark.parametrize(
@@ -33,7 +41,17 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["training"].update(batch_size=-32), "training.batch_size = -32"),
         (lambda c: c["training"].update(non_linearity="gelu"), 'training.non_linearity = "gelu"'),
         (lambda c: c["pruning"]["scopes"].update(default=["CX"]), 'pruning.scopes.default[0] = "CX"'),
-        (lambda c: c["pruning"].update(methods=["wanda"]), 'pruning.methods[0] = "wanda"'),
+        (
+            lambda c: c["pruning"].update(methods=["wanda"]),
+            'pruning.methods[0] = "wanda": unknown method (known: standard,',
+        ),
+        (lambda c: c["pruning"].update(methods=["tropical", 3]), "pruning.methods[1] = 3"),
+        (
+            lambda c: c["pruning"].update(values="optimized"),
+            "pruning.values: removed; Tropical's mask with the optimized",
+        ),
+        (lambda c: c["pruning"].update(dense_small=[0]), "pruning.dense_small[0] = 0"),
+        (lambda c: c["pruning"].update(dense_small=[2, 2]), "pruning.dense_small = [2, 2]"),
         (lambda c: c.update(seeds=[0.5]), "seeds[0] = 0.5"),
         (lambda c: c.update(lerning_rate=1), "lerning_rate: unknown key"),
         (lambda c: c["training"].update(lr_schedule="cos"), "training.lr_schedule: unknown key"),
@@ -106,6 +124,24 @@ def test_default_comparisons():
     assert apc.default_comparisons(["tropical"]) == []
     # method names are plain strings: a method added to pruning.methods joins the defaults
     assert ("taylor", "standard") in apc.default_comparisons(["standard", "tropical", "taylor"])
+    # P_T alone is compared with P_S alone (both prune ⌊p n/100⌋), not with the count-matched methods
+    from adapter_pruning import methods as registry
+
+    assert apc.default_comparisons(registry.names()) == [
+        ("tropical", "standard"),
+        ("tropical_opt", "standard"),
+        ("random", "standard"),
+        ("activation", "standard"),
+        ("taylor", "standard"),
+        ("sparsegpt", "standard"),
+        ("tropical_pt", "standard_ps"),
+        ("tropical", "tropical_opt"),
+        ("tropical", "random"),
+        ("tropical", "activation"),
+        ("tropical", "taylor"),
+        ("tropical", "sparsegpt"),
+    ]
+    assert apc.default_comparisons(["standard", "tropical", "tropical_pt"]) == [("tropical", "standard")]
 
 
 def test_comparison_pairs_name_configured_methods():

@@ -13,7 +13,6 @@ from adapter_pruning.masks import (
     SCOPES,
     AdapterLayer,
     LayerMask,
-    activation_scores,
     apply_masks,
     extract_layers,
     layers_to_state_dict,
@@ -22,9 +21,10 @@ from adapter_pruning.masks import (
     mask_report,
     n_to_prune,
     pruning_masks,
-    random_scores,
     stack_layers,
 )
+from adapter_pruning.methods.activation import activation_scores
+from adapter_pruning.methods.random_baseline import random_scores
 from adapter_pruning.tropical import DEFAULT_LAM_REL, lambda_scale, solve
 
 NAME = "rt"

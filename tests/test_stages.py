@@ -74,11 +74,10 @@ def _splits(paths):
 def pruned(trained):
     """Three tropical CU states pruned one per call (per_state jobs) and all in one call (a sweep)."""
     root, _ = trained
-    spec = {"values": "original"}
     for p in PS:
-        prune_states(IDS, [p], spec, root / "adapter", root / "optimized.safetensors", [root / "one" / f"p{p:g}"])
+        prune_states(IDS, [p], root / "adapter", root / "optimized.safetensors", [root / "one" / f"p{p:g}"])
     infos = prune_states(
-        IDS, PS, spec, root / "adapter", root / "optimized.safetensors", [root / "sweep" / f"p{p:g}" for p in PS]
+        IDS, PS, root / "adapter", root / "optimized.safetensors", [root / "sweep" / f"p{p:g}" for p in PS]
     )
     return infos
 
@@ -95,7 +94,7 @@ def test_prune_per_state_and_per_sweep_write_identical_folders(trained, pruned):
         assert 0 < info["jaccard_standard"] <= 1 and 0 <= info["pruned_outside_standard"] < 1
         assert info["lam"] == 0.5 and info["p"] == p
     with pytest.raises(ValueError, match="3 percentages but 2 output folders"):
-        prune_states(IDS, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", ["x1", "x2"])
+        prune_states(IDS, PS, root / "adapter", root / "optimized.safetensors", ["x1", "x2"])
 
 
 def test_prune_sweep_over_methods_writes_each_methods_folders(trained, pruned):
@@ -105,7 +104,7 @@ def test_prune_sweep_over_methods_writes_each_methods_folders(trained, pruned):
     ids = {k: v for k, v in IDS.items() if k != "method"}
     methods = ["standard", "tropical", "random"]
     out = [root / "multi" / m / f"p{p:g}" for m in methods for p in PS]
-    infos = prune_sweep(ids, methods, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", out)
+    infos = prune_sweep(ids, methods, PS, root / "adapter", root / "optimized.safetensors", out)
     assert [(i["method"], i["p"]) for i in infos] == [(m, p) for m in methods for p in PS]
     for p in PS:
         a, b = root / "sweep" / f"p{p:g}", root / "multi" / "tropical" / f"p{p:g}"
@@ -115,7 +114,7 @@ def test_prune_sweep_over_methods_writes_each_methods_folders(trained, pruned):
     for p in PS:  # count-matched to Tropical in every method
         assert by[("standard", p)]["n_pruned"] == by[("random", p)]["n_pruned"] == by[("tropical", p)]["n_pruned"]
     with pytest.raises(ValueError, match="3 methods x 3 percentages but 2 output folders"):
-        prune_sweep(ids, methods, PS, {"values": "original"}, root / "adapter", root / "optimized.safetensors", out[:2])
+        prune_sweep(ids, methods, PS, root / "adapter", root / "optimized.safetensors", out[:2])
 
 
 def test_pruned_folder_is_the_adapter_folder_with_masked_weights(trained, pruned, tiny_model_dir):
@@ -129,7 +128,7 @@ def test_pruned_folder_is_the_adapter_folder_with_masked_weights(trained, pruned
     root, _ = trained
     src, dst = root / "adapter", root / "sweep" / "p90"
     files = {f.name for f in src.iterdir() if not f.name.startswith(".")}
-    assert {f.name for f in dst.iterdir()} == files | {"prune.json"}
+    assert {f.name for f in dst.iterdir()} == files | {"prune.json", "adapter.compact.safetensors"}
     for name in files - {"adapter.safetensors"}:
         assert (src / name).read_bytes() == (dst / name).read_bytes(), name
     with safe_open(str(src / "adapter.safetensors"), "pt") as a, safe_open(str(dst / "adapter.safetensors"), "pt") as b:
@@ -166,7 +165,7 @@ def test_prune_stage_loads_no_backbone():
 def _old_way(trained, tiny_model_dir, p):
     """Scores and predictions as the removed prune_evaluate computed them: the trained adapter loaded
     into the model, the pruned layers applied in memory (masks.load_into_model), then scored."""
-    from adapter_pruning import data, masks, models, results
+    from adapter_pruning import data, masks, methods, models, results
     from adapter_pruning.stages.evaluate import score_splits
     from adapter_pruning.stages.prune import prune_layers
 
@@ -174,7 +173,8 @@ def _old_way(trained, tiny_model_dir, p):
     model, tok, name = models.load_trained(str(tiny_model_dir), root / "adapter")
     layers = masks.extract_layers(model, name)
     optimized = artifacts.read_optimized(root / "optimized.safetensors", layers)
-    state, info = prune_layers(layers, optimized, IDS, p, "original", {})
+    inputs = methods.PruneInputs(layers=layers, optimized=optimized, seed=0)
+    state, info = prune_layers(inputs, methods.get("tropical"), IDS, p)
     masks.load_into_model(model, state)
     frames = {s: data.read_prepared(f, "trec") for s, f in _splits(paths).items()}
     scores, predictions = score_splits(model, tok, "trec", frames, max_length=32, batch_size=24, device="cpu")
@@ -194,10 +194,14 @@ def _old_way(trained, tiny_model_dir, p):
         },
         jaccard_standard=info["jaccard_standard"],
         pruned_outside_standard=info["pruned_outside_standard"],
+        slack=info["slack"],
+        width=int(layers[0].A.shape[0]),
         lam=0.5,
     )
     pred = results.predictions_frame(IDS, predictions, lam=0.5, scope="CU", method="tropical", p=p)
-    return frame, pred
+    sizes = json.loads((root / "sweep" / f"p{p:g}" / "prune.json").read_text())  # file sizes: the saved state's
+    frame = frame.with_columns(pl.lit(sizes["dense_bytes"], dtype=pl.Int64).alias("dense_bytes"))
+    return frame.with_columns(pl.lit(sizes["compact_bytes"], dtype=pl.Int64).alias("compact_bytes")), pred
 
 
 def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained, pruned, tiny_model_dir):
@@ -234,6 +238,8 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
     assert full["method"].unique().to_list() == ["full"] and full["p"].unique().to_list() == [0.0]
     assert full["lam"].null_count() == full["scope"].null_count() == full["jaccard_standard"].null_count() == 4
     assert (full["n_pruned"] == 0).all() and full["device"].unique().to_list() == ["cpu"]
+    assert full["dense_bytes"].unique().to_list() == [(root / "adapter" / "adapter.safetensors").stat().st_size]
+    assert full["compact_bytes"].null_count() == 4
     # where it was scored and where its adapter was trained, both recorded
     from adapter_pruning.devices import cpu_name
 
@@ -244,6 +250,9 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
         pred = pl.read_parquet(root / "evN" / f"pred_p{p:g}.parquet")
         assert frame["n_pruned"].unique().to_list() == [info["n_pruned"]]
         assert frame["jaccard_standard"].unique().to_list() == [info["jaccard_standard"]]
+        state = root / "sweep" / f"p{p:g}"
+        assert frame["dense_bytes"].unique().to_list() == [(state / "adapter.safetensors").stat().st_size]
+        assert frame["compact_bytes"].unique().to_list() == [(state / "adapter.compact.safetensors").stat().st_size]
         old_frame, old_pred = _old_way(trained, tiny_model_dir, p)  # results identical to before the split
         assert frame.equals(old_frame) and pred.equals(old_pred)
         scores = frame.filter(pl.col("metric") == "accuracy")
@@ -337,13 +346,13 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         {"model": str(tiny_model_dir), "max_length": 32, "examples": 16},
         root / "adapter",
         paths["train"],
-        root / "calibration.safetensors",
+        {"input_rms": root / "calibration.safetensors"},
         device="cpu",
         batch_size=8,
     )
     from adapter_pruning.devices import cpu_name
 
-    info = artifacts.read_input_rms_info(root / "calibration.safetensors")  # counts and where it ran
+    info = artifacts.read_calibration_info(root / "calibration.safetensors")  # counts and where it ran
     assert info["n_examples"] == 16 and info["n_tokens"] > 16
     assert (info["device"], info["device_name"], info["precision"]) == ("cpu", cpu_name(), "fp32")
     counts = {}
@@ -352,11 +361,10 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         (info,) = prune_states(
             ids,
             [90.0],
-            {"values": "original"},
             root / "adapter",
             root / "optimized.safetensors",
             [root / method],
-            calibration_path=root / "calibration.safetensors",
+            calibration={"input_rms": root / "calibration.safetensors"},
         )
         counts[method] = [rec["n_pruned"] for rec in info["layers"]]
         evaluate_states(
@@ -371,11 +379,9 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         )
         assert pl.read_parquet(root / f"{method}.parquet")["method"].unique().to_list() == [method]
     assert counts["random"] == counts["activation"] == counts["tropical"]
-    with pytest.raises(ValueError, match="calibration norms"):
+    with pytest.raises(ValueError, match="need input_rms"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU", "method": "activation"}
-        prune_states(
-            ids, [90.0], {"values": "original"}, root / "adapter", root / "optimized.safetensors", [root / "x"]
-        )
+        prune_states(ids, [90.0], root / "adapter", root / "optimized.safetensors", [root / "x"])
 
 
 def test_training_threads_come_from_the_config_not_the_cores(tiny_model_dir, trained, caplog):
@@ -396,3 +402,163 @@ def test_training_threads_come_from_the_config_not_the_cores(tiny_model_dir, tra
         torch.set_num_threads(before)
     assert "training.threads = 2 but this job was given 1 core(s)" in caplog.text
     assert json.loads((root / "threads" / "metrics.json").read_text())["threads"] == 2
+
+
+def test_calibration_statistics_in_one_pass_equal_hand_computations(trained, tiny_model_dir):
+    """One pass collects the input RMS (bit for bit as an RMS-only pass), the second moments X̃ᵀX̃/N of
+    both maps' inputs (with the constant 1 of the bias) and the gradient of the mean cross-entropy with
+    respect to A, B and the up bias, each equal to a computation by hand on one full batch."""
+    import numpy as np
+
+    from adapter_pruning import evaluation, masks, models
+    from adapter_pruning.stages.calibrate import calibration_statistics, input_rms
+
+    root, paths = trained
+    model, tok, name = models.load_trained(str(tiny_model_dir), root / "adapter")
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    df = pl.read_parquet(paths["train"]).head(10)
+    stats, n_tokens = calibration_statistics(
+        model,
+        tok,
+        name,
+        df,
+        statistics=["gradients", "second_moments", "input_rms"],
+        max_length=32,
+        batch_size=4,
+        device="cpu",
+    )
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags  # left as it was
+    rms_only, n_tokens2 = input_rms(model, tok, name, df, max_length=32, batch_size=4, device="cpu")
+    assert n_tokens == n_tokens2
+    for prefix, (down_in, up_in) in rms_only.items():
+        assert torch.equal(stats["input_rms"][prefix][0], down_in) and torch.equal(stats["input_rms"][prefix][1], up_in)
+
+    # by hand: one padded batch of all 10 rows, the adapter inputs captured, padding removed
+    layers = masks.extract_layers(model, name)
+    seen = {}
+    hooks = []
+    for layer in layers:
+        for part in ("adapter_down.0", "adapter_up"):
+            key = (layer.prefix, part)
+            hooks.append(
+                model.get_submodule(f"{layer.prefix}.{part}").register_forward_pre_hook(
+                    lambda m, a, key=key: seen.__setitem__(key, a[0].detach().clone())
+                )
+            )
+    params = {
+        layer.prefix: [
+            model.get_submodule(f"{layer.prefix}.adapter_down.0").weight,
+            model.get_submodule(f"{layer.prefix}.adapter_down.0").bias,
+            model.get_submodule(f"{layer.prefix}.adapter_up").weight,
+            model.get_submodule(f"{layer.prefix}.adapter_up").bias,
+        ]
+        for layer in layers
+    }
+    for p in model.parameters():
+        p.requires_grad_(False)
+    leaves = [p for ps in params.values() for p in ps]
+    for p in leaves:
+        p.requires_grad_(True)
+    batch = evaluation.collate(evaluation.encode(tok, df, 32), np.arange(10), tok.pad_token_id)
+    loss = torch.nn.functional.cross_entropy(model(**batch).logits, torch.tensor(df["label"].to_list()))
+    grads = torch.autograd.grad(loss, leaves)
+    for h in hooks:
+        h.remove()
+    keep = batch["attention_mask"].bool()
+    k, nonzero_A = 0, False
+    for layer in layers:
+        for slot, part in enumerate(("adapter_down.0", "adapter_up")):
+            x = seen[(layer.prefix, part)][keep].double()
+            xt = torch.cat([x, torch.ones(x.shape[0], 1, dtype=torch.float64)], 1)
+            H = stats["second_moments"][layer.prefix][slot]
+            assert torch.allclose(H, xt.T @ xt / x.shape[0], rtol=1e-5, atol=1e-6)  # float32 forwards, other batches
+            assert torch.allclose(H.diagonal()[:-1].sqrt(), stats["input_rms"][layer.prefix][slot], rtol=1e-12)
+            assert H[-1, -1] == 1.0
+        gW_d, gb_d, gW_u, gb_u = grads[k : k + 4]
+        k += 4
+        gA, gB, gub = stats["gradients"][layer.prefix]
+        assert torch.allclose(gA, torch.cat([gW_d, gb_d[:, None]], 1).double(), rtol=1e-4, atol=1e-7)
+        assert torch.allclose(gB, gW_u.double(), rtol=1e-4, atol=1e-7)
+        assert torch.allclose(gub, gb_u.double(), rtol=1e-4, atol=1e-7)
+        assert gub.abs().sum() > 0  # the loss depends on every layer's output
+        nonzero_A = nonzero_A or bool(gA.abs().sum() > 0)
+    assert nonzero_A  # (a tiny adapter after 4 steps can have a layer whose ReLU units are all off)
+
+
+def test_calibrate_writes_each_statistic_and_the_data_methods_prune_from_them(trained, tiny_model_dir):
+    from adapter_pruning import methods
+    from adapter_pruning.stages.calibrate import calibrate
+
+    root, paths = trained
+    out = {s: root / "cal" / f"{s}.safetensors" for s in methods.CALIBRATION}
+    calibrate(
+        {"model": "tiny", "task": "trec", "seed": 0},
+        {"model": str(tiny_model_dir), "max_length": 32, "examples": 16},
+        root / "adapter",
+        paths["train"],
+        out,
+        device="cpu",
+        batch_size=8,
+    )
+    layers = artifacts.read_adapter_layers(root / "adapter")
+    for statistic, path in out.items():
+        got = artifacts.read_calibration(statistic, path, layers)
+        assert len(got) == len(layers)
+    with pytest.raises(artifacts.CorruptFileError, match="no calibration gradients"):
+        artifacts.read_gradients(out["second_moments"], layers)
+    ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CU"}
+    names = ["tropical", "taylor", "sparsegpt", "activation", "tropical_opt", "tropical_pt", "standard_ps"]
+    dirs = [root / "data_methods" / m for m in names]
+    infos = prune_sweep(ids, names, [80.0], root / "adapter", root / "optimized.safetensors", dirs, calibration=out)
+    by = {i["method"]: i for i in infos}
+    for m in ("taylor", "sparsegpt", "activation", "tropical_opt"):
+        assert [la["n_pruned"] for la in by[m]["layers"]] == [la["n_pruned"] for la in by["tropical"]["layers"]]
+    assert by["tropical_pt"]["n_pruned"] == by["standard_ps"]["n_pruned"] >= by["tropical"]["n_pruned"]
+    assert by["tropical_opt"]["slack"] == by["tropical"]["slack"] and by["standard_ps"]["slack"] == 0
+    # standard_ps reads nothing but the adapter
+    (info,) = prune_states({**ids, "method": "standard_ps"}, [80.0], root / "adapter", None, [root / "ps_only"])
+    assert info["n_pruned"] == by["standard_ps"]["n_pruned"]
+    with pytest.raises(ValueError, match="need optimized"):
+        prune_states({**ids, "method": "tropical_pt"}, [80.0], root / "adapter", None, [root / "x_pt"])
+
+
+def test_dense_small_adapter_is_trained_and_scored_at_its_retained_share(trained, tiny_model_dir):
+    """train_dense_small trains width 1 (reduction factor 32 on d = 32) with the training settings; the
+    evaluation counts it against the full width-2 adapter."""
+    from adapter_pruning.stages.dense_small import adapter_parameter_count, train_dense_small
+
+    root, paths = trained
+    ids = {"model": "tiny", "task": "trec", "seed": 0}
+    spec = {"model": str(tiny_model_dir), "seed": 0, "max_length": 32, "steps": 2, "batch_size": 8, "lr": 1e-3}
+    spec |= {"eval_every": 2, "reduction_factor": 16, "non_linearity": "relu", "threads": 1}
+    info = train_dense_small(ids, {**spec, "width": 1}, paths["train"], paths["validation"], root / "r1", device="cpu")
+    assert adapter_parameter_count(384, 24, 1) == 18_840 and adapter_parameter_count(384, 1, 1) == 1_153
+    assert info["n_params"] == 2 * (1 * 65 + 32) and info["n_params_full"] == 2 * (2 * 65 + 32)
+    assert info["width"] == 1 and info["width_full"] == 2 and info["reduction_factor"] == 32
+    assert info["retained"] == pytest.approx(194 / 324) and info["p"] == pytest.approx(100 * 130 / 324)
+    assert {la.A.shape[0] for la in artifacts.read_adapter_layers(root / "r1")} == {1}
+    assert json.loads((root / "r1" / "metrics.json").read_text())["config"]["reduction_factor"] == 32
+    evaluate_states(
+        ids,
+        {"model": str(tiny_model_dir), "max_length": 32},
+        [root / "r1"],
+        _splits(paths),
+        [root / "r1.parquet"],
+        [root / "r1_pred.parquet"],
+        device="cpu",
+        batch_size=24,
+    )
+    rows = pl.read_parquet(root / "r1.parquet")
+    assert rows["method"].unique().to_list() == ["dense_small"] and rows["width"].unique().to_list() == [1]
+    assert rows["n_params"].unique().to_list() == [324] and rows["n_pruned"].unique().to_list() == [130]
+    assert rows["retained"][0] == pytest.approx(194 / 324) and rows["p"][0] == info["p"]
+    assert rows["scope"].is_null().all() and rows["lam"].is_null().all() and rows["slack"].is_null().all()
+    for width, match in (
+        (3, "width 3 does not divide the model's hidden size 32"),
+        (2, "not below the full adapter's width 2"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            train_dense_small(
+                ids, {**spec, "width": width}, paths["train"], paths["validation"], root / "x", device="cpu"
+            )
+    assert not (root / "x").exists()

@@ -63,6 +63,8 @@ EXPECTED = {
     # the device a job resolves and records (every torch rule imports it)
     "adapter_pruning/devices.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
+    # dense small adapters: not configured in the tiny run
+    "adapter_pruning/stages/dense_small.py": set(),
     "adapter_pruning/masks.py": SOLVE,
     "adapter_pruning/artifacts.py": SOLVE,
     "adapter_pruning/tropical.py": SOLVE,
@@ -70,10 +72,17 @@ EXPECTED = {
     "adapter_pruning/stages/solve.py": SOLVE,
     "adapter_pruning/results.py": EVALUATE,
     "adapter_pruning/stages/evaluate.py": EVALUATE,
-    # pruning loads no model: its closure is masks, artifacts and io; its new states are rescored
+    # pruning loads no model: its closure is masks, artifacts, compact and io; its new states are rescored
     "adapter_pruning/stages/prune.py": {"prune", "evaluate"} | REPORTS,
-    # import_adapter runs only for tasks under `adapters:`, calibrate only for the activation
-    # baseline; the tiny run trains every task and runs standard and tropical
+    # the method registry: read by prune (and by Snakemake itself, which reruns nothing for it)
+    **{
+        f"adapter_pruning/methods/{name}.py": {"prune", "evaluate"} | REPORTS
+        for name in ("__init__", "magnitude", "tropical", "random_baseline", "activation", "taylor", "sparsegpt")
+    },
+    # the compact file is written by the prune stage only (and checked by aggregate's verifier)
+    "adapter_pruning/compact.py": {"prune", "evaluate"} | REPORTS,
+    # import_adapter runs only for tasks under `adapters:`, calibrate only for the methods that need
+    # data; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),
     "adapter_pruning/stages/calibrate.py": set(),
     "adapter_pruning/aggregate.py": REPORTS,

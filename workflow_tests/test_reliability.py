@@ -175,6 +175,12 @@ def test_corrupted_outputs_are_detected(tiny_run, tmp_path):
     victim.write_bytes(data[:mid] + bytes(b ^ 0x55 for b in data[mid : mid + 4]) + data[mid + 4 :])
     with pytest.raises(CorruptFileError, match="checksum"):
         aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
+    victim.write_bytes(data)
+    # a truncated compact file beside an intact dense one
+    compact_file = pruned[5] / "adapter.compact.safetensors"
+    compact_file.write_bytes(compact_file.read_bytes()[:-7])
+    with pytest.raises(CorruptFileError, match=str(compact_file)):
+        aggregate.collect(scores, tmp_path / "r.parquet", pruned_dirs=pruned)
     assert not (tmp_path / "r.parquet").exists()
     # a truncated results file is refused by the table writer
     res = copy / "summary" / "results.parquet"

@@ -14,7 +14,7 @@ import yaml
 from helpers import REPO, job_counts, run_snakemake, write_config
 from safetensors.torch import load_file
 
-from adapter_pruning import masks
+from adapter_pruning import compact, masks
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +84,8 @@ def test_tiny_run_outputs(tiny_run):
         "retained",
         "n_params",
         "n_pruned",
+        "dense_bytes",
+        "compact_bytes",
         "split",
         "metric",
         "score",
@@ -197,6 +199,13 @@ def test_retained_matches_zeros_in_saved_adapter(tiny_run):
         assert n == row["n_params"]
         assert zeros == row["n_pruned"], d
         assert abs((1 - zeros / n) - row["retained"]) < 1e-12
+        # the compact file beside it holds exactly the same tensors; the row gives both sizes
+        back = compact.load(d / compact.COMPACT_FILE)
+        assert sorted(back) == sorted(state)
+        for k, t in state.items():
+            assert back[k].dtype == t.dtype and torch.equal(back[k].view(torch.uint8), t.view(torch.uint8)), k
+        assert row["dense_bytes"] == (d / "adapter.safetensors").stat().st_size
+        assert row["compact_bytes"] == (d / compact.COMPACT_FILE).stat().st_size
         # the head is saved untouched next to it
         head = load_file(d / "model_head.safetensors")
         orig = load_file(d.parents[3] / "adapter" / "model_head.safetensors")
@@ -241,6 +250,8 @@ def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
     counts = _dry_run_after_change(tiny_run, tmp_path, tropical={"lam1": 0.123456})
     assert set(counts) == {"all", "tropical_solve", "prune", "evaluate", "aggregate", "report_tables"} | {
         "report_comparison",
+        "report_convergence",  # it reads results.parquet (the full model's test scores)
+        "figure_convergence",
         "figure_objective",
         "figure_zonotope",
         "figure_score_vs_retained",
@@ -341,11 +352,15 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
         assert pl.read_parquet(copy / rel).equals(pl.read_parquet(f)), rel
 
 
-def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
+def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     """The comparison study's machinery on the tiny run: two λ (a lam<λ>/ level in the paths, a `lam`
-    column), the random and activation baselines (rule calibrate), per_sweep jobs, comparison.* and the
-    per-task figures. The λ = 0.5 states are those of the one-λ run (λ 0.5 is its default)."""
+    column), every mask method of the registry (rule calibrate writes the three statistics in one job),
+    dense small adapters, per_sweep jobs, comparison.* with two configured pairs (P_T alone against P_S
+    alone among them) and the per-task figures. The λ = 0.5 states of standard and tropical are those of
+    the one-λ run (λ 0.5 is its default)."""
     import shutil
+
+    from adapter_pruning import methods
 
     workdir, cfg, _ = tiny_run
     copy = tmp_path / "run"
@@ -354,47 +369,69 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
     base["tasks"] = ["trec"]
     base["evaluation"] = {**base.get("evaluation", {}), "mode": "per_sweep"}
     base["tropical"] = {**base.get("tropical", {}), "lam": [0.5, 1.0]}
-    base["pruning"] = {**base["pruning"], "methods": ["standard", "tropical", "random", "activation"]}
+    base["pruning"] = {**base["pruning"], "methods": methods.names(), "dense_small": [1, 2]}
     base["pruning"]["calibration_examples"] = 32
-    pairs = [["tropical", "standard"], ["activation", "random"]]
+    pairs = [["tropical", "standard"], ["tropical_pt", "standard_ps"]]
     base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5, "comparisons": pairs}
     study = write_config(tmp_path / "study.yaml", base)
     planned = job_counts(run_snakemake(copy, study, "-n", "--quiet", "rules", timeout=120).stdout)
     assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
-    # one job per λ (per_sweep: every method and p of a scope in one job); the full model's scores stand
-    assert planned["prune"] == planned["evaluate_sweep"] == 2 and "evaluate" not in planned
+    # one job per λ (per_sweep: every method and p of a scope in one job); the full model's scores stand;
+    # each dense small adapter is trained and scored by a job of its own
+    assert planned["prune"] == planned["evaluate_sweep"] == 2
+    assert planned["train_dense_small"] == planned["evaluate"] == 2
     run_snakemake(copy, study, "--cores", "2", timeout=900)
-    # evaluation.precision defines calibration and scoring: changing it reruns those, and the sweeps that
-    # prune with the calibration (activation), nothing upstream
+    # evaluation.precision defines calibration and scoring: changing it reruns those (the full model and
+    # the dense small adapters too), and the sweeps that prune with the calibration (activation, taylor,
+    # sparsegpt), nothing upstream
     base["evaluation"]["precision"] = "bf16"
     changed = write_config(tmp_path / "study-bf16.yaml", base)
     replanned = job_counts(run_snakemake(copy, changed, "-n", "--quiet", "rules", timeout=120).stdout)
-    assert replanned["calibrate"] == 1 and replanned["evaluate_sweep"] == 2 and replanned["evaluate"] == 1
-    assert replanned["prune"] == 2 and not {"train_adapter", "tropical_solve"} & set(replanned)
+    assert replanned["calibrate"] == 1 and replanned["evaluate_sweep"] == 2 and replanned["evaluate"] == 1 + 2
+    assert replanned["prune"] == 2 and not {"train_adapter", "train_dense_small", "tropical_solve"} & set(replanned)
     res = _results(copy)
-    pruned = res.filter(pl.col("method") != "full")
+    pruned = res.filter(~pl.col("method").is_in(["full", "dense_small"]))
     assert sorted(pruned["lam"].unique().to_list()) == [0.5, 1.0]
-    assert sorted(pruned["method"].unique().to_list()) == ["activation", "random", "standard", "tropical"]
+    assert sorted(pruned["method"].unique().to_list()) == sorted(methods.names())
     counts = pruned.unique(["lam", "scope", "method", "p"]).pivot(
         on="method", index=["lam", "scope", "p"], values="n_pruned"
     )
-    for method in ("standard", "random", "activation"):
-        assert (counts[method] == counts["tropical"]).all()
+    for method in ("standard", "random", "activation", "taylor", "sparsegpt", "tropical_opt"):
+        assert (counts[method] == counts["tropical"]).all(), method
+    assert (counts["tropical_pt"] == counts["standard_ps"]).all() and (
+        counts["tropical_pt"] >= counts["tropical"]
+    ).all()
+    slack = pruned.unique(["lam", "scope", "method", "p"]).pivot(
+        on="method", index=["lam", "scope", "p"], values="slack"
+    )
+    assert (slack["standard"] == 0).all() and (slack["standard_ps"] == 0).all() and (slack["tropical"] > 0).all()
+    assert (slack["tropical_opt"] == slack["tropical"]).all()
     seed_dir = copy / "results" / "tiny" / "trec" / "seed0"
-    assert (seed_dir / "pruned" / "lam1" / "CU" / "activation" / "p90" / "prune.json").is_file()
-    assert (seed_dir / "predictions" / "lam0.5" / "CU" / "random" / "p50.parquet").is_file()
-    assert (seed_dir / "calibration" / "input_rms.safetensors").is_file()
+    assert (seed_dir / "pruned" / "lam1" / "CU" / "sparsegpt" / "p90" / "prune.json").is_file()
+    assert (seed_dir / "predictions" / "lam0.5" / "CU" / "taylor" / "p50.parquet").is_file()
+    for statistic in methods.CALIBRATION:
+        assert (seed_dir / "calibration" / f"{statistic}.safetensors").is_file()
+    # dense small adapters: width 1 and 2 of the full width 4 (hidden 64), at their exact retained share
+    small = res.filter(pl.col("method") == "dense_small", pl.col("split") == "test", pl.col("primary"))
+    assert sorted(small["width"].to_list()) == [1, 2] and small["scope"].is_null().all()
+    for row in small.iter_rows(named=True):
+        w = row["width"]
+        assert row["retained"] == pytest.approx((w * 129 + 64) / (4 * 129 + 64))
+        assert row["n_params"] == 2 * (4 * 129 + 64)
+    assert (seed_dir / "dense_small" / "r2" / "dense_small.json").is_file()
     one_lambda = _results(workdir).filter(pl.col("task") == "trec", pl.col("method").is_in(["standard", "tropical"]))
     same = res.filter(
         pl.col("lam").is_null() | (pl.col("lam") == 0.5), pl.col("method").is_in(["standard", "tropical"])
     )
     assert same.sort(pl.all()).equals(one_lambda.sort(pl.all()))
-    # every table, column and figure for each of the two configured pairs
+    # every table, column and figure for each of the two configured pairs, slack and the dense small adapters
     summary = copy / "results" / "summary"
     comparison = pl.read_csv(summary / "comparison.csv")
     assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2 * 2
     assert list(dict.fromkeys(comparison.select("target", "reference").iter_rows())) == [tuple(p) for p in pairs]
-    assert {"random_mean", "activation_mean", "ci_lo", "ci_hi", "p_holm", "p_bh"} <= set(comparison.columns)
+    assert {"taylor_mean", "sparsegpt_mean", "tropical_slack", "ci_lo", "ci_hi", "p_holm", "p_bh"} <= set(
+        comparison.columns
+    )
     verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
     assert verdicts.select("target", "reference", "lam", "overall").rows() == [
         (target, reference, lam, overall)
@@ -402,9 +439,11 @@ def test_study_mode_lambdas_and_baselines(tiny_run, tmp_path):
         for lam, overall in ((0.5, False), (1.0, False), (None, True))
     ]
     md, vmd = (summary / "comparison.md").read_text(), (summary / "comparison_verdicts.md").read_text()
+    assert "## Dense small adapters" in md
     for target, reference in pairs:
         assert f"## {target} − {reference}" in md and f"## {target} − {reference}" in vmd
         for ext in ("png", "svg"):
             assert (summary / "figures" / "delta" / "trec" / f"{target}_vs_{reference}.{ext}").stat().st_size > 1000
     assert len(list((summary / "figures" / "delta" / "trec").glob("*.png"))) == 2
-    assert (summary / "figures" / "methods" / "trec.png").stat().st_size > 1000
+    for name in ("methods/trec", "score_vs_retained"):
+        assert (summary / "figures" / f"{name}.png").stat().st_size > 1000

@@ -27,7 +27,18 @@ def save(fig, out: Mapping[str, str | Path]) -> None:
     plt_module().close(fig)
 
 
-METHOD_COLORS = {"standard": "C0", "tropical": "C3", "random": "C7", "activation": "C2"}
+METHOD_COLORS = {
+    "standard": "C0",
+    "tropical": "C3",
+    "random": "C7",
+    "activation": "C2",
+    "standard_ps": "C9",
+    "tropical_pt": "C1",
+    "tropical_opt": "C6",
+    "taylor": "C4",
+    "sparsegpt": "C8",
+    "dense_small": "k",
+}
 LAM_STYLES = ("-", "--", ":", "-.")
 
 

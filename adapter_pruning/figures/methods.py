@@ -15,13 +15,20 @@ def method_comparison_figure(results_path, task: str, out: Mapping[str, str | Pa
     one panel per scope: one line per (pruned method, λ) at the mean over seeds of each pruning
     percentage p (x = mean retained share), with a band of ± the std over seeds (sample std; none
     with one seed); λ is told apart by line style when there are several; the full model's mean is
-    a dashed horizontal line."""
+    a dashed horizontal line; dense small adapters (method ``dense_small``: trained at a smaller
+    bottleneck width, no scope) are black diamonds with ± std error bars on every panel."""
     import polars as pl
 
     from ..aggregate import load_results
 
     df = load_results(results_path).filter(pl.col("primary"), pl.col("split") == split, pl.col("task") == task)
-    pruned = df.filter(pl.col("method") != "full")
+    pruned = df.filter(~pl.col("method").is_in(["full", "dense_small"]))
+    small = (
+        df.filter(pl.col("method") == "dense_small")
+        .group_by("width")
+        .agg(pl.col("retained").mean(), pl.col("score").mean().alias("mean"), pl.col("score").std())
+        .sort("retained")
+    )
     scopes = sorted(s for s in pruned["scope"].unique().to_list() if s is not None)
     lams = sorted(pruned["lam"].unique().to_list(), key=lambda x: (x is not None, x or 0.0))
     methods = [m for m in METHOD_COLORS if m in pruned["method"].unique().to_list()]
@@ -49,6 +56,17 @@ def method_comparison_figure(results_path, task: str, out: Mapping[str, str | Pa
                 label = method if len(lams) == 1 else f"{method}, {lam_label(lam)}"
                 ax.plot(x, y, ls=LAM_STYLES[j % len(LAM_STYLES)], marker="o", ms=3, color=color, label=label)
                 ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.15, lw=0)
+        if small.height:
+            ax.errorbar(
+                100 * small["retained"].to_numpy(),
+                100 * small["mean"].to_numpy(),
+                yerr=100 * small["score"].fill_null(0.0).to_numpy(),
+                fmt="D",
+                ms=4,
+                color="k",
+                capsize=2,
+                label="dense small",
+            )
         if fm.height:
             ax.axhline(100 * fm["score"].mean(), color="gray", ls="--", lw=1, label="full model")
         ax.set_title(f"{task} ({metric}, {scope}, {split})")

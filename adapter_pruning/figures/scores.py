@@ -1,4 +1,5 @@
-"""Score vs retained share of adapter parameters per task, Standard and Tropical (Table 1's scope)."""
+"""Score vs retained share of adapter parameters per task, Standard and Tropical (Table 1's scope), with
+the dense small adapters at their retained shares."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def score_vs_retained_figure(
     results_path, out: Mapping[str, str | Path], *, scope: str = "CU", lam: float | None = None
 ) -> None:
     """Test score (primary metric) vs retained share of adapter parameters, per task; pruned states
-    of tropical λ ``lam`` only (all when None)."""
+    of tropical λ ``lam`` only (all when None); dense small adapters (method ``dense_small``, no scope
+    or λ) as black diamonds, one per width (means over seeds)."""
     import polars as pl
 
     from ..aggregate import load_results, select_lam
@@ -37,6 +39,16 @@ def score_vs_retained_figure(
             )
             if m.height:
                 ax.plot(100 * m["retained"].to_numpy(), 100 * m["score"].to_numpy(), style, ms=3, label=method)
+        small = (
+            d.filter(pl.col("method") == "dense_small")
+            .group_by("width")
+            .agg(pl.col("retained").mean(), pl.col("score").mean())
+            .sort("retained")
+        )
+        if small.height:
+            ax.plot(
+                100 * small["retained"].to_numpy(), 100 * small["score"].to_numpy(), "kD", ms=4, label="dense small"
+            )
         fm = d.filter(pl.col("method") == "full")
         if fm.height:
             ax.axhline(100 * fm["score"].mean(), color="gray", ls="--", label="full model")

@@ -1,8 +1,10 @@
 """Stage of rules ``evaluate`` and ``evaluate_sweep``: score adapter states, the one evaluation path.
 
-A *state* is an adapter folder: the trained adapter (the full model, FM) or a pruned one written by
-rule ``prune`` (the same folder plus ``prune.json``). :func:`evaluate_states` loads the backbone once
-and scores every state it is given by loading that state's adapter tensors into the model.
+A *state* is an adapter folder: the trained adapter (the full model, FM), a dense small adapter
+written by rule ``train_dense_small`` (an adapter folder plus ``dense_small.json``) or a pruned one
+written by rule ``prune`` (the trained adapter's folder plus ``prune.json``). :func:`evaluate_states`
+loads the backbone once and scores every state it is given by loading that state's adapter tensors
+into the model.
 """
 
 from __future__ import annotations
@@ -63,16 +65,50 @@ def score_splits(
 
 def _state_of(ids: Mapping, state_dir, layers) -> dict:
     """What the score rows say about one state: the full model (no ``prune.json``: method ``full``,
-    p = 0, no scope or λ, every adapter parameter kept) or a pruned one (from its ``prune.json``)."""
+    p = 0, no scope or λ, every adapter parameter kept, no compact file), a dense small adapter (its
+    ``dense_small.json``: counted against the full-width adapter, no compact file) or a pruned one
+    (its ``prune.json``). ``width`` is the evaluated adapter's bottleneck width."""
     from .. import artifacts
 
+    width = int(layers[0].A.shape[0])
+    small = artifacts.read_dense_small_info(state_dir)
     info = artifacts.read_pruned_info(state_dir)
-    if info is None:
+    if small is not None:
+        info = small
+    elif info is None:
         n_params = sum(layer.n_params for layer in layers)
-        return {"lam": None, "scope": None, "method": "full", "p": 0.0, "n_params": n_params, "n_pruned": 0}
+        dense_bytes = (Path(state_dir) / "adapter.safetensors").stat().st_size
+        return {
+            "lam": None,
+            "scope": None,
+            "method": "full",
+            "p": 0.0,
+            "n_params": n_params,
+            "n_pruned": 0,
+            "width": width,
+            "dense_bytes": dense_bytes,
+        }
     for key in ("model", "task", "seed"):
         if str(info[key]) != str(ids[key]):
-            raise ValueError(f"{state_dir}/prune.json: {key} = {info[key]!r}, but this job scores {key} {ids[key]!r}")
+            name = "dense_small.json" if small is not None else "prune.json"
+            raise ValueError(f"{state_dir}/{name}: {key} = {info[key]!r}, but this job scores {key} {ids[key]!r}")
+    if small is not None:
+        n_params = sum(layer.n_params for layer in layers)
+        if n_params != small["n_params"] or width != small["width"]:
+            raise ValueError(
+                f"{state_dir}/dense_small.json: {small['n_params']} parameters of width {small['width']}, but the "
+                f"adapter holds {n_params} of width {width}; rerun train_dense_small"
+            )
+        return {
+            "lam": None,
+            "scope": None,
+            "method": "dense_small",
+            "p": small["p"],
+            "n_params": small["n_params_full"],
+            "n_pruned": small["n_params_full"] - small["n_params"],
+            "width": width,
+            "dense_bytes": (Path(state_dir) / "adapter.safetensors").stat().st_size,
+        }
     return {
         "lam": info["lam"],
         "scope": info["scope"],
@@ -82,6 +118,10 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
         "n_pruned": info["n_pruned"],
         "jaccard_standard": info["jaccard_standard"],
         "pruned_outside_standard": info["pruned_outside_standard"],
+        "slack": info["slack"],
+        "width": width,
+        "dense_bytes": info.get("dense_bytes"),
+        "compact_bytes": info.get("compact_bytes"),
     }
 
 
@@ -179,7 +219,11 @@ def evaluate_states(
             provenance=provenance,
             jaccard_standard=st.get("jaccard_standard"),
             pruned_outside_standard=st.get("pruned_outside_standard"),
+            slack=st.get("slack"),
+            width=st["width"],
             lam=st["lam"],
+            dense_bytes=st["dense_bytes"],
+            compact_bytes=st.get("compact_bytes"),
         )
         write_parquet(
             results.predictions_frame(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check (docs/benchmarks.md, "The GPU check"): on a machine with a GPU, no network
-# and its own Python (3.12, torch with CUDA), in about 5 minutes,
+# and its own Python (3.12, torch with CUDA), in at most 5.5 minutes,
 #
 #   1. install    the bundle .gpu_bundle/ (benchmarks/gpu_bundle.py builds it) into $GPU_CHECK_SITE
 #                 (/tmp/site; pip install --no-index --no-deps --target, the .tar.xz unpacked there,
@@ -18,7 +18,7 @@
 # and leaves in $OUT (default ./gpu_check_out): gpu_check.md, gpu_check.json, env.txt (nvidia-smi and
 # the install's output), pytest.log, workflow.log (both runs' Snakemake output), throughput.log and
 # job_logs.tar.gz (run 1's per-job logs). Each step runs under `timeout`, within an overall budget of
-# $GPU_CHECK_SECONDS (default 420) that keeps time for the report, so one step that hangs or fails
+# $GPU_CHECK_SECONDS (default 330) that keeps time for the report, so one step that hangs or fails
 # does not take the others with it; the script exits 0 when every step did.
 #
 #   GPU_CHECK_DEVICE=cpu PYTHON=.venv/bin/python GPU_CHECK_SECONDS=2400 bash benchmarks/gpu_check.sh
@@ -33,7 +33,7 @@ PY=${PYTHON:-python3}
 BUNDLE=${GPU_CHECK_BUNDLE:-$REPO/.gpu_bundle}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
 SITE=${GPU_CHECK_SITE:-/tmp/site}
-BUDGET=${GPU_CHECK_SECONDS:-420}
+BUDGET=${GPU_CHECK_SECONDS:-330}
 REPORT_RESERVE=25
 START=$(date +%s)
 mkdir -p "$OUT"
@@ -103,29 +103,29 @@ EOF
   echo "# $(date -u +%FT%TZ) device=$DEVICE python=$PY"
   nvidia-smi 2>&1 || echo "(no nvidia-smi)"
   if needs_bundle; then
-    step install 150 "$PY" benchmarks/gpu_check.py install --bundle "$BUNDLE" --site "$SITE"
+    step install 90 "$PY" benchmarks/gpu_check.py install --bundle "$BUNDLE" --site "$SITE"
     export PYTHONPATH=$SITE:$PYTHONPATH
   else
     printf '%s\t%s\t%s\t%s\n' install 0 0 "nothing to install" >> "$WORK/steps.tsv"
   fi
-  step env 60 "$PY" benchmarks/gpu_check.py env --out "$WORK/env.json"
+  step env 30 "$PY" benchmarks/gpu_check.py env --out "$WORK/env.json"
 } > "$OUT/env.txt" 2>&1
 
-step pytest 240 "$PY" -m pytest tests/test_gpu.py -v -p no:cacheprovider --junitxml "$WORK/pytest.xml" \
+step pytest 150 "$PY" -m pytest tests/test_gpu.py -v -p no:cacheprovider --junitxml "$WORK/pytest.xml" \
   > "$OUT/pytest.log" 2>&1
 {
   if [ ! -f "$WORK/run1/results/summary/results.parquet" ]; then
     [ -d "$WORK/tiny-bert" ] || "$PY" -c "from adapter_pruning.testing import make_tiny_bert as m; \
 m('$WORK/tiny-bert', hidden_size=64, intermediate_size=128, max_position_embeddings=128)"
-    step workflow1 200 "$PY" benchmarks/gpu_check.py workflow "$WORK/run1" --model "$WORK/tiny-bert" --data "$DATA" \
+    step workflow1 120 "$PY" benchmarks/gpu_check.py workflow "$WORK/run1" --model "$WORK/tiny-bert" --data "$DATA" \
       --device "$DEVICE" --out "$WORK/run1.json"
   fi
-  step workflow2 200 "$PY" benchmarks/gpu_check.py workflow "$WORK/run2" --model "$WORK/tiny-bert" --data "$DATA" \
+  step workflow2 120 "$PY" benchmarks/gpu_check.py workflow "$WORK/run2" --model "$WORK/tiny-bert" --data "$DATA" \
     --device "$DEVICE" --out "$WORK/run2.json"
-  step compare 60 "$PY" benchmarks/gpu_check.py compare "$WORK/run1" "$WORK/run2" --out "$WORK/compare.json"
+  step compare 30 "$PY" benchmarks/gpu_check.py compare "$WORK/run1" "$WORK/run2" --out "$WORK/compare.json"
   for r in run1 run2; do echo "===== $r"; cat "$WORK/$r/snakemake.log" 2>/dev/null; done
 } > "$OUT/workflow.log" 2>&1
-step throughput 150 "$PY" benchmarks/gpu_check.py throughput --data "$DATA" --device "$DEVICE" --work "$WORK" \
+step throughput 100 "$PY" benchmarks/gpu_check.py throughput --data "$DATA" --device "$DEVICE" --work "$WORK" \
   $QUICK --out "$WORK/throughput.json" > "$OUT/throughput.log" 2>&1
 tar -czf "$OUT/job_logs.tar.gz" -C "$WORK/run1" logs 2>/dev/null || true
 "$PY" benchmarks/gpu_check.py report --work "$WORK" --out "$OUT" > /dev/null 2>> "$OUT/env.txt"

@@ -95,10 +95,13 @@ def check_precisions(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
     """Refuse results whose states were scored (``precision``) or their adapters trained
     (``train_precision``) in more than one precision: a bf16 score and an fp32 score of the same state
     differ (docs/benchmarks.md, "bf16 compute"), so they do not belong in one table or paired
-    comparison. The message names the precisions and example states; ``allow_mixed=True`` (config
+    comparison. An imported adapter's unknown training precision (null) is not a precision of its own.
+    The message names the precisions and example states; ``allow_mixed=True`` (config
     ``report.allow_mixed_precision``) accepts them."""
     columns = ["precision", "train_precision"]
-    if allow_mixed or df.select(columns).unique().height <= 1:
+    # an adapter imported from elsewhere has no training precision (null): it mixes with any
+    known = df.filter(pl.col("train_precision").is_not_null())
+    if allow_mixed or (df["precision"].n_unique() <= 1 and known["train_precision"].n_unique() <= 1):
         return
     raise MixedPrecisionError(
         "the results were trained or scored in different precisions, which do not belong in one table (set "

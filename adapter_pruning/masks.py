@@ -275,9 +275,12 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
     ``mag_S``, ``mag_T``: original and optimized magnitudes (``mag_T`` None: no Tropical mask, and no
     ranking may be count-matched to it). ``rankings``: per method ``(score, tie, count)`` rows, ``score``
     None for the original magnitudes. Returns per method ``(mask, reference, slack)``: the pruned
-    entries, Standard's mask with the same count in every row, and per row the number of entries the
-    method's rule lets it prune that the reference keeps (``tropical``: ``k - k_T``; a free ranking:
-    ``n - count``; magnitude: 0)."""
+    entries, Standard's mask with the same count in every row, and per row the slack: the most entries
+    in which the method's mask can differ from the reference's pruned set, i.e. the number of
+    reference-pruned entries it can keep, ``min(count, candidates)`` with ``candidates`` the entries the
+    reference keeps that the method's rule allows it to prune (``tropical``: ``min(k_T, k - k_T)``, which
+    is METHOD.md's ``|P_S| - k_T`` whenever ``k_T ≥ k / 2``; a free ranking: ``min(count, n - count)``;
+    magnitude: 0)."""
     n = mag_S.shape[-1]
     k = n_to_prune(p, n)
     rank_S = _ranks(mag_S)
@@ -289,7 +292,7 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
         tropical = P_S & (_ranks(mag_T, tie=mag_S) < k)
         k_T = tropical.sum(-1, keepdim=True)
         ref_T = rank_S < k_T
-        out["tropical"] = (tropical, ref_T, k - k_T[:, 0])
+        out["tropical"] = (tropical, ref_T, torch.minimum(k_T[:, 0], k - k_T[:, 0]))
         out["standard"] = (ref_T, ref_T, zero)
     for name, (score, tie, count) in rankings.items():
         if count == "tropical":
@@ -301,7 +304,8 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
         if score is None:
             out[name] = (ref, ref, zero)
         else:
-            out[name] = (_ranks(score, tie) < c, ref, n - (c[:, 0] if isinstance(c, Tensor) else zero + c))
+            count_ = c[:, 0] if isinstance(c, Tensor) else zero + c
+            out[name] = (_ranks(score, tie) < c, ref, torch.minimum(count_, n - count_))
     return out
 
 
@@ -355,11 +359,12 @@ class MethodMasks:
         reference: Standard's mask with the same count in every scope group (the ``c`` smallest
             original magnitudes, ``c`` = the method's count there): ``mask_agreement(masks, reference)``
             gives the mask diagnostics ``jaccard_standard`` and ``pruned_outside_standard``.
-        slack: summed over the scope groups, how many parameters the method's rule allows it to
-            prune that ``reference`` keeps, i.e. how many of its choices could differ from Standard's:
-            Tropical (``P_T ∩ P_S``) may prune only inside ``P_S``, so ``|P_S| - k_T = k - k_T`` per
-            group; a free ranking of ``c`` entries any of the ``n - c`` that Standard keeps; magnitude
-            pruning none.
+        slack: summed over the scope groups, the most entries in which the method's pruned set can
+            differ from ``reference``'s: the number of reference-pruned entries its rule lets it keep,
+            ``min(c, candidates)`` with ``candidates`` the entries the reference keeps that it may prune
+            instead. Tropical (``P_T ∩ P_S``) may prune only inside ``P_S``: ``min(k_T, k - k_T)`` per
+            group (METHOD.md's ``|P_S| - k_T`` wherever ``k_T ≥ k / 2``, every state of the study); a free
+            ranking of ``c`` entries ``min(c, n - c)``; magnitude pruning none.
     """
 
     masks: list[LayerMask]

@@ -22,10 +22,10 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
   share of this state's pruned parameters that Standard keeps (0 for Standard; null for ``full``);
   both against Standard's mask with the same count in every scope group (``masks.MethodMasks``);
-* ``slack``: the room the method had to differ from that Standard mask: how many parameters Standard
-  keeps that the method's rule allows it to prune instead, summed over the scope groups (Tropical:
-  ``|P_S| − k_T``, a count-matched free ranking ``n − k_T``, magnitude pruning 0; null for ``full``
-  and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
+* ``slack``: the room the method had to differ from that Standard mask: the most entries in which its
+  pruned set can differ from Standard's, summed over the scope groups (``masks.MethodMasks``: Tropical
+  ``min(k_T, |P_S| − k_T)``, a free ranking of ``c`` entries ``min(c, n − c)`` with ``c = k_T`` when
+  count-matched and ``k`` at p, magnitude pruning 0; null for ``full`` and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
   (the full adapter's for pruned states);
 * ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
   ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the

@@ -201,6 +201,12 @@ def test_aggregation_refuses_mixed_precisions_unless_allowed(tmp_path):
     write_parquet(trained, tmp_path / "trained.parquet")
     with pytest.raises(aggregate.MixedPrecisionError, match="train_precision bf16"):
         aggregate.collect([tmp_path / "trained.parquet"], tmp_path / "r3.parquet")
+    # an imported adapter (unknown training precision) beside trained ones is not a mix
+    imported = same.with_columns(
+        train_precision=pl.when(pl.col("seed") == 1).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("fp32"))
+    )
+    write_parquet(imported, tmp_path / "imported.parquet")
+    assert aggregate.collect([tmp_path / "imported.parquet"], tmp_path / "r4.parquet").height == imported.height
 
 
 @pytest.mark.slow

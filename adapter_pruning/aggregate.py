@@ -18,6 +18,7 @@ requested pruning percentage ``p``; each cell gives the test score and the retai
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,10 +27,13 @@ import polars as pl
 
 from .io import CorruptFileError, atomic_path, read_parquet, write_parquet
 from .results import KEY as _KEY
-from .results import SCHEMA
+from .results import SCHEMA, STATE
 
 __all__ = [
     "MixedDevicesError",
+    "POLICY",
+    "PAIR",
+    "check_policy",
     "check_devices",
     "check_precisions",
     "MixedPrecisionError",
@@ -39,6 +43,8 @@ __all__ = [
     "table2_frame",
     "write_tables",
 ]
+
+log = logging.getLogger(__name__)
 
 _LABEL = {"standard": "Standard", "tropical": "Tropical"}
 
@@ -59,51 +65,113 @@ def _check(df: pl.DataFrame, path) -> pl.DataFrame:
 
 
 class MixedDevicesError(ValueError):
-    """The states to aggregate were evaluated on different kinds of device (e.g. CPU and a GPU)."""
+    """The states to aggregate break the device policy (:data:`POLICY`): computed on different kinds
+    of device (CPU and GPU), or the two sides of one paired comparison scored on different devices."""
 
 
 class MixedPrecisionError(ValueError):
     """The states to aggregate were trained or scored in different precisions (fp32, bf16, tf32)."""
 
 
-def _mixed_lines(df: pl.DataFrame, columns: list[str]) -> list[str]:
-    """One line per distinct value of ``columns``: the value, how many states have it, three examples."""
-    kinds = df.group_by(columns, maintain_order=True).agg(pl.struct("task", "seed", "scope", "method", "p").unique())
+#: The device policy: how the rows of one results file may differ in the columns that say how a
+#: state was computed, ``{column: (rule, flag)}``. Rules: ``"same"``: one value in every row (CPU and
+#: GPU runs train and score differently, docs/benchmarks.md, and so do fp32 and bf16); ``"pair"``: one
+#: value within each paired comparison (:data:`PAIR`: all methods of one pruning state, which
+#: report_comparison pairs; a per_sweep job scores them in one process) and any number across the
+#: results, each listed in a note (e.g. jobs of one grid that landed on A100 and H100 nodes);
+#: ``"note"``: any values, listed in a note. Null values (an imported adapter has no training record)
+#: are ignored. ``flag``: the config key (``report.<flag>``) that turns the column's refusals into
+#: notes. The workflow keeps a run inside this policy before it starts (one planned device kind per
+#: run, ``adapter_pruning.devices``; one precision per stage from the config; both in the rules'
+#: params); this check is the backstop for results folders filled by several runs.
+POLICY: dict[str, tuple[str, str]] = {
+    "device": ("same", "allow_mixed_devices"),
+    "train_device": ("same", "allow_mixed_devices"),
+    "precision": ("same", "allow_mixed_precision"),
+    "train_precision": ("same", "allow_mixed_precision"),
+    "device_name": ("pair", "allow_mixed_devices"),
+    "train_device_name": ("note", "allow_mixed_devices"),
+}
+#: The columns of one paired comparison: every method of one pruning state (the full model is a
+#: reference, not a side of a pair).
+PAIR = ("model", "task", "seed", "lam", "scope", "p")
+_ERRORS = {"allow_mixed_devices": MixedDevicesError, "allow_mixed_precision": MixedPrecisionError}
+
+
+def _state_examples(df: pl.DataFrame, n: int = 3) -> str:
+    states = df.select("task", "seed", "scope", "method", "p").unique(maintain_order=True).head(n)
+    rows = states.iter_rows(named=True)
+    return ", ".join(f"{r['task']}/seed{r['seed']}/{r['scope'] or '-'}/{r['method']}/p{r['p']:g}" for r in rows)
+
+
+def _values(df: pl.DataFrame, column: str) -> list[str]:
+    """One line per distinct non-null value of ``column``: the value, its number of states, examples."""
     lines = []
-    for row in kinds.iter_rows(named=True):
-        states = row["task"]
-        ex = ", ".join(f"{s['task']}/seed{s['seed']}/{s['scope'] or '-'}/{s['method']}/p{s['p']:g}" for s in states[:3])
-        value = ", ".join(f"{c} {row[c]}" for c in columns)
-        lines.append(f"{value}: {len(states)} state(s), e.g. {ex}")
+    for (value,), part in df.filter(pl.col(column).is_not_null()).group_by(column, maintain_order=True):
+        n = part.select(STATE).unique().height
+        lines.append(f"{column} {value}: {n} state(s), e.g. {_state_examples(part)}")
     return lines
 
 
-def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
-    """Refuse results evaluated on more than one kind of device (``device`` column: ``cpu`` or
-    ``cuda:<GPU name>``): CPU and GPU runs train and score differently (docs/benchmarks.md), so their
-    states do not belong in one table or comparison. The message names the kinds and example states;
-    ``allow_mixed=True`` (config ``report.allow_mixed_devices``) accepts them."""
-    if allow_mixed or df["device"].n_unique() <= 1:
-        return
-    raise MixedDevicesError(
-        "the results were evaluated on different kinds of device, which do not belong in one table (set "
-        "report.allow_mixed_devices: true to combine them anyway):\n  " + "\n  ".join(_mixed_lines(df, ["device"]))
-    )
+def check_policy(df: pl.DataFrame, *, policy: Mapping[str, tuple[str, str]] | None = None, **allow: bool) -> list[str]:
+    """Check results rows against the device policy (:data:`POLICY`, or ``policy``); return the notes
+    (one line per column whose values differ where the policy accepts it), or raise the flag's error
+    (:class:`MixedDevicesError`, :class:`MixedPrecisionError`) naming every refused column with its
+    values and example states. ``allow``: ``allow_mixed_devices=True``, ``allow_mixed_precision=True``
+    turn that flag's refusals into notes. Columns absent from ``df`` are skipped."""
+    policy = POLICY if policy is None else policy
+    notes, refused = [], {}
+    pruned = df.filter(pl.col("method") != "full")
+    for column, (rule, flag) in policy.items():
+        if column not in df.columns or df[column].drop_nulls().n_unique() <= 1:
+            continue
+        relaxed = bool(allow.get(flag, False))
+        if rule == "same" and not relaxed:
+            values = "\n    ".join(_values(df, column))
+            refused.setdefault(flag, []).append(f"{column} differs between states (one value per file):\n    {values}")
+            continue
+        if rule == "pair" and not relaxed:
+            split = (
+                pruned.filter(pl.col(column).is_not_null())
+                .group_by(list(PAIR))
+                .agg(pl.col(column).n_unique().alias("n"), pl.col(column).unique().sort().alias("values"))
+                .filter(pl.col("n") > 1)
+                .sort(list(PAIR), nulls_last=False)
+            )
+            if split.height:
+                ex = "; ".join(
+                    f"{r['task']}/seed{r['seed']}/{r['scope']}/p{r['p']:g}: {', '.join(r['values'])}"
+                    for r in split.head(3).iter_rows(named=True)
+                )
+                refused.setdefault(flag, []).append(
+                    f"{column}: the methods of {split.height} paired comparison(s) were scored on different "
+                    f"devices, e.g. {ex} (evaluation.mode: per_sweep scores all methods of a state in one job)"
+                )
+                continue
+        how = "each paired comparison on one" if rule == "pair" and not relaxed else "accepted"
+        n = df[column].drop_nulls().n_unique()
+        notes.append(f"{column}: {n} values ({how}): " + "; ".join(_values(df, column)))
+    for flag, lines in refused.items():
+        raise _ERRORS.get(flag, ValueError)(
+            f"the results break the device policy (docs/cluster.md; set report.{flag}: true to combine them "
+            "anyway):\n  " + "\n  ".join(lines)
+        )
+    return notes
 
 
-def check_precisions(df: pl.DataFrame, *, allow_mixed: bool = False) -> None:
-    """Refuse results whose states were scored (``precision``) or their adapters trained
-    (``train_precision``) in more than one precision: a bf16 score and an fp32 score of the same state
-    differ (docs/benchmarks.md, "bf16 compute"), so they do not belong in one table or paired
-    comparison. The message names the precisions and example states; ``allow_mixed=True`` (config
-    ``report.allow_mixed_precision``) accepts them."""
-    columns = ["precision", "train_precision"]
-    if allow_mixed or df.select(columns).unique().height <= 1:
-        return
-    raise MixedPrecisionError(
-        "the results were trained or scored in different precisions, which do not belong in one table (set "
-        "report.allow_mixed_precision: true to combine them anyway):\n  " + "\n  ".join(_mixed_lines(df, columns))
-    )
+def _only(flag: str) -> dict[str, tuple[str, str]]:
+    return {c: rule for c, rule in POLICY.items() if rule[1] == flag}
+
+
+def check_devices(df: pl.DataFrame, *, allow_mixed: bool = False) -> list[str]:
+    """:func:`check_policy` for the device columns (config ``report.allow_mixed_devices``)."""
+    return check_policy(df, policy=_only("allow_mixed_devices"), allow_mixed_devices=allow_mixed)
+
+
+def check_precisions(df: pl.DataFrame, *, allow_mixed: bool = False) -> list[str]:
+    """:func:`check_policy` for ``precision`` and ``train_precision`` (config ``report.allow_mixed_precision``):
+    a bf16 score and an fp32 score of the same state differ (docs/benchmarks.md, "bf16 compute")."""
+    return check_policy(df, policy=_only("allow_mixed_precision"), allow_mixed_precision=allow_mixed)
 
 
 def collect(
@@ -121,10 +189,10 @@ def collect(
     :func:`adapter_pruning.artifacts.verify_pruned`, :func:`adapter_pruning.compact.verify_beside` and
     :func:`adapter_pruning.structured.verify_beside`); their counts and file sizes must equal those of
     the matching score rows. A truncated or modified file raises
-    :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. States
-    evaluated on different device kinds are refused (:func:`check_devices`) unless
-    ``allow_mixed_devices``, and states trained or scored in different precisions
-    (:func:`check_precisions`) unless ``allow_mixed_precision``.
+    :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. Results outside
+    the policy (:data:`POLICY`, :func:`check_policy`: device kinds, precisions, pairs scored on
+    different devices) are refused unless ``allow_mixed_devices`` / ``allow_mixed_precision``; what
+    it accepts (e.g. two GPU models) is logged as a note.
     """
     from . import structured
     from .artifacts import verify_pruned
@@ -152,8 +220,9 @@ def collect(
     dup = df.filter(df.select(_KEY).is_duplicated())
     if dup.height:
         raise ValueError(f"duplicate result rows, e.g. {dup.row(0, named=True)}")
-    check_devices(df, allow_mixed=allow_mixed_devices)
-    check_precisions(df, allow_mixed=allow_mixed_precision)
+    notes = check_policy(df, allow_mixed_devices=allow_mixed_devices, allow_mixed_precision=allow_mixed_precision)
+    for note in notes:
+        log.info("note: %s", note)
     for row in df.unique(["model", "task", "seed", "lam", "scope", "method", "p"]).iter_rows(named=True):
         key = (row["model"], row["task"], row["seed"], row["lam"], row["scope"], row["method"], row["p"])
         if key in infos:

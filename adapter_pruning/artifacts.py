@@ -11,7 +11,8 @@
 * **calibration norms** (``.../calibration/input_rms.safetensors``, baseline ``activation``): per
   layer ``<prefix>.down_in`` ``(d,)`` and ``<prefix>.up_in`` ``(r,)`` (float64), the RMS over
   calibration tokens of each input feature of ``adapter_down`` and ``adapter_up``; metadata
-  ``n_examples`` and ``n_tokens``. :func:`write_input_rms` / :func:`read_input_rms`.
+  ``info``: ``n_examples``, ``n_tokens``, device and precision (:func:`read_calibration_info`).
+  :func:`write_input_rms` / :func:`read_input_rms`.
 * **calibration second moments** (``.../calibration/second_moments.safetensors``, method
   ``sparsegpt``): per layer ``<prefix>.down`` ``(d+1, d+1)`` and ``<prefix>.up`` ``(r+1, r+1)``
   (float64), ``X̃ᵀX̃ / N`` over the calibration tokens of the inputs of ``adapter_down`` and
@@ -43,12 +44,15 @@ Every write is atomic (``adapter_pruning.io``); every reader raises
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .io import CorruptFileError, atomic_dir, atomic_path, read_json, sha256_file, write_json
 
 __all__ = [
+    "read_train_device",
+    "read_calibration_info",
     "read_adapter_state",
     "read_adapter_layers",
     "read_train_precision",
@@ -88,6 +92,20 @@ def read_adapter_state(adapter_dir) -> tuple[dict, str]:
     except Exception as exc:
         raise CorruptFileError(f"{adapter_dir / 'adapter.safetensors'}: unreadable safetensors file ({exc})") from exc
     return state, cfg["name"]
+
+
+def read_train_device(adapter_dir) -> dict[str, str | None]:
+    """Where the adapter in ``adapter_dir`` was trained, from its ``metrics.json`` (written by
+    ``training.train_adapter``): ``{"train_device": "cpu" | "cuda", "train_device_name": GPU or CPU
+    model}``; None values for an adapter imported from elsewhere (``import_adapter``), a folder without
+    ``metrics.json``, or (the name) one trained before the name was recorded."""
+    path = Path(adapter_dir) / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {}
+    device = metrics.get("device")
+    return {
+        "train_device": None if device is None else str(device).split(":")[0],
+        "train_device_name": metrics.get("device_name"),
+    }
 
 
 def read_train_precision(adapter_dir) -> str | None:
@@ -185,7 +203,26 @@ def read_optimized(path, layers) -> list:
     return [(A_hat[k].to(layer.A.dtype), B_hat[k].to(layer.B.dtype)) for k, layer in enumerate(layers)]
 
 
-def write_input_rms(path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int) -> None:
+def _calibration_metadata(n_examples: int, n_tokens: int, provenance: Mapping | None) -> dict[str, str]:
+    """The one metadata key of a calibration file, ``info``: sorted JSON of ``n_examples``, ``n_tokens``
+    and ``provenance`` (how the statistic was computed: ``device``, ``device_name``, ``precision``).
+    One key only, as in :func:`write_optimized`."""
+    info = {"n_examples": int(n_examples), "n_tokens": int(n_tokens), **dict(provenance or {})}
+    return {"info": json.dumps(info, sort_keys=True)}
+
+
+def read_calibration_info(path) -> dict:
+    """The ``info`` metadata of a calibration file (counts, device, precision); {} when absent."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta["info"]) if "info" in meta else {}
+
+
+def write_input_rms(
+    path, input_rms: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
     """Save ``{prefix: (down_in (d,), up_in (r,))}`` (see the module docstring), atomically."""
     from safetensors.torch import save_file
 
@@ -194,7 +231,7 @@ def write_input_rms(path, input_rms: Mapping[str, tuple], *, n_examples: int, n_
         tensors[f"{prefix}.down_in"] = down_in.detach().cpu().double().contiguous()
         tensors[f"{prefix}.up_in"] = up_in.detach().cpu().double().contiguous()
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"n": f"{int(n_examples)},{int(n_tokens)}"})
+        save_file(tensors, str(tmp), metadata=_calibration_metadata(n_examples, n_tokens, provenance))
 
 
 def read_input_rms(path, layers) -> list:
@@ -217,7 +254,9 @@ def read_input_rms(path, layers) -> list:
     return out
 
 
-def _write_per_layer(path, per_layer: Mapping[str, Sequence], suffixes: Sequence[str], *, n_examples, n_tokens):
+def _write_per_layer(
+    path, per_layer: Mapping[str, Sequence], suffixes: Sequence[str], *, n_examples, n_tokens, provenance=None
+):
     from safetensors.torch import save_file
 
     tensors = {}
@@ -227,7 +266,7 @@ def _write_per_layer(path, per_layer: Mapping[str, Sequence], suffixes: Sequence
         for suffix, t in zip(suffixes, parts):
             tensors[f"{prefix}.{suffix}"] = t.detach().cpu().double().contiguous()
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"n": f"{int(n_examples)},{int(n_tokens)}"})
+        save_file(tensors, str(tmp), metadata=_calibration_metadata(n_examples, n_tokens, provenance))
 
 
 def _read_per_layer(path, layers, suffixes: Sequence[str], shapes, what: str) -> list:
@@ -250,9 +289,11 @@ def _read_per_layer(path, layers, suffixes: Sequence[str], shapes, what: str) ->
     return out
 
 
-def write_second_moments(path, moments: Mapping[str, tuple], *, n_examples: int, n_tokens: int) -> None:
+def write_second_moments(
+    path, moments: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
     """Save ``{prefix: (H_down (d+1, d+1), H_up (r+1, r+1))}`` (see the module docstring), atomically."""
-    _write_per_layer(path, moments, ("down", "up"), n_examples=n_examples, n_tokens=n_tokens)
+    _write_per_layer(path, moments, ("down", "up"), n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
 
 
 def read_second_moments(path, layers) -> list:
@@ -265,9 +306,12 @@ def read_second_moments(path, layers) -> list:
     return _read_per_layer(path, layers, ("down", "up"), shapes, "second moments")
 
 
-def write_gradients(path, gradients: Mapping[str, tuple], *, n_examples: int, n_tokens: int) -> None:
+def write_gradients(
+    path, gradients: Mapping[str, tuple], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
     """Save ``{prefix: (g_A (r, d+1), g_B (d, r), g_up_bias (d,))}`` (see the module docstring), atomically."""
-    _write_per_layer(path, gradients, ("A", "B", "up_bias"), n_examples=n_examples, n_tokens=n_tokens)
+    suffixes = ("A", "B", "up_bias")
+    _write_per_layer(path, gradients, suffixes, n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
 
 
 def read_gradients(path, layers) -> list:
@@ -279,9 +323,12 @@ def read_gradients(path, layers) -> list:
     return _read_per_layer(path, layers, ("A", "B", "up_bias"), shapes, "gradients")
 
 
-def write_activation_mean(path, means: Mapping[str, object], *, n_examples: int, n_tokens: int) -> None:
+def write_activation_mean(
+    path, means: Mapping[str, object], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
     """Save ``{prefix: up_mean (r,)}`` (see the module docstring), atomically."""
-    _write_per_layer(path, {k: (v,) for k, v in means.items()}, ("up_mean",), n_examples=n_examples, n_tokens=n_tokens)
+    per_layer = {k: (v,) for k, v in means.items()}
+    _write_per_layer(path, per_layer, ("up_mean",), n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
 
 
 def read_activation_mean(path, layers) -> list:

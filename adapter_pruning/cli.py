@@ -731,6 +731,7 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
 
 def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
     from .data import TASKS
+    from .devices import DeviceError
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
     from .precision import PrecisionError, check_precision
 
@@ -739,7 +740,7 @@ def _make_evaluator(args, model_resolved: str, df) -> _Evaluator:
         precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except (ModelError, PrecisionError) as exc:
+    except (DeviceError, ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     model.eval()
     return _Evaluator(

@@ -82,11 +82,17 @@ def import_closure(script: str | Path) -> tuple[Path, ...]:
         if path in seen:
             continue
         seen.add(path)
-        inside = _ROOT in path.parents
-        package = _module_name(path)[1] if inside else None
-        tree = ast.parse(path.read_text(), filename=str(path))
-        todo.extend(_module_file(name) for name in _imported(tree, package))
+        todo.extend(_direct_imports(path))
     return tuple(sorted(p for p in seen if _ROOT in p.parents))
+
+
+@functools.cache
+def _direct_imports(path: Path) -> tuple[Path, ...]:
+    """The package source files ``path`` imports directly (parsed once per process: the workflow hashes
+    a dozen scripts whose closures share most modules)."""
+    package = _module_name(path)[1] if _ROOT in path.parents else None
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return tuple(_module_file(name) for name in _imported(tree, package))
 
 
 @functools.cache

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import gc
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -859,8 +860,13 @@ def compare(
                     )
                 cells[pair].append((model, task, scope, lam, payload))
             inc = np.flatnonzero(~excluded)
+            # The overall row needs independent draws per task: the seeds and test examples of two tasks
+            # are unrelated, but every task starts the same generator, so their resample b shares seed
+            # (and, for equal n, example) indices. A seeded permutation of this task's resamples breaks
+            # that link and leaves the task's own distribution as it is.
+            unlinked = np.random.default_rng([seed, zlib.crc32(task.encode())]).permutation(stats.shape[0])
             overall[pair].setdefault(model, []).append(
-                (data, stats[:, inc], observed[inc], per_seed[inc], scores_t[inc], scores_r[inc], len(states))
+                (data, stats[unlinked][:, inc], observed[inc], per_seed[inc], scores_t[inc], scores_r[inc], len(states))
             )
 
     verdict_rows = []

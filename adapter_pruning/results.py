@@ -24,17 +24,22 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
   share of this state's pruned parameters that Standard keeps (0 for Standard; null for ``full``);
   both against Standard's mask with the same count in every scope group (``masks.MethodMasks``);
-* ``slack``: the room the method had to differ from that Standard mask: how many parameters Standard
-  keeps that the method's rule allows it to prune instead, summed over the scope groups (Tropical:
-  ``|P_S| − k_T``, a count-matched free ranking ``n − k_T``, magnitude pruning 0; null for ``full``
-  and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
-  (the full adapter's for pruned states);
+* ``slack``: the room the method had to differ from that Standard mask: the most entries in which its
+  pruned set can differ from Standard's, summed over the scope groups (``masks.MethodMasks``: Tropical
+  ``min(k_T, |P_S| − k_T)``, a free ranking of ``c`` entries ``min(c, n − c)`` with ``c = k_T`` when
+  count-matched and ``k`` at p, magnitude pruning 0; under ``UN`` the same rule in units,
+  ``min(k_l, r_l − k_l) (2d + 1)``; null for ``full`` and ``dense_small``); ``width``: the bottleneck
+  width ``r`` of the evaluated adapter (the full adapter's for pruned states, ``UN`` included: the
+  structured adapter's widths are in ``prune.json``);
 * ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
   ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the
   adapter's ``metrics.json``; null for an adapter imported from elsewhere). Both define the score
   (:mod:`adapter_pruning.precision`);
-* ``device`` (``cpu`` or ``cuda:<GPU name>``) and ``torch``, ``transformers``, ``adapters``: the
-  versions that evaluated the state (provenance).
+* ``device`` (``cpu`` or ``cuda``) and ``device_name`` (the GPU's model, or the CPU's): where the
+  state was scored; ``train_device`` and ``train_device_name``: where its adapter was trained (from the
+  adapter's ``metrics.json``; null for an adapter imported from elsewhere); ``torch``, ``transformers``,
+  ``adapters``: the versions that scored the state (provenance). Which of these may differ between
+  the rows of one results file: :data:`adapter_pruning.aggregate.POLICY`.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ SCHEMA: dict[str, pl.DataType] = {
     "precision": pl.String,
     "train_precision": pl.String,
     "device": pl.String,
+    "device_name": pl.String,
+    "train_device": pl.String,
+    "train_device_name": pl.String,
     "torch": pl.String,
     "transformers": pl.String,
     "adapters": pl.String,
@@ -103,16 +111,16 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
 
 
 def runtime_provenance(device) -> dict[str, str]:
-    """``device`` (``cpu`` or ``cuda:<GPU name>``) and the versions of torch, transformers, adapters."""
+    """``device`` (``cpu`` or ``cuda``), ``device_name`` (:func:`adapter_pruning.devices.describe`) and
+    the versions of torch, transformers, adapters."""
     import adapters
     import torch
     import transformers
 
-    dev = str(device)
-    if dev.startswith("cuda"):
-        dev = f"cuda:{torch.cuda.get_device_name(torch.device(dev))}"
+    from .devices import describe
+
     return {
-        "device": dev,
+        **describe(device),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "adapters": adapters.__version__,
@@ -176,6 +184,7 @@ def score_frame(
             "precision": provenance.get("precision", "fp32"),
             "train_precision": provenance.get("train_precision"),
             **{k: provenance[k] for k in ("device", "torch", "transformers", "adapters")},
+            **{k: provenance.get(k) for k in ("device_name", "train_device", "train_device_name")},
         }
         for split, metrics in scores.items()
         for metric, value in sorted(metrics.items())

@@ -51,6 +51,24 @@ def _row_count(parquet: Path) -> int | None:
         return None
 
 
+def _device_notes(parquet: Path) -> list[str]:
+    """The device policy's notes on ``results.parquet`` (:func:`adapter_pruning.aggregate.check_policy`:
+    e.g. states scored on two GPU models; what a ``report.allow_mixed_*`` flag let through counts as
+    accepted); [] when there are none or the file cannot be read."""
+    try:
+        import polars as pl
+
+        from .aggregate import POLICY, check_policy
+
+        df = pl.read_parquet(parquet)
+        try:
+            return check_policy(df)
+        except ValueError:
+            return check_policy(df, **{flag: True for _, flag in POLICY.values()})
+    except Exception:  # noqa: BLE001 - a note is a nicety
+        return []
+
+
 def summary_text(
     results_dir: str | Path, *, base: str | Path | None = None, report_cmd: str = "snakemake --report report.html"
 ) -> str:
@@ -59,10 +77,10 @@ def summary_text(
     Lists ``summary/results.parquet`` (with its row count), every ``summary/table*.md`` and
     ``summary/comparison*.md`` (with its title; ``.csv``/``.tex`` beside it), the figures in
     ``summary/figures/`` (per-task ones as ``methods/<task>``; a folder of per-pair figures as
-    ``delta/<task>/* (<count>)``), the report command,
-    and then Table 1 as written in ``summary/table1.md``. Paths are shown relative to ``base`` when
-    inside it, else absolute. When the run made no ``results.parquet`` (a partial target), says so
-    in one line.
+    ``delta/<task>/* (<count>)``), the report command, the device policy's notes (e.g. states scored
+    on two GPU models), and then Table 1 as written in ``summary/table1.md``. Paths are shown
+    relative to ``base`` when inside it, else absolute. When the run made no ``results.parquet`` (a
+    partial target), says so in one line.
     """
     summary = Path(results_dir) / "summary"
     parquet = summary / "results.parquet"
@@ -93,6 +111,7 @@ def summary_text(
             + (f" ({', '.join(kinds)})" if kinds else "")
         )
     lines.append(f"  HTML report with every table and figure:  {report_cmd}")
+    lines += [f"  Note (device policy, docs/cluster.md): {note}" for note in _device_notes(parquet)]
     table1 = summary / "table1.md"
     if table1.is_file():
         lines += ["", table1.read_text(encoding="utf-8").rstrip()]

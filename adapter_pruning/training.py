@@ -38,6 +38,7 @@ import torch
 
 from . import io, precision
 from .data import TASKS, DataError, TaskSpec, validate_prepared
+from .devices import describe
 from .evaluation import collate, encode, evaluate
 from .models import ADAPTER_FILES, build_adapter_model, load_tokenizer, resolve_device, resolve_model
 
@@ -337,7 +338,8 @@ def train_adapter(
     best_scores`` (all metrics at the best step), ``loss_curve`` (training loss of step i+1 at
     index i), ``val_curve`` (list of ``{step, accuracy, macro_f1, seconds}``), ``seconds_per_step``
     (mean wall time of a training step, validation excluded), ``eval_seconds``, ``total_seconds``,
-    ``n_train, n_val, num_trainable_params, device, threads, precision, config, versions``.
+    ``n_train, n_val, num_trainable_params, device`` (``cpu`` or ``cuda``), ``device_name`` (the GPU's or
+    CPU's model, :func:`adapter_pruning.devices.describe`), ``threads, precision, config, versions``.
     """
     cfg = cfg or TrainConfig()
     task_spec = _check_inputs(task, train_df, val_df)
@@ -389,7 +391,7 @@ def train_adapter(
         "n_train": train_df.height,
         "n_val": val_df.height,
         "num_trainable_params": n_trainable,
-        "device": str(device),
+        **describe(device),
         "threads": torch.get_num_threads(),
         "precision": cfg.precision,
         "config": dataclasses.asdict(cfg),

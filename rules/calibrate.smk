@@ -16,6 +16,7 @@ rule calibrate:
         "../envs/pipeline.yaml"
     threads: 1
     resources:
+        gpu=GPUS_PER_JOB,
         mem_mb=4000,
         runtime=30,
     params:

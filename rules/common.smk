@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the package, also inside conda envs and cluster jobs
 from adapter_pruning import config as apc
+from adapter_pruning import devices as apd
 from adapter_pruning import methods as apm
 from adapter_pruning.codehash import script_code_hash
 
@@ -18,6 +19,22 @@ validate(config, "../config/config.schema.yaml")
 apc.fill_tropical_defaults(config)
 # 3. Checks across keys (mirror folder exists, scope keys name configured tasks, ...).
 apc.check_semantics(config, workflow.basedir)
+# 4. The device of training, calibration and scoring in this run, "cpu" or "cuda": planned once, by the
+#    main Snakemake process, and handed to every job (adapter_pruning.devices.run_device). It is in the
+#    params of those rules (switching it reruns them); with "cuda" each of their jobs asks for gpu=1.
+USE_CONDA = "conda" in {m.name.lower() for m in workflow.deployment_settings.deployment_method}
+DEVICE = apd.run_device(config["device"], main=workflow.is_main_process, check_torch=not USE_CONDA)
+GPUS_PER_JOB = 1 if DEVICE == "cuda" else 0  # resource gpu of the torch rules
+if workflow.is_main_process:
+    from snakemake.logging import logger
+
+    logger.info(apd.plan_message(config["device"], DEVICE))
+    if DEVICE == "cuda" and config["evaluation"]["mode"] == "per_state":
+        logger.warning(
+            "evaluation.mode per_state on GPUs: the methods of one pruning state are scored by separate jobs; "
+            "jobs that land on different GPU models make report_comparison's pairs invalid and aggregate "
+            "refuses them (docs/cluster.md, 'Device policy'); per_sweep scores them in one job"
+        )
 
 R = config["results"]
 MODEL = apc.model_label(config)
@@ -321,6 +338,7 @@ def train_params(wildcards):
     return apc.canonical(
         {
             "model": config["model"],
+            "device": DEVICE,
             "seed": int(wildcards.seed),
             "max_length": max_length(wildcards.task),
             **{k: v for k, v in config["training"].items() if k != "eval_batch_size"},
@@ -336,6 +354,7 @@ def eval_params(wildcards):
     return apc.canonical(
         {
             "model": config["model"],
+            "device": DEVICE,
             "max_length": max_length(wildcards.task),
             "precision": config["evaluation"]["precision"],
         }
@@ -350,6 +369,7 @@ def calibrate_params(wildcards):
     return apc.canonical(
         {
             "model": config["model"],
+            "device": DEVICE,
             "max_length": max_length(wildcards.task),
             "examples": config["pruning"]["calibration_examples"],
             "statistics": CALIBRATION,

@@ -19,6 +19,7 @@ rule evaluate:
         "../envs/pipeline.yaml"
     threads: 1
     resources:
+        gpu=GPUS_PER_JOB,
         mem_mb=6000,
         runtime=60,
     params:
@@ -51,6 +52,7 @@ if config["evaluation"]["mode"] == "per_sweep":
             "../envs/pipeline.yaml"
         threads: 1
         resources:
+            gpu=GPUS_PER_JOB,
             mem_mb=6000,
             runtime=30 + 5 * len(METHODS) * len(PCTS),
         params:

@@ -17,6 +17,7 @@ rule train_adapter:
         "../envs/pipeline.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=GPUS_PER_JOB,
         mem_mb=8000,
         runtime=120,
     params:
@@ -74,6 +75,7 @@ rule train_dense_small:
         "../envs/pipeline.yaml"
     threads: config["training"]["threads"]
     resources:
+        gpu=GPUS_PER_JOB,
         mem_mb=8000,
         runtime=120,
     params:

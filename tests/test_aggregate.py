@@ -9,7 +9,16 @@ from adapter_pruning import aggregate
 from adapter_pruning.io import CorruptFileError, write_parquet
 from adapter_pruning.results import COLUMNS, SCHEMA
 
-PROV = {"device": "cpu", "torch": "2.13.0+cpu", "transformers": "4.57.6", "adapters": "1.3.0"}
+PROV = {
+    "device": "cpu",
+    "device_name": "Xeon",
+    "train_device": "cpu",
+    "train_device_name": "Xeon",
+    "torch": "2.13.0+cpu",
+    "transformers": "4.57.6",
+    "adapters": "1.3.0",
+}
+H100 = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
 
 
 def _rows(task, seed, scope, method, p, retained, val, test, n=1000):
@@ -124,20 +133,92 @@ def test_table2_missing_task_says_so(tmp_path, results):
     assert "No pruning results for task 'imdb'" in (tmp_path / "u.md").read_text()
 
 
-def test_states_from_different_devices_are_refused_unless_allowed(tmp_path, results):
-    gpu = results.filter(pl.col("seed") == 1).with_columns(pl.lit("cuda:NVIDIA H100 80GB HBM3").alias("device"))
-    mixed = pl.concat([results.filter(pl.col("seed") == 0), gpu])
+def _write_parts(results, tmp_path, by=("seed", "method")):
     paths = []
-    for i, part in enumerate(mixed.partition_by(["seed", "method"])):
+    for i, part in enumerate(results.partition_by(list(by))):
         paths.append(tmp_path / f"{i}.parquet")
         write_parquet(part, paths[-1])
+    return paths
+
+
+def test_states_from_different_device_kinds_are_refused_unless_allowed(tmp_path, results):
+    gpu = results.filter(pl.col("seed") == 1).with_columns(pl.lit(v).alias(k) for k, v in H100.items())
+    paths = _write_parts(pl.concat([results.filter(pl.col("seed") == 0), gpu]), tmp_path)
     with pytest.raises(
         aggregate.MixedDevicesError,
-        match=r"(?s)allow_mixed_devices.*cpu: 6 state.*rt/seed0.*"
-        r"cuda:NVIDIA H100 80GB HBM3: 6 state.*rt/seed1",
+        match=r"(?s)allow_mixed_devices.*device differs between states.*device cpu: 6 state.*rt/seed0.*"
+        r"device cuda: 6 state.*rt/seed1",
     ):
         aggregate.collect(paths, tmp_path / "results.parquet")
     assert not (tmp_path / "results.parquet").exists()
     out = aggregate.collect(paths, tmp_path / "results.parquet", allow_mixed_devices=True)
-    assert set(out["device"]) == {"cpu", "cuda:NVIDIA H100 80GB HBM3"}
+    assert set(out["device"]) == {"cpu", "cuda"} and set(out["device_name"]) == {"Xeon", "NVIDIA H100 80GB HBM3"}
     assert set(out["torch"]) == {"2.13.0+cpu"}
+
+
+def test_adapters_trained_on_another_device_kind_are_refused(results):
+    trained_on_gpu = results.with_columns(
+        pl.when(pl.col("seed") == 1).then(pl.lit("cuda")).otherwise(pl.col("train_device")).alias("train_device")
+    )
+    with pytest.raises(aggregate.MixedDevicesError, match=r"(?s)train_device differs.*train_device cuda: 6 state"):
+        aggregate.check_policy(trained_on_gpu)
+    # an imported adapter has no training record: null is not a device
+    imported = results.with_columns(
+        pl.when(pl.col("seed") == 1).then(None).otherwise(pl.col("train_device")).alias("train_device")
+    )
+    assert aggregate.check_policy(imported) == []
+
+
+def test_gpu_models_may_differ_between_pairs_with_a_note_but_not_within_one(tmp_path, results):
+    cuda = results.with_columns(pl.lit(v).alias(k) for k, v in H100.items())
+    a100 = pl.lit("NVIDIA A100-SXM4-40GB")
+    # seed 1 (every method of its pairs) scored on an A100: accepted, with a note naming both models
+    by_seed = cuda.with_columns(
+        pl.when(pl.col("seed") == 1).then(a100).otherwise(pl.col("device_name")).alias("device_name")
+    )
+    notes = aggregate.check_policy(by_seed)
+    assert len(notes) == 1 and notes[0].startswith("device_name: 2 values (each paired comparison on one)")
+    assert "NVIDIA H100 80GB HBM3: 6 state(s)" in notes[0] and "NVIDIA A100-SXM4-40GB: 6 state(s)" in notes[0]
+    out = aggregate.collect(_write_parts(by_seed, tmp_path), tmp_path / "results.parquet")
+    assert out["device_name"].n_unique() == 2
+    # tropical of seed 0 on an A100, its standard side on the H100: that pair is refused, named
+    split = cuda.with_columns(
+        pl.when((pl.col("seed") == 0) & (pl.col("method") == "tropical"))
+        .then(a100)
+        .otherwise(pl.col("device_name"))
+        .alias("device_name")
+    )
+    with pytest.raises(
+        aggregate.MixedDevicesError,
+        match=r"device_name: the methods of 2 paired comparison\(s\) were scored on different devices, "
+        r"e.g. rt/seed0/CU/p50: NVIDIA A100-SXM4-40GB, NVIDIA H100 80GB HBM3",
+    ):
+        aggregate.check_policy(split)
+    notes = aggregate.check_policy(split, allow_mixed_devices=True)
+    assert notes[0].startswith("device_name: 2 values (accepted)")
+    # the full model is a reference, not a side of a pair
+    full_elsewhere = cuda.with_columns(
+        pl.when(pl.col("method") == "full").then(a100).otherwise(pl.col("device_name")).alias("device_name")
+    )
+    assert len(aggregate.check_policy(full_elsewhere)) == 1
+
+
+def test_policy_is_a_table_of_columns():
+    """Precision (or any other column that defines a score) is one more entry of the same policy."""
+    df = pl.DataFrame(
+        {
+            **{k: ["m", "m"] for k in ("model",)},
+            "task": ["t", "t"],
+            "seed": [0, 1],
+            "lam": [None, None],
+            "scope": ["CU", "CU"],
+            "method": ["standard", "standard"],
+            "p": [50.0, 50.0],
+            "precision": ["fp32", "bf16"],
+        },
+        schema_overrides={"lam": pl.Float64},
+    )
+    policy = {"precision": ("same", "allow_mixed_precision")}
+    with pytest.raises(ValueError, match=r"(?s)report.allow_mixed_precision.*precision bf16: 1 state"):
+        aggregate.check_policy(df, policy=policy)
+    assert "precision: 2 values (accepted)" in aggregate.check_policy(df, policy=policy, allow_mixed_precision=True)[0]

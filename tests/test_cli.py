@@ -281,6 +281,13 @@ def test_evaluate_tiny(tiny_model_dir, tmp_path, shared_data, capsys):
         "--precision: 'tf32' is a CUDA precision",
     )
     assert not (tmp_path / "o32").exists()
+    if not torch.cuda.is_available():  # --device cuda where CUDA is not usable: the reason, no traceback
+        expect_error(
+            capsys,
+            [src, "--model", tiny_model_dir, "--p", 50, "--out", tmp_path / "oc", "--device", "cuda"] + common,
+            "device 'cuda' requested, but CUDA is not usable here",
+        )
+        assert not (tmp_path / "oc").exists()
 
 
 def test_calibration_methods(tiny_model_dir, tmp_path, shared_data, capsys):

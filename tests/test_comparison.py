@@ -763,3 +763,21 @@ def test_dense_small_frame_by_hand():
     assert (row["task"], row["width"], row["n_seeds"]) == ("trec", 1, 2)
     assert row["retained"] == pytest.approx(0.1) and row["mean"] == pytest.approx(0.65)
     assert row["std"] == pytest.approx(np.std([0.6, 0.7], ddof=1)) and row["full_mean"] == pytest.approx(0.85)
+
+
+def test_overall_row_draws_each_task_independently():
+    """Two tasks with identical data (same seeds, examples and predictions): the overall row is their
+    mean, and with independent draws per task its bootstrap SE is about the task's SE / √2 (a shared
+    draw would give the task's SE itself: the tasks' seeds and examples are unrelated)."""
+    a = _synthetic(task="rotten_tomatoes", ps=(50.0, 70.0, 90.0), n=80)
+    b = _synthetic(task="imdb", ps=(50.0, 70.0, 90.0), n=80)
+    assert a[1]["prediction"].to_list() == b[1]["prediction"].to_list()
+    out = compare(pl.concat([a[0], b[0]]), pl.concat([a[1], b[1]]), resamples=2000, seed=1)
+    v = out.verdicts
+    cells = v.filter(~pl.col("overall"), pl.col("target") == "tropical", pl.col("reference") == "standard")
+    overall = v.filter(pl.col("overall"), pl.col("target") == "tropical", pl.col("reference") == "standard").row(
+        0, named=True
+    )
+    assert cells["se"][0] == pytest.approx(cells["se"][1])  # same data, same draw within a task
+    assert overall["diff"] == pytest.approx(cells["diff"][0])
+    assert overall["se"] == pytest.approx(cells["se"][0] / np.sqrt(2), rel=0.12)

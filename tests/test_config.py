@@ -90,6 +90,18 @@ def test_semantic_checks(tmp_path):
     assert "data.mirror" in str(err.value) and "nowhere" in str(err.value)
 
 
+def test_dense_small_widths_are_checked_before_any_job():
+    cfg = _default()
+    cfg["pruning"]["dense_small"] = [2, 5, 24]
+    with pytest.raises(apc.ConfigError) as err:
+        apc.check_semantics(cfg, REPO)
+    msg = str(err.value)
+    assert "pruning.dense_small: width 5 does not divide the model's hidden size 384" in msg
+    assert "width 24 is not below the full adapter's width 24" in msg and "width 2 " not in msg
+    cfg["pruning"]["dense_small"] = [1, 2, 4, 8]
+    apc.check_semantics(cfg, REPO)
+
+
 def test_tf32_needs_a_gpu_device():
     cfg = _default()
     cfg["device"] = "cpu"

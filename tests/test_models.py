@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from adapter_pruning.devices import DeviceError
 from adapter_pruning.models import (
     ADAPTER_FILES,
     ModelError,
@@ -42,9 +43,9 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ModelError, match="CUDA is not available"):
+        with pytest.raises(DeviceError, match="CUDA is not usable here"):
             resolve_device("cuda")
-    with pytest.raises(ModelError, match="'tpu'"):
+    with pytest.raises(DeviceError, match="'tpu'"):
         resolve_device("tpu")
 
 

@@ -184,8 +184,8 @@ def test_aggregation_refuses_mixed_precisions_unless_allowed(tmp_path):
         write_parquet(part, paths[-1])
     with pytest.raises(
         aggregate.MixedPrecisionError,
-        match=r"(?s)allow_mixed_precision.*precision fp32, train_precision fp32: 2 state.*"
-        r"precision bf16, train_precision fp32: 1 state.*rt/seed1/CU/standard/p90",
+        match=r"(?s)allow_mixed_precision.*precision differs between states.*precision fp32: 2 state.*"
+        r"precision bf16: 1 state.*rt/seed1/CU/standard/p90",
     ):
         aggregate.collect(paths, tmp_path / "results.parquet")
     assert not (tmp_path / "results.parquet").exists()
@@ -201,6 +201,12 @@ def test_aggregation_refuses_mixed_precisions_unless_allowed(tmp_path):
     write_parquet(trained, tmp_path / "trained.parquet")
     with pytest.raises(aggregate.MixedPrecisionError, match="train_precision bf16"):
         aggregate.collect([tmp_path / "trained.parquet"], tmp_path / "r3.parquet")
+    # an imported adapter (unknown training precision) beside trained ones is not a mix
+    imported = same.with_columns(
+        train_precision=pl.when(pl.col("seed") == 1).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("fp32"))
+    )
+    write_parquet(imported, tmp_path / "imported.parquet")
+    assert aggregate.collect([tmp_path / "imported.parquet"], tmp_path / "r4.parquet").height == imported.height
 
 
 @pytest.mark.slow

@@ -189,6 +189,7 @@ def _old_way(trained, tiny_model_dir, p):
         primary_metric="accuracy",
         provenance={
             **results.runtime_provenance("cpu"),
+            **artifacts.read_train_device(root / "adapter"),
             "train_precision": artifacts.read_train_precision(root / "adapter"),
         },
         jaccard_standard=info["jaccard_standard"],
@@ -239,6 +240,11 @@ def test_evaluate_one_state_per_job_or_all_in_one_writes_the_same_files(trained,
     assert (full["n_pruned"] == 0).all() and full["device"].unique().to_list() == ["cpu"]
     assert full["dense_bytes"].unique().to_list() == [(root / "adapter" / "adapter.safetensors").stat().st_size]
     assert full["compact_bytes"].null_count() == 4
+    # where it was scored and where its adapter was trained, both recorded
+    from adapter_pruning.devices import cpu_name
+
+    assert full["device_name"].unique().to_list() == [cpu_name()]
+    assert full.select("train_device", "train_device_name").unique().rows() == [("cpu", cpu_name())]
     for p, info in zip(PS, pruned):
         frame = pl.read_parquet(root / "evN" / f"p{p:g}.parquet")
         pred = pl.read_parquet(root / "evN" / f"pred_p{p:g}.parquet")
@@ -344,6 +350,11 @@ def test_calibration_norms_and_the_baseline_states(trained, tiny_model_dir):
         device="cpu",
         batch_size=8,
     )
+    from adapter_pruning.devices import cpu_name
+
+    info = artifacts.read_calibration_info(root / "calibration.safetensors")  # counts and where it ran
+    assert info["n_examples"] == 16 and info["n_tokens"] > 16
+    assert (info["device"], info["device_name"], info["precision"]) == ("cpu", cpu_name(), "fp32")
     counts = {}
     for method in ("tropical", "random", "activation"):
         ids = {"model": "tiny", "task": "trec", "seed": 0, "lam": 0.5, "scope": "CN", "method": method}

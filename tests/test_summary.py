@@ -135,3 +135,23 @@ def test_print_run_summary_never_raises(tmp_path, monkeypatch, capsys, breakage)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("WARNING: could not print the end-of-run summary")
+
+
+def test_summary_notes_what_the_device_policy_accepted(tmp_path):
+    """States scored on two GPU models (each pair on one) are accepted with a note in the summary."""
+    import polars as pl
+
+    results = _results(tmp_path)
+    rows = [
+        {"model": "m", "task": "t", "seed": s, "lam": None, "scope": "CU", "method": m, "p": 50.0, "device": "cuda"}
+        | {"device_name": name, "train_device": "cuda", "train_device_name": name}
+        for s, name in ((0, "NVIDIA A100-SXM4-40GB"), (1, "NVIDIA H100 80GB HBM3"))
+        for m in ("standard", "tropical")
+    ]
+    pl.DataFrame(rows, schema_overrides={"lam": pl.Float64}).write_parquet(results / "summary" / "results.parquet")
+    text = summary_text(results, base=tmp_path)
+    assert "Note (device policy, docs/cluster.md): device_name: 2 values (each paired comparison on one)" in text
+    assert "train_device_name: 2 values (accepted)" in text
+    one_gpu = pl.DataFrame(rows[:2], schema_overrides={"lam": pl.Float64})
+    one_gpu.write_parquet(results / "summary" / "results.parquet")
+    assert "Note (device policy" not in summary_text(results, base=tmp_path)

@@ -90,3 +90,17 @@ def make_tiny_model(path: Path) -> Path:
     from adapter_pruning.testing import make_tiny_bert
 
     return make_tiny_bert(path, hidden_size=64, intermediate_size=128, max_position_embeddings=128)
+
+
+def gpu_config(model_dir: Path, mirror: Path, device: str = "cuda") -> dict:
+    """The tiny workflow that ``tests/test_gpu.py`` and ``benchmarks/gpu_check.sh`` run on a GPU:
+    :func:`tiny_config` on ``device``, with the data mirror ``mirror`` (the GPU check brings
+    trec and rotten_tomatoes along), one evaluate_sweep job per scope (``per_sweep``) and all four
+    methods, so that calibration runs too."""
+    return tiny_config(
+        model_dir,
+        device=device,
+        data={"mirror": str(mirror)},
+        evaluation={"mode": "per_sweep"},
+        pruning={"methods": ["standard", "tropical", "random", "activation"], "calibration_examples": 32},
+    )

@@ -22,7 +22,7 @@ What it starts (all state under a fresh folder below ``workdir``):
 * ``slurmctld -D -i`` and ``slurmd -D -N localhost`` with a generated ``slurm.conf``
   (no cgroups, no accounting database, ``CPUs`` = usable cores, ``RealMemory`` ~80 % of RAM but
   at least 16000 MB (memory is not consumable with CR_Core, so this only bounds one job's
-  request), partition ``debug`` as default, ``MinJobAge=300`` so that ``squeue`` status checks
+  request), partition ``debug`` as default, ``MinJobAge=3600`` so that ``squeue`` status checks
   see finished jobs, free TCP ports picked at start so that two clusters, e.g. two engineers'
   test runs, can coexist on one machine);
 * wrappers for ``srun``/``sbatch``/``squeue``/... first on PATH that set ``SLURM_CONF``: the
@@ -149,7 +149,7 @@ class SlurmClusterInfo:
         )
 
     def queue(self) -> list[tuple[str, str, str]]:
-        """(job id, state, name) of every job slurmctld still remembers (MinJobAge=300 s)."""
+        """(job id, state, name) of every job slurmctld still remembers (MinJobAge=3600 s)."""
         r = self.run("squeue", "--states=all", "--noheader", "--format=%i|%T|%j")
         return [tuple(line.split("|", 2)) for line in r.stdout.splitlines() if "|" in line]
 
@@ -223,9 +223,11 @@ SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
 EnforcePartLimits=ALL
 MailProg=/bin/true
-# squeue-based status checks need finished jobs to stay visible: keep them 300 s
-# (the Snakemake SLURM plugin falls back to sacct when MinJobAge < 3 x init seconds).
-MinJobAge=300
+# squeue-based status checks need finished jobs to stay visible (the Snakemake SLURM plugin falls
+# back to sacct when MinJobAge < 3 x init seconds), and the tests read every job's final state from
+# squeue after a run, which takes longer than SLURM's default 300 s on a loaded 2-core machine:
+# keep them an hour.
+MinJobAge=3600
 # Use the CPUs/RealMemory below even where the hardware differs (memory is not a consumable
 # resource with CR_Core: RealMemory only bounds what a single job may ask for).
 SlurmdParameters=config_overrides

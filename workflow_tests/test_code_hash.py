@@ -60,6 +60,8 @@ EXPECTED = {
     "adapter_pruning/evaluation.py": AFTER_TRAINING,
     "adapter_pruning/models.py": AFTER_TRAINING,
     "adapter_pruning/precision.py": AFTER_TRAINING,
+    # the device a job resolves and records (every torch rule imports it)
+    "adapter_pruning/devices.py": AFTER_TRAINING,
     "adapter_pruning/stages/train.py": AFTER_TRAINING,
     # dense small adapters: not configured in the tiny run
     "adapter_pruning/stages/dense_small.py": set(),

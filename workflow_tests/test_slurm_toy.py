@@ -11,7 +11,6 @@ real pipeline.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -27,9 +26,10 @@ from slurm_cluster import PROFILES, TEST_PROFILE, run_snakemake  # noqa: E402
 
 TOY = Path(__file__).resolve().parent / "toy_slurm" / "Snakefile"
 JOB_ID_IN_FILE = re.compile(r"SLURM_JOB_ID=(\S+)")
-# The failing toy run takes ~50 s on the test cluster (3 SLURM stages), the fixed rerun ~13 s;
+# The failing toy run takes ~60-125 s on the test cluster (3 SLURM stages; the group of 4 jobs of 3 s
+# runs them one after another, ~8.5 s each), the fixed rerun ~13-35 s;
 # each run is bounded well above that so that a hang fails the test instead of blocking CI.
-RUN_TIMEOUT = 180
+RUN_TIMEOUT = 300
 
 
 def toy_args(*extra: str) -> list[str]:
@@ -57,13 +57,14 @@ def squeue_cpus(cluster, job_id: str) -> int:
 @pytest.fixture(scope="module")
 def toy_runs(slurm_cluster, tmp_path_factory):  # noqa: F811
     wd = tmp_path_factory.mktemp("toy")
-    failed = run_snakemake(*toy_args("--config", "fail=True"), cwd=wd, timeout=RUN_TIMEOUT)
+    # the grouped `square` jobs sleep 3 s each, so that jobs running side by side would overlap
+    failed = run_snakemake(*toy_args("--config", "fail=True", "sleep=3"), cwd=wd, timeout=RUN_TIMEOUT)
     failed_log = wd / "logs" / "summarize.log"
     failed_log = failed_log.read_text() if failed_log.exists() else None
     mtimes = {p: p.stat().st_mtime_ns for p in sorted((wd / "results").rglob("*.txt"))}
     queue_after_failure = {j: s for j, s, _ in slurm_cluster.queue()}
-    fixed = run_snakemake(*toy_args("--config", "fail=False"), cwd=wd, timeout=RUN_TIMEOUT)
-    again = run_snakemake(*toy_args("--config", "fail=False"), cwd=wd, timeout=60)
+    fixed = run_snakemake(*toy_args("--config", "fail=False", "sleep=3"), cwd=wd, timeout=RUN_TIMEOUT)
+    again = run_snakemake(*toy_args("--config", "fail=False", "sleep=3"), cwd=wd, timeout=60)
     print(
         f"\n[toy] failing run {failed.seconds:.1f} s, fixed rerun {fixed.seconds:.1f} s, "
         f"no-op run {again.seconds:.1f} s"
@@ -119,7 +120,7 @@ def test_jobs_really_ran_under_slurm(slurm_cluster, toy_runs):  # noqa: F811
     # Snakemake's side: a run ID and one "submitted with SLURM jobid <id>" line per submission.
     assert failed.run_id and fixed.run_id and failed.run_id != fixed.run_id
     # SLURM's side: slurmctld knows these jobs, named after the run ID (squeue keeps finished
-    # jobs for MinJobAge=300 s).
+    # jobs for MinJobAge=3600 s).
     queue = {jid: (state, name) for jid, state, name in slurm_cluster.queue()}
     for jid in failed.slurm_job_ids[:2] + fixed.slurm_job_ids:
         run_id = failed.run_id if jid in failed.slurm_job_ids else fixed.run_id
@@ -136,8 +137,36 @@ def test_jobs_really_ran_under_slurm(slurm_cluster, toy_runs):  # noqa: F811
         assert Path(log).is_file() and ".snakemake/slurm_logs/" in log, log
 
 
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals that are open at one time."""
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def square_interval(path: Path) -> tuple[float, float]:
+    fields = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return float(fields["start"]), float(fields["end"])
+
+
+def squeue_request(cluster, job_id: str) -> dict:
+    """CPUs, time limit (minutes) and memory (MB) SLURM granted the job."""
+    r = cluster.run("squeue", "--states=all", "--noheader", "-j", job_id, "-o", "%C|%l|%m")
+    cpus, limit, mem = r.stdout.strip().split("|")
+    parts = [int(x) for x in limit.replace("-", ":").split(":")]  # [[d-]h:]m:s
+    minutes = sum(v * 60**k for k, v in enumerate(reversed(parts))) // 60
+    return {"cpus": int(cpus), "minutes": minutes, "mem": mem}
+
+
 @pytest.mark.slurm
-def test_grouped_jobs_share_one_submission_sized_for_the_node(slurm_cluster, toy_runs):  # noqa: F811
+def test_grouped_jobs_run_one_at_a_time_and_the_profiles_size_groups_for_that(slurm_cluster, toy_runs):  # noqa: F811
+    """What the plugin really does with a group (its inner Snakemake gets --jobs 1), measured: the 4
+    grouped 3-second `square` jobs of one submission never overlap. Every profile sizes a group for
+    that concurrency (resources group_slots, one per job): one job's CPUs, memory, and the sum of
+    the runtimes, which is what SLURM granted the submission."""
     wd, failed = toy_runs["wd"], toy_runs["failed"]
     squares = sorted((wd / "results" / "square").glob("*.txt"))
     assert len(squares) == 4
@@ -145,10 +174,23 @@ def test_grouped_jobs_share_one_submission_sized_for_the_node(slurm_cluster, toy
     assert len(group_ids) == 1, f"4 grouped jobs ran in {len(group_ids)} SLURM jobs"
     assert len(failed.slurm_job_ids) == 3 < 6  # 6 rule jobs (`all` is local), 3 submissions
     assert any("/group_toy_group" in log for log in failed.slurm_logs), failed.slurm_logs
-    # 4 one-thread jobs, but the profile's `cores: 2` packs them in layers of 2: the group
-    # asks for the node's 2 CPUs, not 4 (that would be rejected or pend forever).
+    intervals = [square_interval(p) for p in squares]
+    assert all(b - a >= 3 for a, b in intervals), intervals
+    concurrency = max_overlap(intervals)
+    starts = sorted(a for a, _ in intervals)
+    print(
+        f"\n[toy] grouped jobs started at {[round(t - starts[0], 1) for t in starts]} s; at most {concurrency} at once"
+    )
+    assert concurrency == 1, f"the plugin ran {concurrency} grouped jobs at once: resize the profiles' groups"
     (gid,) = group_ids
-    assert squeue_cpus(slurm_cluster, gid) == 2
+    granted = squeue_request(slurm_cluster, gid)
+    # 4 one-thread jobs of 100 MB and 5 min, one at a time: 1 CPU, 100 MB, 4 x 5 min
+    assert granted == {"cpus": concurrency * 1, "minutes": 4 * 5 // concurrency, "mem": "100M"}, granted
+    for name in ("slurm", "slurm-paper", "slurm-test"):
+        profile = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+        assert profile["resources"]["group_slots"] == concurrency, name
+        assert profile["default-resources"]["group_slots"] == 1, name
+        assert profile["set-resource-scopes"]["group_slots"] == "local", name
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,8 +298,8 @@ def test_generic_profile_partition_and_account_placeholders(fake_slurm, tmp_path
     # Unset: the cluster's default partition (the one `sinfo` stars), no -A.
     call = one_call(fake_slurm(*args, cwd=wd), "group_toy_group")
     assert " -p debug " in call and " -A " not in call, call
-    # 4 one-thread jobs of 100 MB in one submission (cores: 8 leaves them in one layer).
-    assert "--cpus-per-task=4" in call and "--mem 400" in call and " -t 5 " in call, call
+    # 4 one-thread jobs of 100 MB and 5 min in one submission, run one after another (group_slots)
+    assert "--cpus-per-task=1" in call and "--mem 100" in call and " -t 20 " in call, call
     assert "--gpus" not in call and "--gres" not in call, call
     # Set through the environment.
     call = one_call(
@@ -274,13 +316,13 @@ def _paper_resources(rule: str, toy_rule: str) -> list[str]:
 
 def test_paper_profile_gpu_requests(fake_slurm, tmp_path):
     profile = yaml.safe_load((PROFILES / "slurm-paper" / "config.yaml").read_text())
-    cores = profile["cores"]
     ev = profile["set-resources"]["evaluate"]
     tr = profile["set-resources"]["train_adapter"]
     wd = toy_with_input(tmp_path)
     base = ("--workflow-profile", str(PROFILES / "slurm-paper"))
+    partitions = {"TAP_SLURM_PARTITION": "debug", "TAP_SLURM_GPU_PARTITION": "gpuq"}
 
-    # The toy's `square` jobs stand in for evaluate: 6 of them in one group submission.
+    # The toy's `square` jobs stand in for evaluate: 6 of them in one group submission, one at a time.
     calls = fake_slurm(
         *base,
         "--config",
@@ -292,27 +334,59 @@ def test_paper_profile_gpu_requests(fake_slurm, tmp_path):
         "--set-resources",
         *_paper_resources("evaluate", "square"),
         cwd=wd,
+        extra_env=partitions,
     )
     call = one_call(calls, "group_toy_group")
-    assert "--gres=gpu:1" in call and "--gpus" not in call, call  # ONE GPU for the group
-    assert f"--cpus-per-task={cores}" in call, call
-    layers = math.ceil(6 / cores)
-    assert f" -t {layers * ev['runtime']} " in call, call
-    assert f"--mem {min(6, cores) * ev['mem_mb']} " in call, call
+    assert "--gpus=1 " in call + " " and "--gres" not in call, call  # ONE GPU for the group
+    assert f"--cpus-per-gpu={ev['cpus_per_gpu']}" in call and "--cpus-per-task" not in call, call
+    assert f" -t {6 * ev['runtime']} " in call, call  # the sum of the runtimes: they run one after another
+    assert f"--mem {ev['mem_mb']} " in call, call  # one job's memory
+    assert " -p gpuq " in call, call  # the GPU rules' partition
 
-    # `make_input` stands in for train_adapter: --gpus=1 with --cpus-per-gpu.
+    # `make_input` stands in for train_adapter: --gpus=1 with --cpus-per-gpu, on the GPU partition.
     calls = fake_slurm(
-        *base, "--set-resources", *_paper_resources("train_adapter", "make_input"), "--forcerun", "make_input", cwd=wd
+        *base,
+        "--set-resources",
+        *_paper_resources("train_adapter", "make_input"),
+        "--forcerun",
+        "make_input",
+        cwd=wd,
+        extra_env=partitions,
     )
     call = one_call(calls, "rule_make_input")
     assert "--gpus=1" in call and f"--cpus-per-gpu={tr['cpus_per_gpu']}" in call, call
     assert f"--mem {tr['mem_mb']} " in call and f" -t {tr['runtime']} " in call, call
-    assert "--cpus-per-task" not in call, call
+    assert "--cpus-per-task" not in call and " -p gpuq " in call, call
+
+    # ... and for prune: no GPU, the CPU partition (TAP_SLURM_PARTITION); without a GPU partition
+    # the GPU rules fall back to TAP_SLURM_PARTITION too.
+    calls = fake_slurm(
+        *base,
+        "--set-resources",
+        *_paper_resources("prune", "make_input"),
+        "--forcerun",
+        "make_input",
+        cwd=wd,
+        extra_env=partitions,
+    )
+    call = one_call(calls, "rule_make_input")
+    assert "--gpus" not in call and "--gres" not in call and " -p debug " in call, call
+    calls = fake_slurm(
+        *base,
+        "--set-resources",
+        *_paper_resources("calibrate", "make_input"),
+        "--forcerun",
+        "make_input",
+        cwd=wd,
+        extra_env={"TAP_SLURM_PARTITION": "debug"},
+    )
+    call = one_call(calls, "rule_make_input")
+    assert "--gpus=1" in call and " -p debug " in call, call
 
 
 def test_paper_profile_scope_caps_gpu_numbers_per_group(fake_slurm, tmp_path):
-    """The safety net: even with `gpu: 1` (a number) on the grouped rule, a group asks for one
-    GPU (gpu is a per-submission resource there), its jobs as consecutive layers."""
+    """A group of `gpu: 1` jobs asks for one GPU (gpu is a per-submission resource there), its jobs
+    one after another."""
     wd = toy_with_input(tmp_path)
     calls = fake_slurm(
         "--workflow-profile",
@@ -340,13 +414,24 @@ def test_profiles_name_existing_rules_and_the_rules_declare_no_groups():
     sources = [repo / "Snakefile", *sorted((repo / "rules").glob("*.smk"))]
     text = "\n".join(p.read_text() for p in sources)
     rules = set(re.findall(r"^\s*rule (\w+):", text, re.M))
-    assert {"prune", "evaluate", "evaluate_sweep", "train_adapter"} <= rules
+    assert {"prune", "evaluate", "evaluate_sweep", "train_adapter", "train_dense_small", "calibrate"} <= rules
     assert not re.search(r"^\s+group:", text, re.M)
     for name in ("slurm", "slurm-paper", "slurm-test"):
         profile = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
         groups = profile.get("groups", {})
         named = set(groups) | set(profile.get("set-resources", {}))
         assert named - {"square"} <= rules, (name, sorted(named - rules))
-        assert {"prune", "evaluate", "evaluate_sweep"} <= set(groups), name
-        assert groups["prune"] != groups["evaluate"] == groups["evaluate_sweep"], name
+        # the many short jobs are grouped, pruning apart from scoring; a sweep job is one long job
+        assert groups["prune"] != groups["evaluate"] and "evaluate_sweep" not in groups, name
         assert set(groups.values()) <= set(profile["group-components"]), name
+
+
+def test_paper_profile_puts_every_torch_rule_on_a_gpu_and_the_rest_on_cpus():
+    """Training, calibration and both scoring rules get a GPU and the GPU partition; the tropical solve
+    and pruning (no model) get neither."""
+    res = yaml.safe_load((PROFILES / "slurm-paper" / "config.yaml").read_text())["set-resources"]
+    for rule in ("train_adapter", "train_dense_small", "calibrate", "evaluate", "evaluate_sweep"):
+        assert res[rule]["gpu"] == 1 and res[rule]["cpus_per_gpu"] >= 1, rule
+        assert "TAP_SLURM_GPU_PARTITION" in res[rule]["slurm_partition"], rule
+    for rule in ("tropical_solve", "prune"):
+        assert not {"gpu", "gres", "gpu_model", "slurm_partition"} & set(res[rule]), rule

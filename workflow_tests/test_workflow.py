@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from pathlib import Path
@@ -46,7 +47,11 @@ def test_dry_run_default_config(tmp_path, shared_data):
 
 def test_dry_run_paper_grid_is_fast(tmp_path):
     start = time.perf_counter()
-    proc = run_snakemake(tmp_path, REPO / "config" / "paper.yaml", "-n", "--quiet", "rules", timeout=120)
+    # per_state (the largest DAG: one prune and one evaluate job per state); device cpu: this machine's
+    # torch has no CUDA, which device: cuda (paper.yaml) refuses before building the DAG
+    overlay = write_config(tmp_path / "per_state.yaml", {"device": "cpu", "evaluation": {"mode": "per_state"}})
+    configs = ["--configfile", str(REPO / "config" / "paper.yaml"), str(overlay)]
+    proc = run_snakemake(tmp_path, None, "-n", "--quiet", "rules", *configs, timeout=120)
     seconds = time.perf_counter() - start
     counts = job_counts(proc.stdout + proc.stderr)
     n_runs = 5 * 3  # tasks x seeds
@@ -123,6 +128,37 @@ def test_tiny_run_outputs(tiny_run):
     assert "majority" in (summary / "convergence.md").read_text()
     for ext in ("png", "svg"):
         assert (summary / "figures" / f"convergence.{ext}").stat().st_size > 1000
+
+
+def test_the_run_plans_one_device_records_it_and_refuses_cuda_it_cannot_have(tiny_run, tmp_path):
+    """The tiny run planned the CPU (device: cpu) for training, calibration and scoring, said so, put
+    it in those rules' params and recorded the device of every state; ``device: auto`` on this machine
+    (no GPU) plans the CPU too, so it reruns nothing; ``device: cuda`` with this CPU-only torch is
+    refused, with the reason, before any job runs."""
+    workdir, cfg, output = tiny_run
+    assert "device cpu: training, calibration and scoring run on the CPU" in output
+    from adapter_pruning.devices import cpu_name
+
+    res = _results(workdir)
+    assert res.select("device", "device_name", "train_device", "train_device_name").unique().rows() == [
+        ("cpu", cpu_name(), "cpu", cpu_name())
+    ]
+    # the params Snakemake recorded (the repr of each value, sorted; the spec is the JSON object)
+    specs = {}
+    for path in (workdir / ".snakemake" / "metadata").iterdir():
+        record = json.loads(path.read_text())
+        for param in record.get("params", []):
+            value = ast.literal_eval(param)
+            if isinstance(value, str) and value.startswith("{"):
+                specs[record["rule"]] = json.loads(value)
+    assert specs["train_adapter"]["device"] == specs["evaluate"]["device"] == "cpu", specs
+    auto = run_snakemake(workdir, cfg, "-n", "--config", "device=auto", timeout=120)
+    assert "device auto -> cpu (no NVIDIA GPU here" in auto.stderr + auto.stdout
+    assert "Nothing to be done" in auto.stdout + auto.stderr, auto.stdout[-3000:]
+    cuda = run_snakemake(tmp_path, cfg, "-n", "--config", "device=cuda", timeout=120, check=False)
+    out = cuda.stdout + cuda.stderr
+    assert cuda.returncode != 0 and "DeviceError" in out and "CPU-only build" in out and "TORCH_SPEC" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
 
 
 def test_standard_prunes_as_many_as_tropical(tiny_run):

@@ -50,6 +50,7 @@ says why); :meth:`MaskMethod.supports` tells.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -295,7 +296,13 @@ def get(name: str) -> MaskMethod:
 def needs_of(methods: Iterable[str], scope: str | None = None) -> set[str]:
     """Everything the given methods read besides the adapter in ``scope`` (keys of :data:`NEEDS`;
     ``None``: an element scope). ``ValueError`` for a method that cannot prune in ``scope``."""
-    return {need for name in methods for need in get(name).requires_in(scope)}
+    return set(_needs(tuple(methods), scope))
+
+
+@functools.cache
+def _needs(methods: tuple[str, ...], scope: str | None) -> frozenset[str]:
+    # cached: the workflow asks once per prune job (thousands in the paper grid's DAG)
+    return frozenset(need for name in methods for need in get(name).requires_in(scope))
 
 
 def calibration_needed(methods: Iterable[str], scope: str | None = None) -> list[str]:

@@ -196,8 +196,10 @@ def calibrate(
     """Collect the statistics named by ``out_paths`` (``{statistic: path}``, keys of
     :data:`STATISTICS`) on ``spec['examples']`` training examples (a seeded sample, seed = the run's
     seed; :func:`calibration_sample`) in one pass, forward passes in ``spec['precision']``
-    (``evaluation.precision``; fp32 when absent), and save each (:mod:`adapter_pruning.artifacts`)."""
-    from .. import artifacts, data, models, precision
+    (``evaluation.precision``; fp32 when absent), and save each (:mod:`adapter_pruning.artifacts`) with
+    the device and precision it was computed in. ``device``: as :func:`adapter_pruning.devices.resolve`
+    (the workflow passes its planned ``cpu`` or ``cuda``)."""
+    from .. import artifacts, data, devices, models, precision
 
     writers = {
         "input_rms": artifacts.write_input_rms,
@@ -211,6 +213,7 @@ def calibrate(
     set_threads(threads)
     dev = models.resolve_device(device)
     prec = precision.check_precision(spec.get("precision", "fp32"), dev, what="evaluation.precision")
+    provenance = {**devices.describe(dev), "precision": prec}  # recorded in each file (its metadata)
     model, tokenizer, name = models.load_trained(spec["model"], adapter_dir, device=dev)
     df = calibration_sample(data.read_prepared(train_path, ids["task"]), spec["examples"], ids["seed"])
     stats, n_tokens = calibration_statistics(
@@ -235,4 +238,4 @@ def calibrate(
         prec,
     )
     for statistic, path in out_paths.items():
-        writers[statistic](path, stats[statistic], n_examples=df.height, n_tokens=n_tokens)
+        writers[statistic](path, stats[statistic], n_examples=df.height, n_tokens=n_tokens, provenance=provenance)

@@ -1,14 +1,13 @@
 """Stage of rule ``train_dense_small``: a dense small adapter, trained from scratch at a smaller
 bottleneck width with the training stage's code and settings, and its ``dense_small.json``
 (``docs/METHOD.md``, "Beyond the paper"). A module of its own, so that what only it imports
-(``artifacts``) is not in ``train_adapter``'s code hash."""
+(``artifacts``) is not in ``train_adapter``'s code hash. The training stage is imported inside
+:func:`train_dense_small`, so the configuration checks read :func:`dense_small_widths` without torch."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-
-from .train import train_adapter
 
 log = logging.getLogger("adapter_pruning")
 
@@ -65,6 +64,7 @@ def train_dense_small(
     from .. import artifacts
     from ..io import atomic_dir, write_json
     from ..models import lean_transformers, resolve_model
+    from .train import train_adapter
 
     task = ids["task"]
     if int(ids["seed"]) != int(spec["seed"]):

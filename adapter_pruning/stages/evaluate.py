@@ -144,9 +144,11 @@ def evaluate_states(
     predictions to ``out_predictions[k]``.
 
     ``ids`` holds ``model, task, seed``; ``spec`` holds ``model`` (the backbone), ``max_length`` and
-    ``precision`` (of the forward passes; ``fp32`` when absent). Every score row records it
-    (``precision``) and the precision the adapter was trained in (``train_precision``, from its
-    ``metrics.json``).
+    ``precision`` (of the forward passes; ``fp32`` when absent); ``device`` as
+    :func:`adapter_pruning.devices.resolve` (the workflow passes its planned ``cpu`` or ``cuda``).
+    Every score row records the precision (``precision``), where it was scored (``device``,
+    ``device_name``) and how and where its adapter was trained (``train_precision``, ``train_device``,
+    ``train_device_name``, from its ``metrics.json``).
     The backbone, the first state's adapter and head, the tokenizer and the data are loaded, and the
     data tokenized, once; each state's adapter tensors are then loaded into that model
     (``masks.load_into_model``). Every state must carry the same adapter (name, layers) and a
@@ -177,6 +179,7 @@ def evaluate_states(
     )
     provenance = {
         **results.runtime_provenance(dev),
+        **artifacts.read_train_device(first),
         "precision": prec,
         "train_precision": artifacts.read_train_precision(first),
     }

@@ -73,6 +73,7 @@ if config["evaluation"]["mode"] == "per_sweep":
                 predictions=sweep_files(rules.evaluate.output.predictions, UNIT_SCOPE),
             wildcard_constraints:
                 scope=UNIT_SCOPE,
-            resources:
+            resources:  # replaces evaluate_sweep's resources as a whole (use rule ... with)
+                gpu=GPUS_PER_JOB,
                 mem_mb=6000,
                 runtime=30 + 5 * len(UNIT_METHODS) * len(UNIT_PCTS),

@@ -184,15 +184,17 @@ def collect(
 ) -> pl.DataFrame:
     """Concatenate score files into ``out_path``; each file is checked (schema, ranges) on read.
 
-    ``pruned_dirs``: saved pruned adapters to verify first (checksums, zeros and the compact file
-    against their ``prune.json``, see :func:`adapter_pruning.artifacts.verify_pruned` and
-    :func:`adapter_pruning.compact.verify_beside`); their counts and file sizes must equal those of
+    ``pruned_dirs``: saved pruned adapters to verify first (checksums, zeros, the compact file and a
+    unit-pruned state's structured adapter against their ``prune.json``, see
+    :func:`adapter_pruning.artifacts.verify_pruned`, :func:`adapter_pruning.compact.verify_beside` and
+    :func:`adapter_pruning.structured.verify_beside`); their counts and file sizes must equal those of
     the matching score rows. A truncated or modified file raises
     :class:`~adapter_pruning.io.CorruptFileError` naming it, and nothing is written. Results outside
     the policy (:data:`POLICY`, :func:`check_policy`: device kinds, precisions, pairs scored on
     different devices) are refused unless ``allow_mixed_devices`` / ``allow_mixed_precision``; what
     it accepts (e.g. two GPU models) is logged as a note.
     """
+    from . import structured
     from .artifacts import verify_pruned
     from .compact import verify_beside
 
@@ -200,6 +202,8 @@ def collect(
     for d in pruned_dirs:
         info = verify_pruned(d)
         verify_beside(d, info)
+        if "structured_sha256" in info:
+            structured.verify_beside(d, info)
         lam = None if info.get("lam") is None else float(info["lam"])
         key = (info["model"], info["task"], int(info["seed"]), lam, info["scope"], info["method"], float(info["p"]))
         infos[key] = (
@@ -228,10 +232,12 @@ def collect(
                     f"{d}/prune.json: {info['n_pruned']} of {info['n_params']} pruned, but the score file says "
                     f"{row['n_pruned']} of {row['n_params']}; rerun that prune job"
                 )
-            if (info["dense_bytes"], info["compact_bytes"]) != (row["dense_bytes"], row["compact_bytes"]):
+            sizes = ("dense_bytes", "compact_bytes", "structured_bytes")
+            if tuple(info.get(k) for k in sizes) != tuple(row[k] for k in sizes):
                 raise CorruptFileError(
-                    f"{d}/prune.json: files of {info['dense_bytes']} and {info['compact_bytes']} bytes, but the score "
-                    f"file says {row['dense_bytes']} and {row['compact_bytes']}; rerun that evaluation"
+                    f"{d}/prune.json: files of {', '.join(str(info.get(k)) for k in sizes)} bytes (dense, compact, "
+                    f"structured), but the score file says {', '.join(str(row[k]) for k in sizes)}; rerun that "
+                    "evaluation"
                 )
     write_parquet(df, out_path)
     return df
@@ -328,6 +334,7 @@ def table2_frame(results: pl.DataFrame, task: str = "rotten_tomatoes") -> pl.Dat
         pl.col("task") == task,
         pl.col("split") == "test",
         pl.col("method").is_in(["standard", "tropical"]),
+        pl.col("scope").is_in(["CN", "CU", "CB"]),
     )
     agg = _agg(df, ["method", "scope", "p"])
     scope_order = {"CN": 0, "CU": 1, "CB": 2}

@@ -22,7 +22,11 @@
   ``<prefix>.A`` ``(r, d+1)``, ``<prefix>.B`` ``(d, r)``, ``<prefix>.up_bias`` ``(d,)`` (float64), the
   gradient of the mean task loss over the calibration examples with respect to those parameters;
   metadata as above. :func:`write_gradients` / :func:`read_gradients`.
-  :func:`read_calibration` reads any of the three by name.
+* **calibration activation means** (``.../calibration/activation_mean.safetensors``, method
+  ``activation`` under the unit scope): per layer ``<prefix>.up_mean`` ``(r,)`` (float64), the mean over
+  the calibration tokens of each input feature of ``adapter_up`` (each unit's ReLU activation);
+  metadata as above. :func:`write_activation_mean` / :func:`read_activation_mean`.
+  :func:`read_calibration` reads any of the four by name.
 * **dense small adapter** (``.../dense_small/r<width>/``) = an adapter directory trained at bottleneck
   width ``r'`` plus ``metrics.json`` and ``dense_small.json`` (its width and parameter count, the
   full-width adapter's, its retained share and ``p``). :func:`read_dense_small_info`.
@@ -61,6 +65,8 @@ __all__ = [
     "read_second_moments",
     "write_gradients",
     "read_gradients",
+    "write_activation_mean",
+    "read_activation_mean",
     "read_calibration",
     "write_pruned",
     "read_pruned_info",
@@ -317,10 +323,32 @@ def read_gradients(path, layers) -> list:
     return _read_per_layer(path, layers, ("A", "B", "up_bias"), shapes, "gradients")
 
 
+def write_activation_mean(
+    path, means: Mapping[str, object], *, n_examples: int, n_tokens: int, provenance: Mapping | None = None
+) -> None:
+    """Save ``{prefix: up_mean (r,)}`` (see the module docstring), atomically."""
+    per_layer = {k: (v,) for k, v in means.items()}
+    _write_per_layer(path, per_layer, ("up_mean",), n_examples=n_examples, n_tokens=n_tokens, provenance=provenance)
+
+
+def read_activation_mean(path, layers) -> list:
+    """Read the activation means back as ``[up_mean (r,)]`` matching ``layers`` (on the CPU)."""
+
+    def shapes(layer):
+        return ((layer.A.shape[0],),)
+
+    return [t[0] for t in _read_per_layer(path, layers, ("up_mean",), shapes, "activation means")]
+
+
 def read_calibration(statistic: str, path, layers) -> list:
-    """Read the calibration statistic ``statistic`` (``input_rms``, ``second_moments`` or
-    ``gradients``) of ``layers`` from ``path``."""
-    readers = {"input_rms": read_input_rms, "second_moments": read_second_moments, "gradients": read_gradients}
+    """Read the calibration statistic ``statistic`` (``input_rms``, ``second_moments``, ``gradients`` or
+    ``activation_mean``) of ``layers`` from ``path``."""
+    readers = {
+        "input_rms": read_input_rms,
+        "second_moments": read_second_moments,
+        "gradients": read_gradients,
+        "activation_mean": read_activation_mean,
+    }
     if statistic not in readers:
         raise ValueError(f"unknown calibration statistic {statistic!r} (known: {', '.join(readers)})")
     return readers[statistic](path, layers)

@@ -26,7 +26,16 @@ What it does (``docs/METHOD.md``): per adapter layer ``A (r, d+1)`` (down weight
 ``adapter_pruning.methods``) chooses its mask for every ``p`` and sets the pruned parameters to real
 zeros. Methods that need data (``activation``, ``taylor``, ``sparsegpt``) get their calibration
 statistics from ``--calibration TASK``: ``--calibration-examples`` training examples of that task
-(seeded with ``--seed``), one pass of the model with the adapter (and its head) over them.
+(seeded with ``--seed``), one pass of the model with the adapter (and its head) over them. The solve
+runs when a method reads ``Â, B̂`` (every method of the element scopes but ``standard_ps``; under
+``--scope UN`` only ``tropical`` and ``tropical_opt``).
+
+``--scope UN`` prunes whole bottleneck units (row ``j`` of ``A``, column ``j`` of ``B``): each layer
+loses ``⌊p · r / 100⌋`` of its ``r`` units (at least one kept), the lowest of the method's unit score
+(``docs/METHOD.md``; ``standard_ps``, ``tropical_pt`` and ``sparsegpt`` have none and are refused),
+and each output also holds ``structured/``: the adapter without the removed units, a smaller standard
+AdapterHub adapter with a per-layer ``reduction_factor`` (:mod:`adapter_pruning.structured`) that plain
+``model.load_adapter(folder)`` loads and that computes what the masked dense adapter computes.
 
 Output, one AdapterHub directory per method and percentage, ``OUT/<method>/p<p>/`` (``p`` printed
 with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
@@ -37,8 +46,10 @@ with ``%g``: ``p90``, ``p92.5``), each written atomically (``io.atomic_dir``)::
     adapter.compact.safetensors  the same tensors, compact and lossless (adapter_pruning.compact)  [compact, both]
     head_config.json, model_head.safetensors | pytorch_model_head.bin   copied when present
     prune_mask.safetensors       uint8 masks (1 = pruned) under the weight names they mask   [dense, both]
+    structured/                  --scope UN: the smaller adapter (adapter_config.json with per-layer
+                                 reduction factors, the weight file in the input's format, the head)
     prune.json                   counts, retained share, mask diagnostics and slack, solver summary, λ,
-                                 calibration, sha256, file sizes, scores
+                                 calibration, sha256, file sizes, scores (UN: widths, units removed)
 
 plus ``OUT/summary.json`` (one row per output, and the unpruned score with ``--evaluate``).
 ``--format`` picks the weight files: ``both`` (default: the folder loads with plain ``load_adapter``
@@ -101,7 +112,7 @@ MASK_FILE = "prune_mask.safetensors"
 COMPACT_FILE = "adapter.compact.safetensors"
 #: Method names: the registry ``adapter_pruning.methods`` (torch-free, so that ``--help`` is fast).
 METHODS = tuple(_registry.names())
-SCOPES = ("CU", "CB", "CN")
+SCOPES = ("CU", "CB", "CN", _registry.UNIT_SCOPE)
 SOLVERS = ("fast", "algorithm1")
 #: ``--format``: which weight files each output holds (the dense one, the compact one, or both).
 FORMATS = ("dense", "compact", "both")
@@ -226,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="CU",
         help="scope group of the p%%: CU = each adapter layer separately (Houlsby: each of the two "
         "adapters per transformer layer), CB = all adapter parameters together, CN = each "
-        "hidden unit's inputs and each output node's inputs separately",
+        "hidden unit's inputs and each output node's inputs separately; UN = whole bottleneck units, "
+        "p%% of each layer's units (rounded down, one kept), written also as a smaller adapter in "
+        "<output>/structured/",
     )
     ap.add_argument(
         "--seed",
@@ -520,6 +533,29 @@ def write_pruned(src: AdapterSource, pruned_layers, layer_masks, dest: Path, fmt
     return {"n_zero": n_zero, "adapter_sha256": sha256_file(dest / src.weights_file), **sizes}
 
 
+def _write_structured(src: AdapterSource, pruned_layers, layer_masks, dest: Path) -> dict:
+    """Under ``--scope UN``: ``dest/structured/``, the pruned adapter without its removed units
+    (:func:`adapter_pruning.structured.write_structured`, weight file in the input's format), checked to
+    hold exactly the kept units of the dense pruned layers. Returns what ``prune.json`` records:
+    ``structured_dir``, ``structured_bytes``, ``structured_sha256``, ``widths``, ``units_removed``."""
+    import torch
+
+    from . import masks, structured
+
+    shrunk = structured.shrink(pruned_layers, layer_masks)
+    out = structured.write_structured(dest / structured.STRUCTURED_DIR, src.path, shrunk)
+    back = masks.extract_layers(_load_state(dest / structured.STRUCTURED_DIR / src.weights_file), src.name)
+    for got, want in zip(back, shrunk):
+        if not all(
+            torch.equal(a, b.to(a.dtype)) for a, b in ((got.A, want.A), (got.B, want.B), (got.up_bias, want.up_bias))
+        ):
+            raise RuntimeError(
+                f"{dest / structured.STRUCTURED_DIR}: {got.prefix} differs from the kept units after writing"
+            )
+    removed = [torch.nonzero(structured.removed_units(m)).flatten().tolist() for m in layer_masks]
+    return {"structured_dir": structured.STRUCTURED_DIR, **out, "units_removed": removed}
+
+
 def _keep_format(dest: Path, src: AdapterSource, fmt: str, info: dict) -> None:
     """For ``--format compact``: remove the dense weight file and the mask file from ``dest`` (both
     were needed for the checks and ``--evaluate``; the compact file holds the same tensors) and say
@@ -605,19 +641,20 @@ def _check_evaluation(args, src: AdapterSource):
 
 
 def _check_calibration(args, src: AdapterSource, methods: list[str]):
-    """What the methods need for calibration (``adapter_pruning.methods``), checked before the solve:
-    ``(calibration examples, statistics)``, or ``(None, [])`` when no method needs data. A method that
-    needs data without ``--calibration`` is refused, naming it; ``taylor`` needs the head for the task."""
+    """What the methods need for calibration in ``--scope`` (``adapter_pruning.methods``), checked before
+    the solve: ``(calibration examples, statistics)``, or ``(None, [])`` when no method needs data. A
+    method that needs data without ``--calibration`` is refused, naming it; ``taylor`` needs the head
+    for the task."""
     from .data import DataError, load_split
     from .stages.calibrate import calibration_sample
 
-    needed = _registry.calibration_needed(methods)
+    needed = _registry.calibration_needed(methods, args.scope)
     if not needed:
         if args.calibration is not None:
             log.info("--calibration %s: no method of --method needs calibration data; not used", args.calibration)
         return None, []
     if args.calibration is None:
-        who = [m for m in methods if _registry.get(m).calibration]
+        who = [m for m in methods if _registry.get(m).calibration_in(args.scope)]
         raise CliError(
             f"--method {' '.join(who)} needs calibration data ({', '.join(needed)}): pass --calibration TASK, "
             "the task whose training examples the adapter was trained for"
@@ -746,6 +783,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     targets = {(m, p): out / m / _format_p(p) for m in methods for p in ps}
 
     # 1. every check before the expensive work
+    for method in methods:
+        try:
+            _registry.get(method).check_scope(args.scope)
+        except ValueError as exc:
+            raise CliError(f"--method {method} --scope {args.scope}: {exc}") from exc
     src = read_adapter_dir(args.adapter_dir)
     model_name, model_resolved = check_model(args.model, src)
     _check_out(out, list(targets.values()))
@@ -770,21 +812,23 @@ def run(args: argparse.Namespace) -> list[dict]:
         src.weights_file,
     )
 
-    # 2. solve once; masks for every method and p
-    try:
-        optimized, per_layer, groups = solve_layers(
-            layers,
-            args.lam,
-            lam2,
-            solver=args.solver,
-            steps=args.steps,
-            tol=args.tol,
-            lr=args.lr,
-            progress=progress,
-            allow_collapse=args.allow_collapse,
-        )
-    except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
-        raise CliError(f"tropical solve failed: {exc}") from exc
+    # 2. solve once (when a method reads Â, B̂); masks for every method and p
+    optimized, per_layer, groups = None, [{} for _ in layers], []
+    if "optimized" in _registry.needs_of(methods, args.scope):
+        try:
+            optimized, per_layer, groups = solve_layers(
+                layers,
+                args.lam,
+                lam2,
+                solver=args.solver,
+                steps=args.steps,
+                tol=args.tol,
+                lr=args.lr,
+                progress=progress,
+                allow_collapse=args.allow_collapse,
+            )
+        except ValueError as exc:  # e.g. a λ so large that a layer vanishes (tropical.solve / masks name it)
+            raise CliError(f"tropical solve failed: {exc}") from exc
 
     rows: list[dict] = []
     base = {
@@ -838,6 +882,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 "retained": 1.0,
                 "dense_bytes": (src.path / src.weights_file).stat().st_size,
                 "compact_bytes": None,
+                "structured_bytes": None,
                 "dir": str(src.path),
                 "scores": full_scores,
             }
@@ -850,7 +895,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         spec = _registry.get(method)
         try:
             if method not in rankings:  # a method's scores do not depend on p
-                rankings[method] = spec.ranking(inputs)
+                rankings[method] = spec.ranking(inputs, args.scope)
             got = spec.masks(inputs, p, args.scope, rankings[method])
             pruned = spec.apply(inputs, got.masks)
         except ValueError as exc:
@@ -876,10 +921,14 @@ def run(args: argparse.Namespace) -> list[dict]:
             "weights_file": src.weights_file,
             "mask_file": MASK_FILE,
             "compact_file": None if args.format == "dense" else COMPACT_FILE,
+            "structured_dir": None,
+            "structured_bytes": None,
         }
         target = targets[(method, p)]
         with atomic_dir(target) as tmp:
             info.update(write_pruned(src, pruned, chosen, Path(tmp), args.format))
+            if args.scope == _registry.UNIT_SCOPE:
+                info.update(_write_structured(src, pruned, chosen, Path(tmp)))
             if evaluator is not None:
                 info["evaluation"] = {
                     "task": args.evaluate,
@@ -898,6 +947,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             "n_params": n_params,
             "dense_bytes": info["dense_bytes"],
             "compact_bytes": info["compact_bytes"],
+            "structured_bytes": info["structured_bytes"],
             "dir": str(target),
         }
         if evaluator is not None:
@@ -928,14 +978,20 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _print_table(rows: list[dict], metric: str | None) -> None:
-    def size(n):
-        return f"{n:>13,}" if n is not None else f"{'-':>13}"
+    """One line per row: method, p, retained %, the bytes of the dense and the compact weight file
+    (and of the structured one, when a row has it: ``--scope UN``), the score, the output folder."""
 
+    def size(n, width=13):
+        return f"{n:>{width},}" if n is not None else f"{'-':>{width}}"
+
+    structured = any(r.get("structured_bytes") is not None for r in rows)
     head = f"{'method':<12} {'p':>6} {'retained %':>10} {'dense bytes':>13} {'compact bytes':>13}"
+    head += f" {'structured bytes':>16}" if structured else ""
     print(head + (f" {metric:>10}" if metric else "") + "  output")
     for r in rows:
         score = f" {100 * r['scores'][metric]:>10.2f}" if metric else ""
         sizes = f"{size(r['dense_bytes'])} {size(r['compact_bytes'])}"
+        sizes += f" {size(r.get('structured_bytes'), 16)}" if structured else ""
         print(f"{r['method']:<12} {r['p']:>6g} {100 * r['retained']:>10.2f} {sizes}{score}  {r['dir']}")
 
 

@@ -16,8 +16,9 @@ the workflow before any job runs:
 3. :func:`check_semantics` checks what the schema cannot express: the data mirror folder exists,
    ``model`` is a registered alias, a local model folder with ``config.json``, or a valid Hugging Face
    model id (:func:`hf_model_id_problem`), every entry of ``adapters`` is a saved adapter the
-   workflow can use for its task on that model (:func:`adapter_problems`), and every pair of
-   ``report.comparisons`` names two configured methods (:func:`comparison_pairs`).
+   workflow can use for its task on that model (:func:`adapter_problems`), every pair of
+   ``report.comparisons`` names two configured methods (:func:`comparison_pairs`), and every method
+   run under the unit scope ``UN`` has unit scores (:func:`unit_problems`).
 
 Each error is a :class:`ConfigError`. The module also derives values the rules use: :func:`canonical`
 params strings, :func:`model_label` and :func:`fmt_p` (code hashes: :mod:`adapter_pruning.codehash`).
@@ -50,6 +51,9 @@ __all__ = [
     "load_schema",
     "model_aliases",
     "model_label",
+    "scope_grid",
+    "unit_problems",
+    "unit_tasks",
 ]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
@@ -209,6 +213,7 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
     problems += _comparison_problems(config)[1]
     if config.get("pruning", {}).get("dense_small") and len(problems) == n_before:
         problems += dense_small_problems(config, resolve_path(model, basedir) if local else model)
+    problems += unit_problems(config)
     if config.get("adapters"):
         problems += adapter_problems(
             config,
@@ -218,6 +223,63 @@ def check_semantics(config: Mapping[str, Any], basedir: str | Path) -> None:
         )
     if problems:
         raise ConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
+
+
+def _task_scopes(config: Mapping[str, Any], task: str) -> list[str]:
+    scopes = config.get("pruning", {}).get("scopes", {})
+    return list(scopes.get(task, scopes.get("default", ["CU"])))
+
+
+def unit_tasks(config: Mapping[str, Any]) -> list[str]:
+    """The configured tasks whose ``pruning.scopes`` list the unit scope ``UN``."""
+    from .methods import UNIT_SCOPE
+
+    return [t for t in config.get("tasks", []) if UNIT_SCOPE in _task_scopes(config, t)]
+
+
+def scope_grid(config: Mapping[str, Any], scope: str) -> tuple[list[str], list[float]]:
+    """The methods and percentages run in ``scope``: ``pruning.methods`` and ``pruning.percentages``,
+    or under ``UN`` ``pruning.units.methods`` and ``pruning.units.percentages`` where given."""
+    from .methods import UNIT_SCOPE
+
+    pruning = config["pruning"]
+    methods, pcts = list(pruning["methods"]), list(pruning["percentages"])
+    if scope == UNIT_SCOPE:
+        units = pruning.get("units") or {}
+        methods = list(units.get("methods") or methods)
+        pcts = list(units.get("percentages") or pcts)
+    return methods, pcts
+
+
+def unit_problems(config: Mapping[str, Any]) -> list[str]:
+    """One message per method that a task's unit scope ``UN`` would run without unit scores
+    (:meth:`adapter_pruning.methods.MaskMethod.supports`), naming the key that lists it
+    (``pruning.units.methods``, or ``pruning.methods`` when that is null) and the scope key, and per
+    entry of ``pruning.units.methods`` that ``pruning.methods`` does not list. Nothing to check
+    without a task that lists ``UN``."""
+    from . import methods as registry
+
+    tasks = unit_tasks(config)
+    if not tasks:
+        return []
+    pruning = config["pruning"]
+    scopes = pruning.get("scopes", {})
+    scope_keys = ", ".join(dict.fromkeys(f"pruning.scopes.{t if t in scopes else 'default'}" for t in tasks))
+    given = (pruning.get("units") or {}).get("methods")
+    key = "pruning.units.methods" if given is not None else "pruning.methods"
+    listed = list(given if given is not None else pruning.get("methods") or [])
+    problems = []
+    for i, name in enumerate(listed):
+        where = f"{key}[{i}] = {json.dumps(name)}"
+        if given is not None and name not in (pruning.get("methods") or []):
+            problems.append(f"{where}: not in pruning.methods {list(pruning.get('methods') or [])}")
+        elif name in registry.REGISTRY and not registry.REGISTRY[name].supports(registry.UNIT_SCOPE):
+            hint = "" if given is not None else "; list the methods to run under UN in pruning.units.methods"
+            problems.append(
+                f"{where}: the unit scope UN ({scope_keys}) needs unit scores, and {name} has none "
+                f"({registry.REGISTRY[name].no_units}){hint}"
+            )
+    return problems
 
 
 def _hidden_size(model: str | Path) -> int | None:

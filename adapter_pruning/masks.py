@@ -32,6 +32,16 @@ class-blind, all adapter parameters of the model form one group; ``CN`` node-wis
 ``A`` (``d+1`` entries: a hidden unit's inputs and bias) and each row of ``[B | up_bias]``
 (``r+1`` entries: an output node's inputs and bias) is a group. Classification heads are never
 part of any group: ``load_into_model`` only writes the adapters' four tensors per layer.
+
+The unit scope ``UN`` (:data:`UNIT_SCOPE`, structured pruning) removes whole bottleneck units: unit
+``j`` of a layer is row ``j`` of ``A`` (its ``d`` input weights and its bias) and column ``j`` of
+``B``; a removed unit contributes exactly nothing (``ReLU(0) = 0``), so the pruned layer is a
+narrower bottleneck (:mod:`adapter_pruning.structured`). Layer ``l`` of width ``r_l`` removes
+``k_l = min(⌊p · r_l / 100⌋, r_l − 1)`` units (:func:`n_units_to_remove`: at least one unit is kept),
+the ``k_l`` lowest of a per-unit score (:func:`unit_masks`, ties by a secondary score if given,
+then by unit index); the up bias is never removed. Every method removes the same number of units
+per layer, so all are count-matched by construction; :func:`unit_method_masks` gives a method's
+:class:`MethodMasks` with Standard's unit mask (:func:`magnitude_unit_scores`) as the reference.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ALL_SCOPES",
     "AdapterLayer",
     "COUNTS",
     "LayerMask",
@@ -54,19 +65,30 @@ __all__ = [
     "MethodMasks",
     "Ranking",
     "SCOPES",
+    "UNIT_SCOPE",
     "apply_masks",
     "extract_layers",
     "layers_to_state_dict",
     "load_into_model",
     "mask_agreement",
+    "magnitude_unit_scores",
     "mask_report",
     "method_masks",
     "n_to_prune",
+    "n_units_to_remove",
     "pruning_masks",
     "stack_layers",
+    "unit_layer_mask",
+    "unit_masks",
+    "unit_method_masks",
 ]
 
+#: The element scopes: each prunes single parameters within its scope groups.
 SCOPES = ("CU", "CB", "CN")
+#: The unit scope: whole bottleneck units per layer (structured pruning).
+UNIT_SCOPE = "UN"
+#: Every scope a state can have.
+ALL_SCOPES = (*SCOPES, UNIT_SCOPE)
 #: The paper's two methods, built into :func:`method_masks`; the others are rankings
 #: (:class:`Ranking`) that ``adapter_pruning.methods`` defines.
 METHODS = ("standard", "tropical")
@@ -539,6 +561,119 @@ def pruning_masks(
         raise ValueError("optimized must hold one (A_hat, B_hat) pair per layer: got None")
     rankings = {name: Ranking(scores=per_layer) for name, per_layer in (scores or {}).items()}
     return {name: mm.masks for name, mm in method_masks(layers, optimized, p, scope, rankings).items()}
+
+
+# --------------------------------------------------------------------------- unit scope (structured)
+
+
+def n_units_to_remove(p: float, r: int) -> int:
+    """``k = min(⌊p · r / 100⌋, r − 1)``: the units a layer of width ``r`` loses at pruning percentage
+    ``p`` (exact decimal arithmetic as :func:`n_to_prune`; at least one unit is kept)."""
+    if r < 1:
+        raise ValueError(f"a bottleneck needs at least one unit, got width {r}")
+    return min(n_to_prune(p, r), r - 1)
+
+
+def unit_layer_mask(layer: AdapterLayer, removed: Tensor) -> LayerMask:
+    """The :class:`LayerMask` that removes the units ``removed`` (bool ``(r,)``, ``True`` = removed)
+    of ``layer``: row ``j`` of ``A`` (weights and bias) and column ``j`` of ``B`` for every removed
+    ``j``; the up bias is never masked."""
+    r = layer.A.shape[0]
+    removed = removed.to(device=layer.A.device, dtype=torch.bool)
+    if removed.shape != (r,):
+        raise ValueError(f"layer {layer.prefix!r}: unit mask of shape {tuple(removed.shape)}, expected ({r},)")
+    return LayerMask(
+        prefix=layer.prefix,
+        A=removed[:, None].expand(layer.A.shape).clone(),
+        B=removed[None, :].expand(layer.B.shape).clone(),
+        up_bias=torch.zeros(layer.up_bias.shape, dtype=torch.bool, device=layer.up_bias.device),
+    )
+
+
+def magnitude_unit_scores(layers: Sequence[AdapterLayer]) -> list[Tensor]:
+    """Per layer ``(r,)`` float64: ``‖a_j‖ · ‖b_j‖``, the Euclidean norms of row ``j`` of ``A`` (with
+    its bias) and of column ``j`` of ``B``. Invariant to the per-unit scale split
+    ``a_j → α a_j, b_j → b_j / α`` (``α > 0``), which changes neither the adapter's function nor this
+    product (per-weight magnitudes change with it)."""
+    return [
+        torch.linalg.vector_norm(layer.A.to(torch.float64), dim=1)
+        * torch.linalg.vector_norm(layer.B.to(torch.float64), dim=0)
+        for layer in layers
+    ]
+
+
+def _check_unit_scores(layers: Sequence[AdapterLayer], scores, what: str) -> list[Tensor]:
+    if scores is None or len(scores) != len(layers):
+        n = "None" if scores is None else len(scores)
+        raise ValueError(f"{what}: one (r,) score vector per layer: {len(layers)} layers, got {n}")
+    out = []
+    for layer, s in zip(layers, scores):
+        r = layer.A.shape[0]
+        if tuple(s.shape) != (r,):
+            raise ValueError(f"{what} of layer {layer.prefix!r}: shape {tuple(s.shape)}, expected ({r},)")
+        s = s.detach().to(layer.A.device, torch.float64)
+        if not bool(torch.isfinite(s).all()):
+            raise ValueError(f"{what} of layer {layer.prefix!r} contain NaN or inf")
+        out.append(s)
+    return out
+
+
+def unit_masks(
+    layers: Sequence[AdapterLayer],
+    unit_scores: Sequence[Tensor],
+    p: float,
+    *,
+    tie: Sequence[Tensor] | None = None,
+) -> list[LayerMask]:
+    """The masks that remove, in every layer, its :func:`n_units_to_remove` lowest-scored units.
+
+    Args:
+        layers: the adapter layers (``extract_layers``).
+        unit_scores: per layer ``(r,)`` scores (compared as float64); the lowest go first.
+        p: pruning percentage in ``(0, 100)``: the share of each layer's units removed, rounded down,
+            at least one unit kept.
+        tie: optional per layer ``(r,)``: equal scores are ordered by ``tie``, then by unit index
+            (without it, by unit index).
+
+    Returns:
+        One :class:`LayerMask` per layer (:func:`unit_layer_mask`). The removed sets are nested in
+        ``p`` (same scores, a larger count removes a superset).
+    """
+    p = _check_p(p)
+    if len(layers) == 0:
+        raise ValueError("unit_masks: no layers given")
+    scores = _check_unit_scores(layers, unit_scores, "unit scores")
+    ties = None if tie is None else _check_unit_scores(layers, tie, "unit tie scores")
+    out = []
+    for k, (layer, s) in enumerate(zip(layers, scores)):
+        ranks = _ranks(s[None], None if ties is None else ties[k][None])[0]
+        out.append(unit_layer_mask(layer, ranks < n_units_to_remove(p, s.shape[0])))
+    return out
+
+
+def unit_method_masks(
+    layers: Sequence[AdapterLayer],
+    unit_scores: Sequence[Tensor],
+    p: float,
+    *,
+    tie: Sequence[Tensor] | None = None,
+    magnitude: bool = False,
+) -> MethodMasks:
+    """One method's :class:`MethodMasks` under the unit scope at ``p``: its :func:`unit_masks`; as
+    ``reference`` Standard's unit masks (:func:`magnitude_unit_scores`, ties by unit index), which
+    remove the same number of units in every layer; ``slack`` the most parameters in which the
+    method's pruned set can differ from Standard's (the rule of :class:`MethodMasks` for a free
+    ranking, ``min(count, candidates)``, in units): ``min(k_l, r_l − k_l) · (2d + 1)`` summed over the
+    layers, and 0 for Standard itself (``magnitude=True``: ``unit_scores`` are the magnitudes)."""
+    chosen = unit_masks(layers, unit_scores, p, tie=tie)
+    reference = chosen if magnitude else unit_masks(layers, magnitude_unit_scores(layers), p)
+    slack = 0
+    if not magnitude:
+        for layer in layers:
+            r, d1 = layer.A.shape
+            k = n_units_to_remove(p, r)
+            slack += min(k, r - k) * (2 * d1 - 1)
+    return MethodMasks(masks=chosen, reference=reference, slack=slack)
 
 
 def apply_masks(

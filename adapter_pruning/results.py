@@ -16,7 +16,9 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
   ``n_pruned`` the parameters it does not have, so ``retained`` is its exact share;
 * ``dense_bytes``: size of the state's ``adapter.safetensors`` (what ``load_adapter`` reads);
   ``compact_bytes``: size of its ``adapter.compact.safetensors`` (:mod:`adapter_pruning.compact`;
-  null for ``full`` and ``dense_small``, which have no compact file);
+  null for ``full`` and ``dense_small``, which have no compact file); ``structured_bytes``: size of
+  the weight file of its ``structured/`` adapter, the smaller standard adapter of a unit-pruned state
+  (scope ``UN``, :mod:`adapter_pruning.structured`; null for every other state);
 * ``split, metric, score`` (0..1) and ``primary`` (the task's own metric, used by the tables);
 * ``jaccard_standard``: retained-set Jaccard of this state's mask with the count-matched Standard
   mask of the same scope groups (1 for Standard; null for ``full``); ``pruned_outside_standard``:
@@ -25,8 +27,10 @@ One row per evaluated state (the full model, or one pruned ``(scope, method, p)`
 * ``slack``: the room the method had to differ from that Standard mask: the most entries in which its
   pruned set can differ from Standard's, summed over the scope groups (``masks.MethodMasks``: Tropical
   ``min(k_T, |P_S| − k_T)``, a free ranking of ``c`` entries ``min(c, n − c)`` with ``c = k_T`` when
-  count-matched and ``k`` at p, magnitude pruning 0; null for ``full`` and ``dense_small``); ``width``: the bottleneck width ``r`` of the evaluated adapter
-  (the full adapter's for pruned states);
+  count-matched and ``k`` at p, magnitude pruning 0; under ``UN`` the same rule in units,
+  ``min(k_l, r_l − k_l) (2d + 1)``; null for ``full`` and ``dense_small``); ``width``: the bottleneck
+  width ``r`` of the evaluated adapter (the full adapter's for pruned states, ``UN`` included: the
+  structured adapter's widths are in ``prune.json``);
 * ``precision``: the precision the state was scored in (``evaluation.precision``: ``fp32``, ``bf16``,
   ``tf32``); ``train_precision``: the one its adapter was trained in (``training.precision``, from the
   adapter's ``metrics.json``; null for an adapter imported from elsewhere). Both define the score
@@ -68,6 +72,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "n_pruned": pl.Int64,
     "dense_bytes": pl.Int64,
     "compact_bytes": pl.Int64,
+    "structured_bytes": pl.Int64,
     "split": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
@@ -153,6 +158,7 @@ def score_frame(
     lam: float | None = None,
     dense_bytes: int | None = None,
     compact_bytes: int | None = None,
+    structured_bytes: int | None = None,
 ) -> pl.DataFrame:
     """The rows of one evaluated state: one per split and metric of ``scores`` (``{split: {metric: value}}``).
     ``provenance``: ``device``, ``torch``, ``transformers``, ``adapters`` (:func:`runtime_provenance`),
@@ -166,6 +172,7 @@ def score_frame(
             "n_pruned": int(n_pruned),
             "dense_bytes": dense_bytes,
             "compact_bytes": compact_bytes,
+            "structured_bytes": structured_bytes,
             "split": split,
             "metric": metric,
             "score": float(value),

@@ -41,13 +41,36 @@ MODEL = apc.model_label(config)
 TASKS = list(config["tasks"])
 SEEDS = [int(s) for s in config["seeds"]]
 METHODS = list(config["pruning"]["methods"])
-# The calibration statistics the configured methods read (rule calibrate writes one file each).
-CALIBRATION = apm.calibration_needed(METHODS)
+PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
+# The unit scope (structured pruning: whole bottleneck units) for the tasks whose scopes list it, with
+# its own methods and percentages (pruning.units; by default those above).
+UNIT_SCOPE = apm.UNIT_SCOPE
+UNIT_TASKS = apc.unit_tasks(config)
+UNIT_METHODS = apc.scope_grid(config, UNIT_SCOPE)[0]
+UNIT_PCTS = [apc.fmt_p(p) for p in apc.scope_grid(config, UNIT_SCOPE)[1]]
+
+
+def methods_for(scope):
+    """The methods run in `scope`: pruning.methods, or under UN those of pruning.units."""
+    return UNIT_METHODS if scope == UNIT_SCOPE else METHODS
+
+
+def pcts_for(scope):
+    """The percentages (path text) run in `scope`."""
+    return UNIT_PCTS if scope == UNIT_SCOPE else PCTS
+
+
+# The calibration statistics the configured methods read in the scopes they run in (rule calibrate
+# writes one file each).
+CALIBRATION = [
+    s
+    for s in apm.CALIBRATION
+    if s in apm.calibration_needed(METHODS) or (UNIT_TASKS and s in apm.calibration_needed(UNIT_METHODS, UNIT_SCOPE))
+]
 # Bottleneck widths of the dense small adapters trained from scratch (pruning.dense_small).
 DENSE_SMALL = [int(w) for w in config["pruning"]["dense_small"]]
 # The (target, reference) method pairs of comparison.*, comparison_verdicts.* and figures/delta/.
 PAIRS = apc.comparison_pairs(config)
-PCTS = [apc.fmt_p(p) for p in config["pruning"]["percentages"]]
 # The λ values ({path text: value}); with several, the tropical/, pruned/, scores/ and predictions/
 # paths get a lam<λ>/ level (LAM); with one, they keep the one-λ layout and `lam` is not a wildcard.
 LAMS = apc.lambdas(config)
@@ -67,7 +90,7 @@ METHOD_PATTERN = "|".join(sorted(apm.names(), key=len, reverse=True))
 # An evaluated state: `full` (the trained adapter), a dense small adapter `dense_small/r<width>` (its
 # folder below the seed's), or a pruned one, `<LAM><scope>/<method>/p<p>` (the path of its pruned
 # adapter folder below pruned/, and of its score and predictions files).
-PRUNED_STATE = (r"lam\d+(\.\d+)?/" if len(LAMS) > 1 else "") + rf"(CU|CB|CN)/({METHOD_PATTERN})/p\d+(\.\d+)?"
+PRUNED_STATE = (r"lam\d+(\.\d+)?/" if len(LAMS) > 1 else "") + rf"(CU|CB|CN|UN)/({METHOD_PATTERN})/p\d+(\.\d+)?"
 DENSE_STATE = r"dense_small/r\d+"
 STATE = f"full|{DENSE_STATE}|{PRUNED_STATE}"
 # The states that `evaluate` scores: every state, or in per_sweep mode `full` and the dense small
@@ -80,7 +103,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
     task="|".join(TASKS),
     seed=r"\d+",
-    scope="CU|CB|CN",
+    scope="CU|CB|CN|UN",
     method=METHOD_PATTERN,
     width=r"\d+",
     lam=r"\d+(\.\d+)?",
@@ -142,9 +165,19 @@ def data_file(split):
 # written once, in its rule. These functions run when report.smk defines aggregate and the report
 # rules, after every rule they name is defined.
 def pruned_states(task):
-    """The pruned states of one task, `<LAM><scope>/<method>/p<p>`: the λ values, its scopes, the
-    methods and the percentages."""
-    states = expand(f"{LAM}{{scope}}/{{method}}/p{{p}}", lam=list(LAMS), scope=scopes_for(task), method=METHODS, p=PCTS)
+    """The pruned states of one task, `<LAM><scope>/<method>/p<p>`: the λ values, its scopes, and each
+    scope's methods and percentages."""
+    states = [
+        state
+        for scope in scopes_for(task)
+        for state in expand(
+            f"{LAM}{{scope}}/{{method}}/p{{p}}",
+            lam=list(LAMS),
+            scope=scope,
+            method=methods_for(scope),
+            p=pcts_for(scope),
+        )
+    ]
     return list(dict.fromkeys(states))
 
 
@@ -197,17 +230,18 @@ def state_dir(wildcards):
     return f"{seed_dir}/pruned/{wildcards.state}"
 
 
-def sweep_files(template):
+def sweep_files(template, scope=None):
     """`template` (with a {state} wildcard) for every method and p of one (λ, scope), method-major
     (the order of the prune outputs), the other wildcards left in place; the outputs of a per_sweep
-    job."""
-    states = [f"{LAM}{{scope}}/{m}/p{p}" for m in METHODS for p in PCTS]
+    job of an element scope (`scope` None) or of the unit scope (`scope` UN)."""
+    states = [f"{LAM}{{scope}}/{m}/p{p}" for m in methods_for(scope) for p in pcts_for(scope)]
     return expand(template, state=states, allow_missing=True)
 
 
 def percentages_of(wildcards):
-    """The p values of a prune job: its `p` wildcard (per_state), or every percentage (per_sweep)."""
-    return [wildcards.p] if "p" in wildcards.keys() else PCTS
+    """The p values of a prune job: its `p` wildcard (per_state), or every percentage of its scope
+    (per_sweep)."""
+    return [wildcards.p] if "p" in wildcards.keys() else pcts_for(wildcards.scope)
 
 
 def all_traces():
@@ -225,21 +259,23 @@ def lam_of(wildcards):
 
 
 def job_methods(wildcards):
-    """The methods of a prune job: its `method` wildcard (per_state), or every method (per_sweep)."""
+    """The methods of a prune job: its `method` wildcard (per_state), or every method of its scope
+    (per_sweep)."""
     method = wildcards.get("method")
-    return [method] if method else METHODS
+    return [method] if method else methods_for(wildcards.scope)
 
 
 def calibration_for(wildcards):
-    """The calibration statistics the job's methods read (adapter_pruning.methods; none for most)."""
-    stats = apm.calibration_needed(job_methods(wildcards))
+    """The calibration statistics the job's methods read in its scope (adapter_pruning.methods; none
+    for most)."""
+    stats = apm.calibration_needed(job_methods(wildcards), wildcards.scope)
     return [expand(getattr(rules.calibrate.output, s), **wildcards)[0] for s in stats]
 
 
 def optimized_for(wildcards):
-    """The tropical solve's Â, B̂ of the job's λ, if one of the job's methods reads them (every method
-    whose count is Tropical's does)."""
-    if "optimized" not in apm.needs_of(job_methods(wildcards)):
+    """The tropical solve's Â, B̂ of the job's λ, if one of the job's methods reads them in its scope
+    (every method whose count is Tropical's does; under UN only tropical and tropical_opt)."""
+    if "optimized" not in apm.needs_of(job_methods(wildcards), wildcards.scope):
         return []
     return expand(rules.tropical_solve.output.optimized, **wildcards)
 

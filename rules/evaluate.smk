@@ -46,6 +46,8 @@ if config["evaluation"]["mode"] == "per_sweep":
             f"logs/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.log",
         benchmark:
             f"logs/benchmarks/evaluate/{{model}}/{{task}}/seed{{seed}}/{LAM}{{scope}}_sweep.tsv"
+        wildcard_constraints:
+            scope="CU|CB|CN",
         conda:
             "../envs/pipeline.yaml"
         threads: 1
@@ -58,3 +60,20 @@ if config["evaluation"]["mode"] == "per_sweep":
             code=code_hash("evaluate.py"),
         script:
             "../scripts/evaluate.py"
+
+    if UNIT_TASKS:
+
+        use rule evaluate_sweep as evaluate_units_sweep with:
+            input:
+                states=rules.prune_units.output.pruned,
+                validation=data_file("validation"),
+                test=data_file("test"),
+            output:
+                scores=sweep_files(rules.evaluate.output.scores, UNIT_SCOPE),
+                predictions=sweep_files(rules.evaluate.output.predictions, UNIT_SCOPE),
+            wildcard_constraints:
+                scope=UNIT_SCOPE,
+            resources:  # replaces evaluate_sweep's resources as a whole (use rule ... with)
+                gpu=GPUS_PER_JOB,
+                mem_mb=6000,
+                runtime=30 + 5 * len(UNIT_METHODS) * len(UNIT_PCTS),

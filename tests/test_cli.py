@@ -539,7 +539,7 @@ def test_choices_match_the_package():
     """The CLI keeps its choices torch-free (fast ``--help``); they must equal the package's."""
     from adapter_pruning import data, masks, methods, tropical
 
-    assert cli.METHODS == tuple(methods.names()) and cli.SCOPES == masks.SCOPES and cli.SOLVERS == tropical.METHODS
+    assert cli.METHODS == tuple(methods.names()) and cli.SCOPES == masks.ALL_SCOPES and cli.SOLVERS == tropical.METHODS
     assert cli.SPLITS == data.SPLITS
     from adapter_pruning import compact
 

@@ -91,7 +91,8 @@ def test_registry_names_and_needs():
     assert need["taylor"] == {"optimized", "gradients"}
     assert need["sparsegpt"] == {"optimized", "second_moments"}
     assert methods.calibration_needed(["standard", "tropical", "random"]) == []
-    assert methods.calibration_needed(["taylor", "activation", "sparsegpt"]) == list(methods.CALIBRATION)
+    assert methods.calibration_needed(["taylor", "activation", "sparsegpt"]) == list(methods.CALIBRATION[:3])
+    assert methods.calibration_needed(["activation"], "UN") == ["activation_mean"]
     assert methods.needs_of(["standard_ps"]) == set()
     with pytest.raises(ValueError, match="unknown pruning method 'magnitude'.*standard, standard_ps"):
         methods.get("magnitude")

@@ -81,6 +81,8 @@ EXPECTED = {
     },
     # the compact file is written by the prune stage only (and checked by aggregate's verifier)
     "adapter_pruning/compact.py": {"prune", "evaluate"} | REPORTS,
+    # the structured adapter of a unit-pruned state: written by prune, checked by aggregate's verifier
+    "adapter_pruning/structured.py": {"prune", "evaluate"} | REPORTS,
     # import_adapter runs only for tasks under `adapters:`, calibrate only for the methods that need
     # data; the tiny run trains every task and runs standard and tropical
     "adapter_pruning/stages/import_adapter.py": set(),

@@ -352,12 +352,41 @@ def test_per_sweep_mode_writes_the_same_results(tiny_run, tmp_path):
         assert pl.read_parquet(copy / rel).equals(pl.read_parquet(f)), rel
 
 
+def test_unit_scope_per_state(tiny_run, tmp_path):
+    """The unit scope UN (structured pruning) for trec beside CU in per_state mode, run only up to its
+    score file: one prune and one evaluate job for the state (tropical reads the run's solve), the state's
+    folder with structured/, the score rows with the retained parameter share and the structured bytes.
+    per_sweep mode (prune_units, evaluate_units_sweep) runs UN end to end in the study test below."""
+    import shutil
+
+    workdir, cfg, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, symlinks=True)
+    base = yaml.safe_load(cfg.read_text())
+    base["pruning"]["scopes"] = {**base["pruning"]["scopes"], "trec": ["CU", "UN"]}
+    base["pruning"]["units"] = {"methods": ["tropical"], "percentages": [75]}
+    seed_dir = Path("results") / "tiny" / "trec" / "seed0"
+    target = seed_dir / "scores" / "UN" / "tropical" / "p75.parquet"
+    proc = run_snakemake(copy, write_config(tmp_path / "units.yaml", base), "--cores", "2", str(target), timeout=600)
+    assert job_counts(proc.stdout + proc.stderr) == {"prune": 1, "evaluate": 1}
+    df = pl.read_parquet(copy / target)
+    assert df["scope"].unique().to_list() == ["UN"] and df["n_pruned"].unique().to_list() == [3 * 2 * 129]
+    assert df["retained"].unique().to_list() == [1 - 3 * 2 * 129 / (2 * (4 * 129 + 64))]
+    assert (df["structured_bytes"] < df["dense_bytes"]).all()
+    state = copy / seed_dir / "pruned" / "UN" / "tropical" / "p75"
+    info = json.loads((state / "prune.json").read_text())
+    assert info["widths"] == [1, 1] and len(info["units_removed"][0]) == 3
+    assert info["structured_bytes"] == (state / "structured" / "adapter.safetensors").stat().st_size
+
+
 def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     """The comparison study's machinery on the tiny run: two λ (a lam<λ>/ level in the paths, a `lam`
-    column), every mask method of the registry (rule calibrate writes the three statistics in one job),
+    column), every mask method of the registry (rule calibrate writes the four statistics in one job),
     dense small adapters, per_sweep jobs, comparison.* with two configured pairs (P_T alone against P_S
     alone among them) and the per-task figures. The λ = 0.5 states of standard and tropical are those of
-    the one-λ run (λ 0.5 is its default)."""
+    the one-λ run (λ 0.5 is its default). The unit scope UN (structured pruning) runs beside CU with
+    every method that has unit scores at one p (prune_units, evaluate_units_sweep): the same units
+    removed per layer by every method, the structured adapter's bytes in results.parquet."""
     import shutil
 
     from adapter_pruning import methods
@@ -371,6 +400,8 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     base["tropical"] = {**base.get("tropical", {}), "lam": [0.5, 1.0]}
     base["pruning"] = {**base["pruning"], "methods": methods.names(), "dense_small": [1, 2]}
     base["pruning"]["calibration_examples"] = 32
+    base["pruning"]["scopes"] = {**base["pruning"]["scopes"], "trec": ["CU", "UN"]}
+    base["pruning"]["units"] = {"methods": methods.unit_methods(), "percentages": [50]}
     pairs = [["tropical", "standard"], ["tropical_pt", "standard_ps"]]
     base["report"] = {**base.get("report", {}), "zonotope_task": "trec", "table_lam": 0.5, "comparisons": pairs}
     study = write_config(tmp_path / "study.yaml", base)
@@ -378,7 +409,9 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     assert "train_adapter" not in planned and planned["calibrate"] == 1 and planned["tropical_solve"] == 2
     # one job per λ (per_sweep: every method and p of a scope in one job); the full model's scores stand;
     # each dense small adapter is trained and scored by a job of its own
-    assert planned["prune"] == planned["evaluate_sweep"] == 2
+    assert (
+        planned["prune"] == planned["evaluate_sweep"] == planned["prune_units"] == planned["evaluate_units_sweep"] == 2
+    )
     assert planned["train_dense_small"] == planned["evaluate"] == 2
     run_snakemake(copy, study, "--cores", "2", timeout=900)
     # evaluation.precision defines calibration and scoring: changing it reruns those (the full model and
@@ -389,8 +422,17 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     replanned = job_counts(run_snakemake(copy, changed, "-n", "--quiet", "rules", timeout=120).stdout)
     assert replanned["calibrate"] == 1 and replanned["evaluate_sweep"] == 2 and replanned["evaluate"] == 1 + 2
     assert replanned["prune"] == 2 and not {"train_adapter", "train_dense_small", "tropical_solve"} & set(replanned)
+    assert replanned["prune_units"] == replanned["evaluate_units_sweep"] == 2  # UN: activation and taylor
     res = _results(copy)
-    pruned = res.filter(~pl.col("method").is_in(["full", "dense_small"]))
+    units = res.filter(pl.col("scope") == "UN")
+    pruned = res.filter(~pl.col("method").is_in(["full", "dense_small"]), pl.col("scope") != "UN")
+    assert pruned["structured_bytes"].is_null().all()
+    # UN: every unit method at p 50 removes 2 of the 4 units of each layer: the same parameters
+    assert sorted(units["method"].unique().to_list()) == sorted(methods.unit_methods())
+    assert units["p"].unique().to_list() == [50.0] and units["n_pruned"].unique().to_list() == [2 * 2 * 129]
+    assert units["retained"].unique().to_list() == [1 - 2 * 2 * 129 / (2 * (4 * 129 + 64))]
+    assert (units["structured_bytes"] < units["dense_bytes"]).all() and units["compact_bytes"].is_not_null().all()
+    assert (units.filter(pl.col("method") == "standard")["slack"] == 0).all()
     assert sorted(pruned["lam"].unique().to_list()) == [0.5, 1.0]
     assert sorted(pruned["method"].unique().to_list()) == sorted(methods.names())
     counts = pruned.unique(["lam", "scope", "method", "p"]).pivot(
@@ -409,6 +451,15 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     seed_dir = copy / "results" / "tiny" / "trec" / "seed0"
     assert (seed_dir / "pruned" / "lam1" / "CU" / "sparsegpt" / "p90" / "prune.json").is_file()
     assert (seed_dir / "predictions" / "lam0.5" / "CU" / "taylor" / "p50.parquet").is_file()
+    for method in methods.unit_methods():
+        info = json.loads((seed_dir / "pruned" / "lam1" / "UN" / method / "p50" / "prune.json").read_text())
+        assert (
+            info["widths"] == [2, 2]
+            and info["structured_bytes"]
+            == (seed_dir / "pruned" / "lam1" / "UN" / method / "p50" / "structured" / "adapter.safetensors")
+            .stat()
+            .st_size
+        )
     for statistic in methods.CALIBRATION:
         assert (seed_dir / "calibration" / f"{statistic}.safetensors").is_file()
     # dense small adapters: width 1 and 2 of the full width 4 (hidden 64), at their exact retained share
@@ -421,22 +472,33 @@ def test_study_mode_lambdas_methods_and_dense_small(tiny_run, tmp_path):
     assert (seed_dir / "dense_small" / "r2" / "dense_small.json").is_file()
     one_lambda = _results(workdir).filter(pl.col("task") == "trec", pl.col("method").is_in(["standard", "tropical"]))
     same = res.filter(
-        pl.col("lam").is_null() | (pl.col("lam") == 0.5), pl.col("method").is_in(["standard", "tropical"])
+        pl.col("lam").is_null() | (pl.col("lam") == 0.5),
+        pl.col("method").is_in(["standard", "tropical"]),
+        pl.col("scope") != "UN",
     )
     assert same.sort(pl.all()).equals(one_lambda.sort(pl.all()))
     # every table, column and figure for each of the two configured pairs, slack and the dense small adapters
     summary = copy / "results" / "summary"
     comparison = pl.read_csv(summary / "comparison.csv")
-    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2 * 2
+    # CU: 2 λ x 2 p x 2 pairs; UN: 2 λ x 1 p for tropical - standard (P_T, P_S alone have no unit form)
+    assert sorted(comparison["lam"].unique().to_list()) == [0.5, 1.0] and comparison.height == 2 * 2 * 2 + 2
+    assert comparison.filter(pl.col("scope") == "UN").select("target", "reference").unique().rows() == [
+        ("tropical", "standard")
+    ]
     assert list(dict.fromkeys(comparison.select("target", "reference").iter_rows())) == [tuple(p) for p in pairs]
     assert {"taylor_mean", "sparsegpt_mean", "tropical_slack", "ci_lo", "ci_hi", "p_holm", "p_bh"} <= set(
         comparison.columns
     )
     verdicts = pl.read_csv(summary / "comparison_verdicts.csv")
-    assert verdicts.select("target", "reference", "lam", "overall").rows() == [
-        (target, reference, lam, overall)
+    assert verdicts.select("target", "reference", "scope", "lam", "overall").rows() == [
+        (target, reference, scope, lam, overall)
         for target, reference in pairs
-        for lam, overall in ((0.5, False), (1.0, False), (None, True))
+        for scope, lam, overall in (
+            ("CU", 0.5, False),
+            ("CU", 1.0, False),
+            *((("UN", 0.5, False), ("UN", 1.0, False)) if target == "tropical" else ()),
+            ("all", None, True),
+        )
     ]
     md, vmd = (summary / "comparison.md").read_text(), (summary / "comparison_verdicts.md").read_text()
     assert "## Dense small adapters" in md

@@ -28,6 +28,24 @@ activation       ``|W_ij| · rms(X_j)`` (Wanda), count-matched                  
 taylor           ``|w · ∂L/∂w|`` (first-order Taylor / SNIP), count-matched                  optimized, gradients
 sparsegpt        ``w² / [H⁻¹]_jj`` per linear map, OBS update of the survivors, count-matched  optimized, second_moments
 ===============  ==========================================================================  ===================
+
+Under the unit scope ``UN`` (:data:`~adapter_pruning.masks.UNIT_SCOPE`, structured pruning) a method
+ranks whole bottleneck units by its :attr:`MaskMethod.unit_scores`; every layer loses
+``min(⌊p · r / 100⌋, r − 1)`` units whatever the method, so no count depends on Tropical's:
+
+===============  ==========================================================================  ===================
+method           unit score of unit ``j`` (``a_j`` row of ``A`` with its bias, ``b_j`` column of ``B``)  needs
+===============  ==========================================================================  ===================
+standard         ``‖a_j‖ · ‖b_j‖``                                                           --
+tropical         ``‖â_j‖ · ‖b̂_j‖`` (ties by ``‖a_j‖ · ‖b_j‖``)                                optimized
+tropical_opt     tropical's unit mask, survivors take their ``Â, B̂`` values                   optimized
+random           seeded uniform scores per unit                                              --
+activation       ``E[ReLU(a_j · x̃)] · ‖b_j‖`` on calibration tokens                          activation_mean
+taylor           ``|Σ_{w ∈ unit j} w · ∂L/∂w|`` (group first-order Taylor)                    gradients
+===============  ==========================================================================  ===================
+
+``standard_ps``, ``tropical_pt`` and ``sparsegpt`` have no unit scores (:attr:`MaskMethod.no_units`
+says why); :meth:`MaskMethod.supports` tells.
 """
 
 from __future__ import annotations
@@ -44,10 +62,12 @@ __all__ = [
     "REGISTRY",
     "MaskMethod",
     "PruneInputs",
+    "UnitRanking",
     "calibration_needed",
     "get",
     "names",
     "needs_of",
+    "unit_methods",
 ]
 
 #: What a method can read besides the adapter, and the rule that makes it.
@@ -59,9 +79,13 @@ NEEDS: dict[str, str] = {
     "the constant input 1 of the bias appended (rule calibrate)",
     "gradients": "per adapter layer the gradient of the mean task loss over the calibration examples with "
     "respect to A, B and the up bias (rule calibrate)",
+    "activation_mean": "per adapter layer the mean over calibration tokens of each bottleneck unit's ReLU "
+    "activation, the input of adapter_up (rule calibrate)",
 }
 #: The calibration statistics, in the order rule calibrate writes them (one file each).
-CALIBRATION = ("input_rms", "second_moments", "gradients")
+CALIBRATION = ("input_rms", "second_moments", "gradients", "activation_mean")
+#: The unit scope (``masks.UNIT_SCOPE``; kept torch-free here).
+UNIT_SCOPE = "UN"
 #: How a method's count is set in each scope group: ``intersection`` = Tropical's rule ``P_T ∩ P_S``
 #: (``k_T`` parameters), ``tropical`` = a ranking count-matched to it (``k_T``), ``p`` = a ranking
 #: pruning ``k = ⌊p · n / 100⌋`` (the count of ``P_S`` and ``P_T``).
@@ -92,6 +116,17 @@ class PruneInputs:
 
 
 @dataclass(frozen=True)
+class UnitRanking:
+    """How a method ranks whole units under the unit scope: per layer ``(r,)`` ``scores`` (lowest
+    removed first), optional ``tie`` of the same shapes, and ``magnitude`` (the scores are Standard's
+    own, so the method is its reference: slack 0)."""
+
+    scores: list
+    tie: list | None = None
+    magnitude: bool = False
+
+
+@dataclass(frozen=True)
 class MaskMethod:
     """One mask method.
 
@@ -106,6 +141,13 @@ class MaskMethod:
         tie: like ``scores``, the secondary key among equal scores (then the flat index).
         survivors: an entry of :data:`SURVIVORS`.
         update: with ``survivors="updated"``: ``update(inputs, masks) -> new layers``, pruned entries 0.
+        unit_scores: ``unit_scores(inputs) -> per layer (r,)`` scores of whole units under the unit
+            scope (lowest removed first); None: the method has no unit scores (:attr:`no_units` says
+            why) and is refused under ``UN``.
+        unit_tie: like ``unit_scores``, the secondary key among equal unit scores (then the unit index).
+        unit_needs: its inputs under the unit scope, keys of :data:`NEEDS` (no count there depends
+            on Tropical's, so ``optimized`` only where the unit scores read ``Â, B̂``).
+        no_units: why a method without unit scores has none (for the error that refuses it).
     """
 
     name: str
@@ -116,6 +158,10 @@ class MaskMethod:
     tie: Callable[[PruneInputs], list] | None = None
     survivors: str = "original"
     update: Callable[[PruneInputs, list], list] | None = None
+    unit_scores: Callable[[PruneInputs], list] | None = None
+    unit_tie: Callable[[PruneInputs], list] | None = None
+    unit_needs: tuple[str, ...] = ()
+    no_units: str = ""
 
     def __post_init__(self):
         if self.count not in COUNT_RULES:
@@ -124,26 +170,60 @@ class MaskMethod:
             raise ValueError(f"method {self.name!r}: survivors must be one of {SURVIVORS}, got {self.survivors!r}")
         if (self.survivors == "updated") != (self.update is not None):
             raise ValueError(f"method {self.name!r}: an update function goes with survivors='updated'")
-        unknown = set(self.needs) - set(NEEDS)
+        unknown = (set(self.needs) | set(self.unit_needs)) - set(NEEDS)
         if unknown:
             raise ValueError(f"method {self.name!r}: unknown needs {sorted(unknown)} (known: {list(NEEDS)})")
+        if (self.unit_scores is None) == (not self.no_units):
+            raise ValueError(f"method {self.name!r}: give either unit_scores or the reason it has none (no_units)")
+        if self.unit_scores is not None and self.survivors == "updated":
+            raise ValueError(f"method {self.name!r}: an update rule has no unit-scope form")
+
+    def supports(self, scope: str) -> bool:
+        """Whether the method can prune in ``scope``: every element scope, and ``UN`` with unit scores."""
+        return scope != UNIT_SCOPE or self.unit_scores is not None
+
+    def check_scope(self, scope: str) -> None:
+        """``ValueError`` naming the method and why, if it cannot prune in ``scope``."""
+        if not self.supports(scope):
+            raise ValueError(f"method {self.name!r} has no unit scores for scope {UNIT_SCOPE}: {self.no_units}")
 
     @property
     def requires(self) -> tuple[str, ...]:
-        """:attr:`needs`, plus ``optimized`` where the count is Tropical's."""
+        """:attr:`needs`, plus ``optimized`` where the count is Tropical's (element scopes)."""
         extra = ("optimized",) if self.count in ("intersection", "tropical") else ()
         return tuple(dict.fromkeys(extra + tuple(self.needs)))
 
+    def requires_in(self, scope: str | None = None) -> tuple[str, ...]:
+        """What it reads in ``scope``: :attr:`unit_needs` under ``UN``, :attr:`requires` otherwise
+        (``None``: an element scope)."""
+        if scope == UNIT_SCOPE:
+            self.check_scope(scope)
+            return tuple(self.unit_needs)
+        return self.requires
+
     @property
     def calibration(self) -> tuple[str, ...]:
-        """The calibration statistics it reads (in :data:`CALIBRATION` order)."""
-        return tuple(s for s in CALIBRATION if s in self.requires)
+        """The calibration statistics it reads in the element scopes (in :data:`CALIBRATION` order)."""
+        return self.calibration_in(None)
 
-    def ranking(self, inputs: PruneInputs):
-        """Its :class:`~adapter_pruning.masks.Ranking` (None for the Tropical rule); does not depend on
-        ``p`` or the scope, so a sweep computes it once."""
+    def calibration_in(self, scope: str | None = None) -> tuple[str, ...]:
+        """The calibration statistics it reads in ``scope`` (in :data:`CALIBRATION` order)."""
+        needs = self.requires_in(scope)
+        return tuple(s for s in CALIBRATION if s in needs)
+
+    def ranking(self, inputs: PruneInputs, scope: str | None = None):
+        """Its :class:`~adapter_pruning.masks.Ranking` (None for the Tropical rule), or under ``UN`` its
+        :class:`UnitRanking`; does not depend on ``p``, so a sweep computes it once per scope."""
         from ..masks import Ranking
 
+        if scope == UNIT_SCOPE:
+            for what in self.requires_in(scope):
+                inputs.need(what, self.name)
+            return UnitRanking(
+                scores=self.unit_scores(inputs),
+                tie=None if self.unit_tie is None else self.unit_tie(inputs),
+                magnitude=self.scores is None and self.count != "intersection",
+            )
         if self.count == "intersection":
             return None
         for what in self.requires:
@@ -156,9 +236,14 @@ class MaskMethod:
 
     def masks(self, inputs: PruneInputs, p: float, scope: str, ranking=None):
         """Its :class:`~adapter_pruning.masks.MethodMasks` at ``p`` in ``scope`` (``ranking``: from
-        :meth:`ranking`, computed here when None)."""
-        from ..masks import method_masks
+        :meth:`ranking` for the same scope, computed here when None)."""
+        from ..masks import method_masks, unit_method_masks
 
+        if scope == UNIT_SCOPE:
+            ranking = ranking if ranking is not None else self.ranking(inputs, scope)
+            if not isinstance(ranking, UnitRanking):
+                raise ValueError(f"method {self.name!r}: scope {UNIT_SCOPE} needs its unit ranking")
+            return unit_method_masks(inputs.layers, ranking.scores, p, tie=ranking.tie, magnitude=ranking.magnitude)
         optimized = inputs.need("optimized", self.name) if "optimized" in self.requires else None
         if self.count == "intersection":
             return method_masks(inputs.layers, optimized, p, scope)["tropical"]
@@ -208,18 +293,24 @@ def get(name: str) -> MaskMethod:
         raise ValueError(f"unknown pruning method {name!r}; known methods: {', '.join(REGISTRY)}") from None
 
 
-def needs_of(methods: Iterable[str]) -> set[str]:
-    """Everything the given methods read besides the adapter (keys of :data:`NEEDS`)."""
-    return set(_needs(tuple(methods)))
+def needs_of(methods: Iterable[str], scope: str | None = None) -> set[str]:
+    """Everything the given methods read besides the adapter in ``scope`` (keys of :data:`NEEDS`;
+    ``None``: an element scope). ``ValueError`` for a method that cannot prune in ``scope``."""
+    return set(_needs(tuple(methods), scope))
 
 
 @functools.cache
-def _needs(methods: tuple[str, ...]) -> frozenset[str]:
+def _needs(methods: tuple[str, ...], scope: str | None) -> frozenset[str]:
     # cached: the workflow asks once per prune job (thousands in the paper grid's DAG)
-    return frozenset(need for name in methods for need in get(name).requires)
+    return frozenset(need for name in methods for need in get(name).requires_in(scope))
 
 
-def calibration_needed(methods: Iterable[str]) -> list[str]:
-    """The calibration statistics the given methods read, in :data:`CALIBRATION` order."""
-    needs = needs_of(methods)
+def calibration_needed(methods: Iterable[str], scope: str | None = None) -> list[str]:
+    """The calibration statistics the given methods read in ``scope``, in :data:`CALIBRATION` order."""
+    needs = needs_of(methods, scope)
     return [s for s in CALIBRATION if s in needs]
+
+
+def unit_methods() -> list[str]:
+    """The registered methods that have unit scores (can prune under ``UN``)."""
+    return [name for name, m in REGISTRY.items() if m.supports(UNIT_SCOPE)]

@@ -1,5 +1,6 @@
 """``activation`` (Wanda, Sun et al. 2023): ``|W_ij| · rms(X_j)`` on calibration inputs, count-matched
-to Tropical (``docs/METHOD.md``, "Baselines and statistics")."""
+to Tropical (``docs/METHOD.md``, "Baselines and statistics"); under the unit scope, unit ``j`` scores
+``E[ReLU(a_j · x̃)] · ‖b_j‖`` (:func:`activation_unit_scores`)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,39 @@ def activation_scores(layers, input_rms: Sequence) -> list:
     return out
 
 
+def activation_unit_scores(layers, activation_mean: Sequence) -> list:
+    """``E[f_j] · ‖b_j‖`` per unit.
+
+    Args:
+        layers: the original adapter layers.
+        activation_mean: per layer ``(r,)``: the mean over calibration tokens of each unit's ReLU
+            activation ``f_j = ReLU(a_j · x̃)`` (the input of ``adapter_up``; ``stages.calibrate``).
+
+    Returns:
+        Per layer ``(r,)`` float64. As ``f_j ≥ 0``, ``E[f_j] · ‖b_j‖ = E‖f_j b_j‖``: the mean norm over
+        calibration tokens of what unit ``j`` adds to the hidden state, i.e. exactly what removing it
+        takes away on average.
+    """
+    import torch
+
+    if len(activation_mean) != len(layers):
+        raise ValueError(f"activation_unit_scores: {len(layers)} layers but {len(activation_mean)} activation means")
+    out = []
+    for layer, mean in zip(layers, activation_mean):
+        r = layer.A.shape[0]
+        if tuple(mean.shape) != (r,):
+            raise ValueError(f"layer {layer.prefix!r}: activation means of shape {tuple(mean.shape)}, expected ({r},)")
+        norm_b = torch.linalg.vector_norm(layer.B.to(torch.float64), dim=0)
+        out.append(mean.to(layer.A.device, torch.float64) * norm_b)
+    return out
+
+
 def _scores(inputs: PruneInputs) -> list:
     return activation_scores(inputs.layers, inputs.need("input_rms", "activation"))
+
+
+def _unit_scores(inputs: PruneInputs) -> list:
+    return activation_unit_scores(inputs.layers, inputs.need("activation_mean", "activation"))
 
 
 ACTIVATION = MaskMethod(
@@ -58,5 +90,7 @@ ACTIVATION = MaskMethod(
     count="tropical",
     needs=("input_rms",),
     scores=_scores,
+    unit_scores=_unit_scores,
+    unit_needs=("activation_mean",),
 )
 METHODS = (ACTIVATION,)

@@ -170,5 +170,7 @@ SPARSEGPT = MaskMethod(
     scores=_scores,
     survivors="updated",
     update=sparsegpt_update,
+    no_units="its OBS score and update are defined per weight; a structured OBS (removing whole input "
+    "columns of adapter_up and re-fitting the rest) is not implemented",
 )
 METHODS = (SPARSEGPT,)

@@ -1,7 +1,8 @@
 """Stage of rule ``calibrate``: the calibration statistics of every adapter layer on seeded training
 examples, for the methods that need data (:mod:`adapter_pruning.methods`): the input RMS
-(``activation``), the second moments ``X̃ᵀX̃ / N`` of each linear map's inputs (``sparsegpt``) and the
-gradient of the mean task loss (``taylor``). All that are asked for come from one pass over the
+(``activation``), the second moments ``X̃ᵀX̃ / N`` of each linear map's inputs (``sparsegpt``), the
+gradient of the mean task loss (``taylor``) and the mean activation of each bottleneck unit
+(``activation`` under the unit scope). All that are asked for come from one pass over the
 examples (forward hooks on ``adapter_down`` and ``adapter_up``, plus a backward pass when gradients
 are asked for), on the trained, unpruned adapter in eval mode."""
 
@@ -15,7 +16,7 @@ from ..models import set_threads
 log = logging.getLogger("adapter_pruning")
 
 #: The statistics this stage computes (``adapter_pruning.methods.CALIBRATION``), one file each.
-STATISTICS = ("input_rms", "second_moments", "gradients")
+STATISTICS = ("input_rms", "second_moments", "gradients", "activation_mean")
 
 
 def calibration_statistics(
@@ -41,7 +42,9 @@ def calibration_statistics(
       as last feature);
     * ``gradients``: per layer ``prefix -> (g_A (r, d+1), g_B (d, r), g_up_bias (d,))``, the gradient of
       the mean cross-entropy of the examples (labels: ``df["label"]``) with respect to the down weight
-      and bias, the up weight and the up bias (backbone and head frozen, eval mode: no dropout).
+      and bias, the up weight and the up bias (backbone and head frozen, eval mode: no dropout);
+    * ``activation_mean``: per layer ``prefix -> (r,)``, the mean over the same tokens of each feature
+      entering ``adapter_up``: each bottleneck unit's ReLU activation ``ReLU(a_j · x̃)``.
 
     The forward passes run in ``precision`` (:func:`adapter_pruning.precision.autocast`), the backward
     passes outside autocast with its float32 matmul setting (``precision.float32_matmul``); the sums
@@ -62,10 +65,11 @@ def calibration_statistics(
     statistics = [s for s in STATISTICS if s in asked]
     if not statistics:
         raise ValueError(f"no calibration statistic asked for (known: {', '.join(STATISTICS)})")
-    want_rms, want_H, want_g = (s in statistics for s in STATISTICS)
+    want_rms, want_H, want_g, want_mean = (s in statistics for s in STATISTICS)
     layers = masks.extract_layers(model, name)
     rms: dict[str, list] = {}
     moments: dict[str, list] = {}
+    means: dict[str, torch.Tensor] = {}
     keep = {}  # the current batch's non-padding positions, (batch, seq) bool
     hooks = []
 
@@ -79,6 +83,8 @@ def calibration_statistics(
             if want_H:
                 xt = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1)
                 moments[key][slot] += (xt.T @ xt).cpu()
+            if want_mean and slot == 1:
+                means[key] += x.sum(0).cpu()
 
         return fn
 
@@ -86,6 +92,7 @@ def calibration_statistics(
     for layer in layers:
         r, d1 = layer.A.shape
         rms[layer.prefix] = [torch.zeros(d1 - 1, dtype=torch.float64), torch.zeros(r, dtype=torch.float64)]
+        means[layer.prefix] = torch.zeros(r, dtype=torch.float64)
         moments[layer.prefix] = [
             torch.zeros(d1, d1, dtype=torch.float64),
             torch.zeros(r + 1, r + 1, dtype=torch.float64),
@@ -147,6 +154,8 @@ def calibration_statistics(
         out["gradients"] = {
             prefix: (torch.cat([g[0], g[1][:, None]], 1) / n, g[2] / n, g[3] / n) for prefix, g in grads.items()
         }
+    if want_mean:
+        out["activation_mean"] = {prefix: s / n_tokens for prefix, s in means.items()}
     return out, n_tokens
 
 
@@ -196,6 +205,7 @@ def calibrate(
         "input_rms": artifacts.write_input_rms,
         "second_moments": artifacts.write_second_moments,
         "gradients": artifacts.write_gradients,
+        "activation_mean": artifacts.write_activation_mean,
     }
     unknown = sorted(set(out_paths) - set(writers))
     if unknown:

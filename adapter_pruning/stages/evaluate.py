@@ -122,6 +122,7 @@ def _state_of(ids: Mapping, state_dir, layers) -> dict:
         "width": width,
         "dense_bytes": info.get("dense_bytes"),
         "compact_bytes": info.get("compact_bytes"),
+        "structured_bytes": info.get("structured_bytes"),
     }
 
 
@@ -224,6 +225,7 @@ def evaluate_states(
             lam=st["lam"],
             dense_bytes=st["dense_bytes"],
             compact_bytes=st.get("compact_bytes"),
+            structured_bytes=st.get("structured_bytes"),
         )
         write_parquet(
             results.predictions_frame(

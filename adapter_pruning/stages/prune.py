@@ -12,6 +12,9 @@ Scoring a saved state is rule ``evaluate`` (:mod:`adapter_pruning.stages.evaluat
 rule ``prune`` calls, does so for each of several methods: one method and one ``p`` per job
 (``evaluation.mode: per_state``) or every method and ``p`` of one (λ, scope) (``per_sweep``). The
 folders are the same either way.
+
+Under the unit scope ``UN`` a state's folder also holds ``structured/``: the same adapter with the
+removed units dropped, a smaller standard AdapterHub adapter (:mod:`adapter_pruning.structured`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def prune_layers(inputs, method, ids: Mapping, p: float, ranking=None) -> tuple[
     :class:`adapter_pruning.methods.MaskMethod`; ``ranking``: its ranking, when computed beforehand."""
     import torch
 
-    from .. import masks
+    from .. import masks, structured
 
     got = method.masks(inputs, p, ids["scope"], ranking)
     agreement = masks.mask_agreement(got.masks, got.reference)
@@ -57,7 +60,24 @@ def prune_layers(inputs, method, ids: Mapping, p: float, ranking=None) -> tuple[
         "slack": got.slack,
         "layers": per_layer,
     }
+    if ids["scope"] == masks.UNIT_SCOPE:
+        gone = [structured.removed_units(m) for m in got.masks]
+        info["units_removed"] = [torch.nonzero(g).flatten().tolist() for g in gone]
     return pruned, info
+
+
+def _shrunk(pruned, units_removed) -> list:
+    """The pruned layers without the units ``units_removed`` (per layer, from :func:`prune_layers`)."""
+    import torch
+
+    from .. import masks, structured
+
+    unit_masks = []
+    for layer, gone in zip(pruned, units_removed):
+        removed = torch.zeros(layer.A.shape[0], dtype=torch.bool)
+        removed[list(gone)] = True
+        unit_masks.append(masks.unit_layer_mask(layer, removed))
+    return structured.shrink(pruned, unit_masks)
 
 
 def prune_states(
@@ -112,18 +132,23 @@ def prune_sweep(
     against Standard's mask with the same count in every scope group (``jaccard_standard``,
     ``pruned_outside_standard``; 1 and 0 for magnitude pruning itself), the ``slack``
     (:class:`masks.MethodMasks`), both files' sha256 and sizes (``dense_bytes``, ``compact_bytes``).
-    Each is written atomically and then checked (:func:`artifacts.verify_pruned`,
-    :func:`compact.verify_beside`).
+    Under the unit scope ``UN`` the folder also holds ``structured/`` (:func:`structured.write_structured`:
+    the adapter without its removed units, loadable with plain ``load_adapter``), and ``prune.json``
+    its ``structured_bytes``, ``structured_sha256``, the kept ``widths`` per layer and the removed units'
+    indices per layer (``units_removed``). Each is written atomically and then
+    checked (:func:`artifacts.verify_pruned`, :func:`compact.verify_beside`,
+    :func:`structured.verify_beside`).
     """
     import torch
 
-    from .. import artifacts, compact, masks
+    from .. import artifacts, compact, masks, structured
     from .. import methods as registry
 
     if len(out_dirs) != len(methods) * len(ps):
         raise ValueError(f"{len(methods)} methods x {len(ps)} percentages but {len(out_dirs)} output folders")
     chosen = [registry.get(m) for m in methods]
-    needs = registry.needs_of(methods)
+    units = ids["scope"] == masks.UNIT_SCOPE
+    needs = registry.needs_of(methods, ids["scope"])  # refuses a method without unit scores under UN
     calibration = dict(calibration or {})
     missing = [n for n in needs if n != "optimized" and n not in calibration]
     if "optimized" in needs and optimized_path is None:
@@ -146,18 +171,25 @@ def prune_sweep(
     infos = []
     for k, method in enumerate(chosen):
         method_ids = {**ids, "method": method.name}
-        ranking = method.ranking(inputs)
+        ranking = method.ranking(inputs, ids["scope"])
         for p, out_dir in zip(ps, out_dirs[k * len(ps) : (k + 1) * len(ps)]):
             pruned, info = prune_layers(inputs, method, method_ids, p, ranking)
             tensors = {**state, **masks.layers_to_state_dict(pruned)}
+            shrunk = _shrunk(pruned, info["units_removed"]) if units else None
 
-            def save(tmp, tensors=tensors):  # the dense folder, then the compact file; prune.json gets both sizes
+            def save(tmp, tensors=tensors, shrunk=shrunk):
+                # the dense folder, the compact file, under UN the structured folder; prune.json gets the sizes
                 artifacts.copy_adapter_with(tmp, adapter_dir, tensors)
-                return compact.write_beside(tmp, verify=False)  # verify_beside checks it below
+                sizes = compact.write_beside(tmp, verify=False)  # verify_beside checks it below
+                if shrunk is not None:
+                    sizes.update(structured.write_structured(tmp / structured.STRUCTURED_DIR, adapter_dir, shrunk))
+                return sizes
 
             info = artifacts.write_pruned(out_dir, save, info)
             artifacts.verify_pruned(out_dir)  # the saved file holds the zeros prune.json reports
             compact.verify_beside(out_dir, info)  # and the compact file exactly its tensors
+            if units:
+                structured.verify_beside(out_dir, info)  # and the structured adapter its kept units
             log.info(
                 "%s %s p=%s: pruned %d of %d adapter parameters (retained %.4f; Jaccard with Standard %.4f, slack %d)",
                 ids["scope"],

@@ -47,22 +47,7 @@ def _mtimes(paths) -> dict[Path, int]:
     return out
 
 
-def test_two_clean_runs_are_identical(tiny_run, tmp_path, tiny_model):
-    workdir, _, _ = tiny_run
-    cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
-    run_snakemake(tmp_path, cfg, "--cores", "2", timeout=900)
-    a = pl.read_parquet(workdir / RESULTS)
-    b = pl.read_parquet(tmp_path / RESULTS)
-    assert_frame_equal(a, b, check_exact=True)
-    # and every weight file (trained, optimized, pruned adapters) is byte-identical
-    rels = sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*.safetensors"))
-    assert len(rels) > 10 and Path("results/tiny/rotten_tomatoes/seed0/tropical/optimized.safetensors") in rels
-    assert rels == sorted(p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.safetensors"))
-    for rel in rels:
-        assert (workdir / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
-
-
-def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
+def test_sigkill_during_pruning_then_resume_gives_the_clean_run(tiny_run, tmp_path, tiny_model):
     workdir, _, _ = tiny_run
     cfg = write_config(tmp_path / "config.yaml", tiny_config(tiny_model))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -104,7 +89,14 @@ def test_sigkill_during_pruning_then_resume(tiny_run, tmp_path, tiny_model):
     n_first = len(re.findall(r"Finished jobid", (tmp_path / "first.log").read_text()))
     n_rerun = len(re.findall(r"Finished jobid", out.stdout + out.stderr))
     assert n_first + n_rerun == 53, (n_first, n_rerun)
+    # ... and gives exactly the clean run (tiny_run, another process): results.parquet and every weight
+    # file (trained, optimized, pruned adapters) byte for byte
     assert_frame_equal(pl.read_parquet(workdir / RESULTS), pl.read_parquet(tmp_path / RESULTS), check_exact=True)
+    rels = sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*.safetensors"))
+    assert len(rels) > 10 and Path("results/tiny/rotten_tomatoes/seed0/tropical/optimized.safetensors") in rels
+    assert rels == sorted(p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*.safetensors"))
+    for rel in rels:
+        assert (workdir / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 
 def test_bad_config_fails_before_any_job(tmp_path, tiny_model):

@@ -60,10 +60,11 @@ def test_dry_run_paper_grid_is_fast(tmp_path):
     assert counts["prune"] == 3 * (4 + 3) * 2 * 49
     assert counts["evaluate"] == counts["prune"] + n_runs
     assert counts["prepare_data"] == 5
-    # 4183 jobs (one prune and one evaluate job per pruned state, 2058 each): twice the jobs of the
-    # DAG before pruning was split from scoring, whose limit was 10 s (7.4-7.9 s then, 10.3-10.8 s now,
-    # measured back to back on the 2-core VM at load average 1.5-2)
-    assert seconds <= 15, f"paper-grid dry run took {seconds:.1f} s"
+    # 4185 jobs (one prune and one evaluate job per pruned state, 2058 each). Measured back to back on
+    # the quiet 2-core VM: 26.5 and 25.7 s, and 27.5 s for the commit before the method registry (the
+    # time is Snakemake's own DAG building; the input functions and code hashes take under 2 s). The
+    # bound catches a blow-up (an input function that scans files, a quadratic lookup), not noise.
+    assert seconds <= 60, f"paper-grid dry run took {seconds:.1f} s"
 
 
 def _results(workdir: Path) -> pl.DataFrame:

@@ -42,7 +42,14 @@ def _results() -> pl.DataFrame:
             _state(seed, "tropical", 0.4, scope="CU", p=90.0, n_pruned=90, lam=1.0, compact_bytes=230),
             # UN: the structured adapter's bytes (its compact file is not the one shown)
             _state(
-                seed, "standard", 0.3 + d, scope="UN", p=50.0, n_pruned=50, lam=0.5, compact_bytes=900,
+                seed,
+                "standard",
+                0.3 + d,
+                scope="UN",
+                p=50.0,
+                n_pruned=50,
+                lam=0.5,
+                compact_bytes=900,
                 structured_bytes=520,
             ),
             # no compact file: left out

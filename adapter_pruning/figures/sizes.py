@@ -52,7 +52,9 @@ def score_vs_bytes_figure(table_path, out: Mapping[str, str | Path], *, scope: s
                     .sort("bytes")
                 )
                 if m.height:
-                    ax.plot(m["bytes"].to_numpy() / 1024, 100 * m["mean"].to_numpy(), style, ms=3, color=color, label=label)
+                    ax.plot(
+                        m["bytes"].to_numpy() / 1024, 100 * m["mean"].to_numpy(), style, ms=3, color=color, label=label
+                    )
         small = d.filter(pl.col("output") == "dense_small").sort("bytes")
         if small.height:
             ax.plot(small["bytes"].to_numpy() / 1024, 100 * small["mean"].to_numpy(), "kD", ms=4, label="dense small")

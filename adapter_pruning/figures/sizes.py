@@ -14,6 +14,12 @@ __all__ = ["score_vs_bytes_figure"]
 _TYPES = {"scope": "str", "method": "str", "output": "str", "lam": "f", "p": "f", "bytes": "f", "mean": "f"}
 
 
+def _minor_label(value, _pos) -> str:
+    """Label the minor ticks of a log axis at 2 and 5 times a power of ten only."""
+    mantissa = f"{value:.0e}"[0]
+    return f"{value:g}" if value > 0 and mantissa in "25" else ""
+
+
 def score_vs_bytes_figure(table_path, out: Mapping[str, str | Path], *, scope: str = "CU") -> None:
     """Test score (%) vs file size (KiB, log scale) per task, from ``score_vs_bytes.csv``: one solid
     line per method over p for the compact files of element scope ``scope``, one dashed line per
@@ -22,6 +28,7 @@ def score_vs_bytes_figure(table_path, out: Mapping[str, str | Path], *, scope: s
     size), the dense small adapters as black diamonds. When the run has structured states, the
     compact lines are drawn for the same methods only."""
     import polars as pl
+    from matplotlib.ticker import FuncFormatter
 
     types = {"str": pl.String, "f": pl.Float64}
     df = pl.read_csv(table_path, schema_overrides={k: types[v] for k, v in _TYPES.items()})
@@ -65,14 +72,21 @@ def score_vs_bytes_figure(table_path, out: Mapping[str, str | Path], *, scope: s
             ax.axvline(kib, color="gray", ls=":", lw=1)
             ax.plot([kib], [score], "*", color="gray", ms=9, label="full model (dense file)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_label))
         ax.set_title(f"{task} ({d['metric'][0] if d.height else ''}, test)")
         ax.set_xlabel("file size on disk (KiB)")
         ax.set_ylabel("test score (%)")
-        ax.legend(fontsize=6)
     if not tasks:
         axes[0, 0].text(0.5, 0.5, "no evaluated state", ha="center", va="center")
         axes[0, 0].axis("off")
     for ax in list(axes.flat)[max(len(tasks), 1) :]:
         ax.axis("off")
     fig.tight_layout()
+    legend = {}  # one legend for every panel, below them
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7)
     save(fig, out)

@@ -89,6 +89,7 @@ def test_tiny_run_outputs(tiny_run):
         "n_pruned",
         "dense_bytes",
         "compact_bytes",
+        "structured_bytes",
         "split",
         "metric",
         "score",

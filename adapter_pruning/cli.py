@@ -672,6 +672,7 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
     """The calibration statistics ``needed`` of every adapter layer (in the order of ``layers``) from one
     pass of the backbone with the adapter (and its head, if saved) over ``df``; and what to record."""
     from .data import TASKS
+    from .devices import DeviceError
     from .models import ModelError, _load_adapter_model, load_tokenizer, resolve_device
     from .precision import PrecisionError, check_precision
     from .stages.calibrate import calibration_statistics
@@ -681,7 +682,7 @@ def _calibrate(args, src: AdapterSource, model_resolved: str, df, needed: list[s
         precision = check_precision(args.precision, device, what="--precision")
         model = _load_adapter_model(model_resolved)
         tokenizer = load_tokenizer(model_resolved)
-    except (ModelError, PrecisionError) as exc:
+    except (DeviceError, ModelError, PrecisionError) as exc:
         raise CliError(str(exc)) from exc
     quiet = logging.getLogger("adapters")  # it warns that no adapter is active while it adds this one
     level = quiet.level

@@ -134,6 +134,15 @@ def run_device(device: str, *, main: bool, check_torch: bool = True, environ=Non
     if not main and environ.get(PLAN_VARIABLE) in ("cpu", "cuda"):
         return environ[PLAN_VARIABLE]
     kind, why = plan_device(device, probe=probe)
+    if main and kind == "cuda" and check_torch and torch_cuda_build() is None and device == "auto":
+        # auto asks for a GPU only if one is usable: the CPU, said loudly (an explicit cuda is refused below)
+        log.warning(
+            "%s, but the installed torch is a CPU-only build: training, calibration and scoring run on the CPU; "
+            "to use the GPU install a CUDA build (e.g. TORCH_SPEC='torch==2.13.0 --index-url "
+            "https://download.pytorch.org/whl/cu126' bash install.sh) or set device: cuda to make this an error",
+            why,
+        )
+        kind = "cpu"
     if main and kind == "cuda" and check_torch and torch_cuda_build() is None:
         raise DeviceError(
             f"{why}: training, calibration and scoring are to run on CUDA, but the installed torch is a CPU-only "
@@ -148,8 +157,9 @@ def run_device(device: str, *, main: bool, check_torch: bool = True, environ=Non
 def plan_message(device: str, kind: str) -> str:
     """The line the main Snakemake process prints about the plan."""
     if device == "auto":
-        _, why = plan_device(device)
-        where = f"auto -> {kind} ({why.split(', ', 1)[1]})"
+        planned, why = plan_device(device)
+        cpu_torch = "; the installed torch is a CPU-only build" if planned != kind else ""
+        where = f"auto -> {kind} ({why.split(', ', 1)[1]}{cpu_torch})"
     else:
         where = kind
     gpu = (

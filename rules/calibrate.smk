@@ -1,6 +1,7 @@
 rule calibrate:
     """The calibration statistics the configured methods read (adapter_pruning.methods: input RMS for
-    activation, second moments X̃ᵀX̃/N for sparsegpt, gradients of the mean task loss for taylor), on
+    activation, second moments X̃ᵀX̃/N for sparsegpt, gradients of the mean task loss for taylor, and
+    under the unit scope UN the mean unit activations for activation), on
     `pruning.calibration_examples` training examples seeded by the run's seed, all in one pass over
     them: one file per statistic. Only in the DAG when a configured method needs one."""
     input:

@@ -288,6 +288,14 @@ def test_evaluate_tiny(tiny_model_dir, tmp_path, shared_data, capsys):
             "device 'cuda' requested, but CUDA is not usable here",
         )
         assert not (tmp_path / "oc").exists()
+        # ... also where only the calibration pass would use it (no --evaluate)
+        calib = ["--method", "activation", "--calibration", "rotten_tomatoes", "--data-mirror", shared_data]
+        expect_error(
+            capsys,
+            [src, "--model", tiny_model_dir, "--p", 50, "--out", tmp_path / "ocal", "--device", "cuda"] + calib,
+            "device 'cuda' requested, but CUDA is not usable here",
+        )
+        assert not (tmp_path / "ocal").exists()
 
 
 def test_calibration_methods(tiny_model_dir, tmp_path, shared_data, capsys):

@@ -8,6 +8,7 @@ with torch's own error messages.
 from __future__ import annotations
 
 import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -141,7 +142,7 @@ def test_plan_device():
         devices.plan_device("gpu")
 
 
-def test_run_device_is_planned_by_the_main_process_and_handed_to_jobs(monkeypatch):
+def test_run_device_is_planned_by_the_main_process_and_handed_to_jobs(monkeypatch, caplog):
     gpu = lambda: (True, "NVIDIA GPU device file(s) /dev/nvidia0")  # noqa: E731
     none = lambda: (False, "no NVIDIA GPU here (no /dev/nvidia<N>)")  # noqa: E731
     env = {}
@@ -150,10 +151,15 @@ def test_run_device_is_planned_by_the_main_process_and_handed_to_jobs(monkeypatc
     # a cluster job re-reads the workflow on a GPU node: it keeps the main process's plan
     assert devices.run_device("auto", main=False, probe=gpu, environ=env) == "cpu"
     assert devices.run_device("auto", main=False, probe=gpu, environ={}) == "cuda"  # no plan handed down
-    # a GPU wanted with a CPU-only torch: refused before any job runs
+    # a GPU here but a CPU-only torch: auto plans the CPU and says why, an explicit cuda is refused before
+    # any job runs
     monkeypatch.setattr(devices, "torch_cuda_build", lambda: None)
-    with pytest.raises(DeviceError, match=r"device: auto, NVIDIA GPU .*CPU-only build.*TORCH_SPEC"):
-        devices.run_device("auto", main=True, probe=gpu, environ={})
+    env = {}
+    with caplog.at_level("WARNING", logger="adapter_pruning.devices"):
+        assert devices.run_device("auto", main=True, probe=gpu, environ=env) == "cpu" == env[devices.PLAN_VARIABLE]
+    assert re.search(r"device: auto, NVIDIA GPU .*CPU-only build.*run on the CPU.*TORCH_SPEC", caplog.text)
+    with pytest.raises(DeviceError, match=r"device: cuda: .*CPU-only build.*TORCH_SPEC"):
+        devices.run_device("cuda", main=True, probe=gpu, environ={})
     with pytest.raises(DeviceError, match=r"device: cuda: .*CPU-only build"):
         devices.run_device("cuda", main=True, probe=none, environ={})
     assert devices.run_device("cuda", main=True, check_torch=False, probe=none, environ={}) == "cuda"  # --use-conda

@@ -34,6 +34,8 @@ rule all:
         rules.report_comparison.output,
         rules.report_convergence.output,
         rules.figure_convergence.output,
+        rules.report_score_vs_bytes.output,
+        rules.figure_score_vs_bytes.output,
         rules.figure_objective.output,
         rules.figure_zonotope.output,
         rules.figure_score_vs_retained.output,

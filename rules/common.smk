@@ -397,6 +397,8 @@ localrules:
     report_comparison,
     report_convergence,
     figure_convergence,
+    report_score_vs_bytes,
+    figure_score_vs_bytes,
     figure_objective,
     figure_zonotope,
     figure_score_vs_retained,

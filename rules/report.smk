@@ -158,6 +158,54 @@ rule figure_convergence:
         "../scripts/figure_convergence.py"
 
 
+rule report_score_vs_bytes:
+    """Score against real bytes on disk per task (λ = report.table_lam): every evaluated state's test score
+    beside the size of its compact file (element scopes) or of its structured adapter (UN), with the full
+    model's dense file and the dense small adapters (Markdown, CSV)."""
+    input:
+        results=rules.aggregate.output[0],
+    output:
+        **{
+            ext: report(f"{R}/summary/score_vs_bytes.{ext}", caption="../report/score_vs_bytes.rst", category="Tables")
+            for ext in ("md", "csv")
+        },
+    log:
+        "logs/report_score_vs_bytes.log",
+    benchmark:
+        "logs/benchmarks/report_score_vs_bytes.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=lambda wc: apc.canonical({"lam": TABLE_LAM}),
+        code=code_hash("report_score_vs_bytes.py"),
+    script:
+        "../scripts/report_score_vs_bytes.py"
+
+
+rule figure_score_vs_bytes:
+    """Score vs file size on disk per task: compact files (report.table_scope) and structured adapters (UN)
+    side by side, the full model's dense file and the dense small adapters as references."""
+    input:
+        table=rules.report_score_vs_bytes.output.csv,
+    output:
+        **figure_files("score_vs_bytes"),
+    log:
+        "logs/figures/score_vs_bytes.log",
+    benchmark:
+        "logs/benchmarks/figures/score_vs_bytes.tsv"
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        spec=lambda wc: apc.canonical({"table_scope": config["report"]["table_scope"]}),
+        code=code_hash("figure_score_vs_bytes.py"),
+    script:
+        "../scripts/figure_score_vs_bytes.py"
+
+
 rule figure_objective:
     """Fig. 1: the objective of Eq. 2 against the solver iteration, per layer (λ = report.table_lam)."""
     input:

@@ -23,6 +23,7 @@ FIGURES = {
     "figure_methods",
     "figure_delta",
     "figure_convergence",
+    "figure_score_vs_bytes",
 }
 ALL = {
     "prepare_data",
@@ -34,12 +35,15 @@ ALL = {
     "report_tables",
     "report_comparison",
     "report_convergence",
+    "report_score_vs_bytes",
 } | FIGURES
 # downstream of results.parquet (figure_delta draws comparison.csv)
 REPORTS = {"aggregate", "report_tables", "report_comparison", "figure_score_vs_retained", "figure_methods"} | {
     "figure_delta",
     "report_convergence",
     "figure_convergence",
+    "report_score_vs_bytes",
+    "figure_score_vs_bytes",
 }
 AFTER_TRAINING = ALL - {"prepare_data"}
 # A new solve reruns pruning and the scoring of every pruned state (rule evaluate, not for `full`).
@@ -99,6 +103,9 @@ EXPECTED = {
     "adapter_pruning/figures/delta.py": {"figure_delta"},
     "adapter_pruning/figures/convergence.py": {"figure_convergence"},
     "adapter_pruning/convergence.py": {"report_convergence", "figure_convergence"},
+    # score against bytes on disk: the table's module; the figure reads its CSV
+    "adapter_pruning/sizes.py": {"report_score_vs_bytes", "figure_score_vs_bytes"},
+    "adapter_pruning/figures/sizes.py": {"figure_score_vs_bytes"},
     # used by Snakemake itself, the command line or tests only: no job runs them
     "adapter_pruning/config.py": set(),
     "adapter_pruning/codehash.py": set(),

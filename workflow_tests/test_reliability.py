@@ -83,12 +83,12 @@ def test_sigkill_during_pruning_then_resume_gives_the_clean_run(tiny_run, tmp_pa
     out = run_snakemake(tmp_path, cfg, "--cores", "2", "--rerun-incomplete", timeout=900)
     assert _mtimes(finished) == done_before, "finished jobs were redone"
     assert len(_scores(tmp_path)) == 16
-    # the rerun ran exactly the jobs that had not finished (the tiny DAG has 53 jobs: 2 x (prepare,
-    # train, solve) + 16 prune + 18 evaluate (16 pruned states, 2 full models) + aggregate, 3 reports
-    # (comparison, compute, convergence), 8 figures, all)
+    # the rerun ran exactly the jobs that had not finished (the tiny DAG has 55 jobs: 2 x (prepare,
+    # train, solve) + 16 prune + 18 evaluate (16 pruned states, 2 full models) + aggregate, 4 reports
+    # (tables, comparison, convergence, score_vs_bytes), 9 figures, all)
     n_first = len(re.findall(r"Finished jobid", (tmp_path / "first.log").read_text()))
     n_rerun = len(re.findall(r"Finished jobid", out.stdout + out.stderr))
-    assert n_first + n_rerun == 53, (n_first, n_rerun)
+    assert n_first + n_rerun == 55, (n_first, n_rerun)
     # ... and gives exactly the clean run (tiny_run, another process): results.parquet and every weight
     # file (trained, optimized, pruned adapters) byte for byte
     assert_frame_equal(pl.read_parquet(workdir / RESULTS), pl.read_parquet(tmp_path / RESULTS), check_exact=True)

@@ -37,6 +37,8 @@ def test_dry_run_default_config(tmp_path, shared_data):
         "report_comparison": 1,
         "report_convergence": 1,
         "figure_convergence": 1,
+        "report_score_vs_bytes": 1,
+        "figure_score_vs_bytes": 1,
         "figure_objective": 1,
         "figure_zonotope": 1,
         "figure_score_vs_retained": 1,
@@ -87,6 +89,7 @@ def test_tiny_run_outputs(tiny_run):
         "n_pruned",
         "dense_bytes",
         "compact_bytes",
+        "structured_bytes",
         "split",
         "metric",
         "score",
@@ -103,11 +106,18 @@ def test_tiny_run_outputs(tiny_run):
         "objective",
         "zonotope",
         "score_vs_retained",
+        "score_vs_bytes",
         "methods/trec",
         "delta/rotten_tomatoes/tropical_vs_standard",
     ):
         for ext in ("png", "svg"):
             assert (summary / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    # score against bytes on disk: the full model and every pruned state (no UN: compact files only)
+    sizes = pl.read_csv(summary / "score_vs_bytes.csv")
+    assert sizes.height == 2 * 1 + (3 + 1) * 2 * 2
+    assert sizes["output"].value_counts().sort("output").rows() == [("compact", 16), ("full", 2)]
+    assert (sizes.filter(pl.col("output") == "compact")["share"] < 1).all()
+    assert "Score against bytes on disk" in (summary / "score_vs_bytes.md").read_text()
     comparison = pl.read_csv(summary / "comparison.csv")
     assert {"diff", "ci_lo", "ci_hi", "significant", "standard_mean", "tropical_std"} <= set(comparison.columns)
     assert {"p_value", "p_holm", "p_bh", "floor", "diff_std"} <= set(comparison.columns)
@@ -253,6 +263,8 @@ def test_changing_lambda_reruns_only_solve_prune_report(tiny_run, tmp_path):
         "report_comparison",
         "report_convergence",  # it reads results.parquet (the full model's test scores)
         "figure_convergence",
+        "report_score_vs_bytes",  # it reads results.parquet
+        "figure_score_vs_bytes",
         "figure_objective",
         "figure_zonotope",
         "figure_score_vs_retained",

@@ -6,6 +6,7 @@
 * :mod:`.scores`: score vs retained share per task, Standard and Tropical;
 * :mod:`.methods`: one task, every method with bands over seeds (comparison study);
 * :mod:`.delta`: one task, Tropical − Standard with its bootstrap CI per λ (comparison study);
+* :mod:`.sizes`: score vs file size on disk per task, compact and structured outputs side by side;
 * :mod:`.common`: matplotlib set-up, atomic PNG/SVG writing, shared colours.
 
 Every figure is written as PNG and SVG, atomically.

@@ -68,7 +68,8 @@ def main() -> None:
     for task in cfg["tasks"]:
         scopes = cfg["pruning"]["scopes"].get(task, cfg["pruning"]["scopes"]["default"])
         max_length = int(cfg["max_length"].get(task, cfg["max_length"]["default"]))
-        pruned = n_lam * len(scopes) * len(cfg["pruning"]["methods"]) * len(cfg["pruning"]["percentages"])
+        # per scope its own grid (the unit scope UN may run fewer methods and percentages)
+        pruned = n_lam * sum(len(m) * len(p) for m, p in (apc.scope_grid(cfg, scope) for scope in scopes))
         examples = tokens = 0
         tokenize_seconds = 0.0
         validation_examples = 0

@@ -413,8 +413,10 @@ def test_profiles_name_existing_rules_and_the_rules_declare_no_groups():
     repo = PROFILES.parent
     sources = [repo / "Snakefile", *sorted((repo / "rules").glob("*.smk"))]
     text = "\n".join(p.read_text() for p in sources)
-    rules = set(re.findall(r"^\s*rule (\w+):", text, re.M))
+    # `rule name:` and `use rule other as name with:` (the unit scope's prune_units, evaluate_units_sweep)
+    rules = set(re.findall(r"^\s*rule (\w+):", text, re.M)) | set(re.findall(r"^\s*use rule \w+ as (\w+)", text, re.M))
     assert {"prune", "evaluate", "evaluate_sweep", "train_adapter", "train_dense_small", "calibrate"} <= rules
+    assert {"prune_units", "evaluate_units_sweep"} <= rules
     assert not re.search(r"^\s+group:", text, re.M)
     for name in ("slurm", "slurm-paper", "slurm-test"):
         profile = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
@@ -430,8 +432,15 @@ def test_paper_profile_puts_every_torch_rule_on_a_gpu_and_the_rest_on_cpus():
     """Training, calibration and both scoring rules get a GPU and the GPU partition; the tropical solve
     and pruning (no model) get neither."""
     res = yaml.safe_load((PROFILES / "slurm-paper" / "config.yaml").read_text())["set-resources"]
-    for rule in ("train_adapter", "train_dense_small", "calibrate", "evaluate", "evaluate_sweep"):
+    for rule in (
+        "train_adapter",
+        "train_dense_small",
+        "calibrate",
+        "evaluate",
+        "evaluate_sweep",
+        "evaluate_units_sweep",
+    ):
         assert res[rule]["gpu"] == 1 and res[rule]["cpus_per_gpu"] >= 1, rule
         assert "TAP_SLURM_GPU_PARTITION" in res[rule]["slurm_partition"], rule
-    for rule in ("tropical_solve", "prune"):
+    for rule in ("tropical_solve", "prune", "prune_units"):
         assert not {"gpu", "gres", "gpu_model", "slurm_partition"} & set(res[rule]), rule

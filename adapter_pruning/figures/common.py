@@ -18,6 +18,16 @@ def plt_module():
     return plt
 
 
+def task_panels(n_tasks: int, width: float, height: float):
+    """``(fig, axes)``: one panel per task, at most three per row, each ``width`` × ``height``
+    inches (``axes`` 2-D, ``squeeze=False``; at least one panel)."""
+    plt = plt_module()
+    n = max(n_tasks, 1)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+
+
 def save(fig, out: Mapping[str, str | Path]) -> None:
     for ext, path in out.items():
         with atomic_path(path) as tmp:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .common import plt_module, save
+from .common import save, task_panels
 
 __all__ = ["score_vs_retained_figure"]
 
@@ -23,11 +23,7 @@ def score_vs_retained_figure(
 
     df = select_lam(load_results(results_path), lam).filter(pl.col("primary"), pl.col("split") == "test")
     tasks = list(dict.fromkeys(df["task"].to_list()))
-    plt = plt_module()
-    n = max(len(tasks), 1)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = task_panels(len(tasks), 4.2, 3.3)
     for ax, task in zip(axes.flat, tasks):
         d = df.filter(pl.col("task") == task)
         for method, style in (("standard", "o-"), ("tropical", "s-")):

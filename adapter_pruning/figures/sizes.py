@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .common import METHOD_COLORS, plt_module, save
+from .common import METHOD_COLORS, save, task_panels
 
 __all__ = ["score_vs_bytes_figure"]
 
@@ -39,11 +39,7 @@ def score_vs_bytes_figure(table_path, out: Mapping[str, str | Path], *, scope: s
         compact = compact.filter(pl.col("method").is_in(structured["method"].unique().to_list()))
     present = set(compact["method"].to_list()) | set(structured["method"].to_list())
     methods = [m for m in METHOD_COLORS if m in present] + sorted(present - set(METHOD_COLORS))
-    plt = plt_module()
-    n = max(len(tasks), 1)
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = task_panels(len(tasks), 4.6, 3.6)
     for ax, task in zip(axes.flat, tasks):
         d = df.filter(pl.col("task") == task)
         for i, method in enumerate(methods):

@@ -72,6 +72,7 @@ __all__ = [
     "load_into_model",
     "mask_agreement",
     "magnitude_unit_scores",
+    "check_unit_scores",
     "mask_report",
     "method_masks",
     "n_to_prune",
@@ -602,7 +603,9 @@ def magnitude_unit_scores(layers: Sequence[AdapterLayer]) -> list[Tensor]:
     ]
 
 
-def _check_unit_scores(layers: Sequence[AdapterLayer], scores, what: str) -> list[Tensor]:
+def check_unit_scores(layers: Sequence[AdapterLayer], scores, what: str) -> list[Tensor]:
+    """``scores`` as one float64 ``(r,)`` vector per layer on the layer's device; ``ValueError`` naming
+    ``what`` and the layer for a wrong count, shape or a non-finite value."""
     if scores is None or len(scores) != len(layers):
         n = "None" if scores is None else len(scores)
         raise ValueError(f"{what}: one (r,) score vector per layer: {len(layers)} layers, got {n}")
@@ -642,8 +645,8 @@ def unit_masks(
     p = _check_p(p)
     if len(layers) == 0:
         raise ValueError("unit_masks: no layers given")
-    scores = _check_unit_scores(layers, unit_scores, "unit scores")
-    ties = None if tie is None else _check_unit_scores(layers, tie, "unit tie scores")
+    scores = check_unit_scores(layers, unit_scores, "unit scores")
+    ties = None if tie is None else check_unit_scores(layers, tie, "unit tie scores")
     out = []
     for k, (layer, s) in enumerate(zip(layers, scores)):
         ranks = _ranks(s[None], None if ties is None else ties[k][None])[0]

@@ -64,16 +64,10 @@ def activation_unit_scores(layers, activation_mean: Sequence) -> list:
     """
     import torch
 
-    if len(activation_mean) != len(layers):
-        raise ValueError(f"activation_unit_scores: {len(layers)} layers but {len(activation_mean)} activation means")
-    out = []
-    for layer, mean in zip(layers, activation_mean):
-        r = layer.A.shape[0]
-        if tuple(mean.shape) != (r,):
-            raise ValueError(f"layer {layer.prefix!r}: activation means of shape {tuple(mean.shape)}, expected ({r},)")
-        norm_b = torch.linalg.vector_norm(layer.B.to(torch.float64), dim=0)
-        out.append(mean.to(layer.A.device, torch.float64) * norm_b)
-    return out
+    from ..masks import check_unit_scores
+
+    means = check_unit_scores(layers, activation_mean, "activation means")
+    return [m * torch.linalg.vector_norm(layer.B.to(torch.float64), dim=0) for layer, m in zip(layers, means)]
 
 
 def _scores(inputs: PruneInputs) -> list:

@@ -70,10 +70,12 @@ __all__ = [
     "load",
     "load_adapter",
     "read",
+    "read_weight_file",
     "save",
     "tensors_digest",
     "to_bytes",
     "verify_beside",
+    "weight_file",
     "write_beside",
 ]
 
@@ -364,7 +366,7 @@ def _raw_t(t):
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
 
 
-def _read_dense(path: Path) -> tuple[dict, dict | None]:
+def read_weight_file(path: Path) -> tuple[dict, dict | None]:
     """``(tensors, safetensors metadata or None)`` of a dense weight file."""
     import torch
 
@@ -381,7 +383,8 @@ def _read_dense(path: Path) -> tuple[dict, dict | None]:
         raise CorruptFileError(f"{path}: unreadable weight file ({type(exc).__name__}: {exc})") from exc
 
 
-def _dense_file(folder: Path) -> Path:
+def weight_file(folder: Path) -> Path:
+    """The AdapterHub weight file of ``folder`` (``adapter.safetensors``, else ``pytorch_adapter.bin``)."""
     for name in _WEIGHT_FILES:
         if (folder / name).is_file():
             return folder / name
@@ -400,8 +403,8 @@ def write_beside(adapter_dir, *, verify: bool = True) -> dict:
     Returns ``{"dense_bytes", "compact_bytes", "compact_sha256"}`` (sizes of the two weight files).
     """
     folder = Path(adapter_dir)
-    dense = _dense_file(folder)
-    tensors, metadata = _read_dense(dense)
+    dense = weight_file(folder)
+    tensors, metadata = read_weight_file(dense)
     data = to_bytes(tensors, metadata=metadata, weights_file=dense.name)
     (folder / COMPACT_FILE).write_bytes(data)
     if verify and not _bit_equal(load(folder / COMPACT_FILE), tensors):
@@ -418,7 +421,7 @@ def verify_beside(adapter_dir, expected: Mapping | None = None) -> None:
     exactly the dense file's tensors, and, with ``expected`` (e.g. ``prune.json``), the sizes and
     ``compact_sha256`` are those recorded. Raises :class:`~adapter_pruning.io.CorruptFileError`."""
     folder = Path(adapter_dir)
-    dense, compact = _dense_file(folder), folder / COMPACT_FILE
+    dense, compact = weight_file(folder), folder / COMPACT_FILE
     if not compact.is_file():
         raise CorruptFileError(f"{compact}: missing (written by an older version?); rerun the rule that wrote {folder}")
     if expected is not None:
@@ -432,7 +435,7 @@ def verify_beside(adapter_dir, expected: Mapping | None = None) -> None:
         for key, value in got.items():
             if expected.get(key) != value:
                 raise CorruptFileError(f"{compact}: {key} is {value}, but the record says {expected.get(key)!r}")
-    if not _bit_equal(load(compact), _read_dense(dense)[0]):
+    if not _bit_equal(load(compact), read_weight_file(dense)[0]):
         raise CorruptFileError(f"{compact}: decodes to other tensors than {dense}")
 
 

@@ -37,6 +37,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .compact import read_weight_file, weight_file
 from .io import CorruptFileError, sha256_file
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
 
 #: The structured adapter's folder inside a pruned state's folder.
 STRUCTURED_DIR = "structured"
-_WEIGHT_FILES = ("adapter.safetensors", "pytorch_adapter.bin")
 _HEAD_FILES = ("head_config.json", "model_head.safetensors", "pytorch_model_head.bin")
 _LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block)\.(\d+)\.")
 
@@ -154,27 +154,6 @@ def reduction_factors(layers: Sequence) -> dict[str, float]:
     return {str(i): reduction_factor(d, w) for i, (w, d, _) in sorted(by_index.items())}
 
 
-def _weights_file(folder: Path) -> Path:
-    for name in _WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{folder}: no adapter weight file ({' or '.join(_WEIGHT_FILES)})")
-
-
-def _read(path: Path) -> tuple[dict, dict | None]:
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-        return torch.load(str(path), map_location="cpu", weights_only=True), None
-    except Exception as exc:
-        raise CorruptFileError(f"{path}: unreadable weight file ({type(exc).__name__}: {exc})") from exc
-
-
 def write_structured(dst, adapter_dir, shrunk: Sequence) -> dict:
     """Write the narrowed layers ``shrunk`` (:func:`shrink`) as an AdapterHub folder ``dst`` (created; it
     must not exist). Not atomic by itself: build it inside a folder being written atomically
@@ -195,8 +174,8 @@ def write_structured(dst, adapter_dir, shrunk: Sequence) -> dict:
     from .masks import layers_to_state_dict
 
     src, dst = Path(adapter_dir), Path(dst)
-    weights = _weights_file(src)
-    state, metadata = _read(weights)
+    weights = weight_file(src)
+    state, metadata = read_weight_file(weights)
     new = layers_to_state_dict(shrunk)
     missing = sorted(set(new) - set(state))
     if missing:
@@ -237,14 +216,14 @@ def verify_beside(state_dir, expected: Mapping) -> None:
     sdir = folder / STRUCTURED_DIR
     if not sdir.is_dir():
         raise CorruptFileError(f"{sdir}: missing; rerun the rule that wrote {folder}")
-    weights = _weights_file(sdir)
+    weights = weight_file(sdir)
     for key, got in (("structured_bytes", weights.stat().st_size), ("structured_sha256", sha256_file(weights))):
         if expected.get(key) != got:
             raise CorruptFileError(f"{weights}: {key} is {got}, but the record says {expected.get(key)!r}")
     cfg = json.loads((sdir / "adapter_config.json").read_text())
     name = cfg.get("name")
-    small = extract_layers(_read(weights)[0], name)
-    dense = extract_layers(_read(_weights_file(folder))[0], name)
+    small = extract_layers(read_weight_file(weights)[0], name)
+    dense = extract_layers(read_weight_file(weight_file(folder))[0], name)
     removed = expected.get("units_removed")
     if [layer.prefix for layer in small] != [layer.prefix for layer in dense] or removed is None:
         raise CorruptFileError(f"{weights}: its layers do not match {folder}'s, or the record has no units_removed")

@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_cli import expect_error, run_cli, train_and_save  # tests/ is on sys.path
 
+from adapter_pruning import compact, masks, structured
 from adapter_pruning import config as apc
-from adapter_pruning import masks, structured
 from adapter_pruning import methods as registry
 from adapter_pruning.io import CorruptFileError
 from adapter_pruning.masks import AdapterLayer
@@ -281,7 +281,7 @@ def test_write_structured_keeps_the_source_format(tiny3, tmp_path):
     """write_structured copies the head and keeps the weight file's name and other tensors; the layer
     order of a shrunk adapter must match the source."""
     src = train_and_save(tiny3, tmp_path / "a", "seq_bn", steps=0, reduction_factor=4)
-    state = structured._read(src / "adapter.safetensors")[0]
+    state = compact.read_weight_file(src / "adapter.safetensors")[0]
     layers = masks.extract_layers(state, "mine")
     got = masks.unit_masks(layers, masks.magnitude_unit_scores(layers), 50)
     rec = structured.write_structured(tmp_path / "s", src, structured.shrink(masks.apply_masks(layers, got), got))
